@@ -1,0 +1,32 @@
+# Entry points: `make demo` (mini speech recipe end to end) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all sysdeps clean
+
+# espeak-ng synthesizes the mini speech corpus; install it when missing (root: apt-get).
+sysdeps:
+	@bash tools/install_sysdeps.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+setup: sysdeps $(STAMP)
+
+demo: setup
+	bash egs/mini_speech/star/run.sh
+
+test: setup
+	$(VPY) -m pytest -q -m "not slow"
+
+test-all: setup
+	$(VPY) -m pytest -q
+
+clean:
+	rm -rf egs/mini_*/*/data egs/mini_*/*/exp egs/mini_*/*/dump egs/mini_*/*/corpus

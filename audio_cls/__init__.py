@@ -1,0 +1,1 @@
+"""Respiratory sound classification: AST with Patch-Mix contrastive learning on ICBHI 2017."""

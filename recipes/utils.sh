@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Shared shell helpers for recipe templates: dated log lines, stage gating,
+# per-stage log files, and printing the tail of a failed stage's log.
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+# want_stage N: true when stage <= N <= stop_stage.
+want_stage() {
+  [ "${stage}" -le "$1" ] && [ "$1" -le "${stop_stage}" ]
+}
+
+# run_stage N "description" command [args...]
+# Prints a dated banner, runs the command with stdout+stderr tee'd to
+# ${expdir}/logs/stage<N>.log, and on failure prints the log tail and exits.
+run_stage() {
+  local n="$1" what="$2"
+  shift 2
+  want_stage "${n}" || return 0
+  local logdir="${expdir}/logs"
+  mkdir -p "${logdir}"
+  local logfile="${logdir}/stage${n}.log"
+  log "==== Stage ${n}: ${what} ===="
+  log "log: ${logfile}"
+  {
+    echo "# $(date '+%Y-%m-%dT%H:%M:%S') stage ${n}: ${what}"
+    echo "# command: $*"
+  } > "${logfile}"
+  local start=${SECONDS}
+  if ! "$@" 2>&1 | tee -a "${logfile}"; then
+    log "Stage ${n} FAILED (${what}). Last lines of ${logfile}:"
+    tail -n 40 "${logfile}" >&2
+    exit 1
+  fi
+  log "Stage ${n} done in $((SECONDS - start)) s"
+}
+
+# require_dir VAR_NAME PATH WHAT: fail with a message that says where to get it.
+require_root() {
+  local var="$1" path="$2" what="$3"
+  if [ -z "${path}" ] || [ ! -d "${path}" ]; then
+    echo "ERROR: dataset root \$${var}='${path}' does not exist." >&2
+    echo "       ${what}" >&2
+    echo "       Set ${var} in db.sh (or pass --${var,,} PATH)." >&2
+    exit 1
+  fi
+}

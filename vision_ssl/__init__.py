@@ -1,0 +1,1 @@
+"""Image self-supervised and few-shot methods: MixCo, SelfCon, SimCore, ReFine, DiffBlender."""
