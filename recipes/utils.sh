@@ -29,7 +29,7 @@ run_stage() {
     echo "# command: $*"
   } > "${logfile}"
   local start=${SECONDS}
-  if ! "$@" 2>&1 | tee -a "${logfile}"; then
+  if ! (set -o pipefail; "$@" 2>&1 | tee -a "${logfile}"); then
     log "Stage ${n} FAILED (${what}). Last lines of ${logfile}:"
     tail -n 40 "${logfile}" >&2
     exit 1

@@ -1,0 +1,242 @@
+r"""STaR temporal Gram matrix (TGM) distillation losses.
+
+Notation (reference ``speech.md`` §1.2): ``X^l`` is the ``(B, T, d)`` output of Transformer
+layer ``l`` (``l = 1..L``) and ``X^0`` the input of the first layer (the student's
+``pre_trf`` features). Student width ``d_S`` and teacher width ``d_T`` may differ: a TGM is
+``T x T`` so no projection head is needed.
+
+* layer-wise TGM   ``G^l = X^l (X^l)^T``  (symmetric PSD),
+* intra-layer TGM  ``G~^l = X^{l-1} (X^l)^T``  (FSP-style, generally not symmetric),
+* ``L_layer-wise = sum_l MSE(G^{l,S}, G^{l,T})``, ``L_intra = sum_l MSE(G~^{l,S}, G~^{l,T})``,
+* STaR's final objective is ``L_layer-wise + L_intra`` with equal weights; an optional
+  head-averaged attention KL term (:func:`audio_compress.losses.attention.avg_attention_kl`)
+  can be added, although the paper dropped it.
+
+Choices the paper leaves open (reference §1.2 "What is NOT confirmed") and what we do:
+
+* **Normalisation** is configurable: ``"none"`` (raw ``X Y^T``), ``"dim"`` (divide by the
+  channel width ``d``, the FSP convention of averaging over the summed channel axis) and
+  ``"cosine"`` (L2-normalise every frame first, so entries are cosine similarities).
+  **Default: ``"dim"``**, as the reference recommends: raw Grams scale with ``d`` and with the
+  activation norms (teacher d=768 vs. student d=432), give losses of order 1e3-1e4 and
+  overflow in fp16. Note that ``"dim"`` divides the teacher Gram by ``d_T`` and the student Gram
+  by ``d_S``, so it is *not* invariant to an orthogonal embedding into a wider space (use
+  ``"none"`` or ``"cosine"`` for that property); ``"none"`` and ``"cosine"`` are.
+* **Reduction**: mean squared error over the valid ``(i, j)`` frame pairs, pooled over the
+  batch (sum of squared errors / number of valid pairs), then **summed** over layers.
+* **Padding**: rows and columns of padded frames are zeroed in every Gram and excluded from
+  the mean; garbage in padded frames has no effect on the value or the gradient.
+* **Layers**: the layer-wise term uses ``X^1..X^L`` (1:1 teacher/student), no CNN (``X^0``)
+  term; the intra-layer term uses the ``L`` pairs ``(X^0, X^1) .. (X^{L-1}, X^L)``.
+* **Lengths**: all student and teacher tensors are cropped to their common number of frames
+  (teachers can be one frame longer; reference §7 item 1) by
+  :func:`audio_compress.losses._common.crop_to_common_length`.
+* **Precision**: Gram products and errors are computed in (at least) float32, so float16 and
+  bfloat16 activations give finite losses and gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._common import check_same_length, crop_to_common_length, safe_div, to_compute, valid_frames
+from .attention import avg_attention_kl
+
+NORMALIZE_OPTIONS = ("none", "dim", "cosine")
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZE_OPTIONS:
+        raise ValueError(f"unknown TGM normalize={normalize!r}; valid options are {NORMALIZE_OPTIONS}")
+
+
+def temporal_gram(
+    x: Tensor,
+    y: Tensor | None = None,
+    padding_mask: Tensor | None = None,
+    normalize: str = "dim",
+) -> Tensor:
+    r"""Temporal Gram matrix ``G = X Y^T`` of shape ``(B, T, T)``.
+
+    ``G[b, i, j] = sum_k X[b, i, k] Y[b, j, k] / c`` where ``c = 1`` for ``normalize="none"``
+    and ``c = d`` (the channel width) for ``"dim"``; for ``"cosine"`` each frame of ``X`` and
+    ``Y`` is first divided by its L2 norm (``G`` holds cosine similarities; all-zero frames give
+    zero entries).
+
+    Args:
+        x: ``(B, T, d)`` frames.
+        y: ``(B, T, d)`` frames; defaults to ``x`` (layer-wise TGM). Pass ``y = X^l`` and
+            ``x = X^{l-1}`` for the intra-layer TGM.
+        padding_mask: ``(B, T)`` bool, True at padded frames; their rows and columns of ``G``
+            are exactly zero.
+        normalize: ``"none"``, ``"dim"`` or ``"cosine"``.
+
+    The product is computed in at least float32 (half inputs are upcast).
+    """
+    _check_normalize(normalize)
+    if y is None:
+        y = x
+    if x.dim() != 3 or y.dim() != 3:
+        raise ValueError(f"temporal_gram expects (B, T, d) tensors, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape != y.shape:
+        raise ValueError(
+            f"temporal_gram: x {tuple(x.shape)} and y {tuple(y.shape)} must have the same (B, T, d)"
+        )
+    x = to_compute(x)
+    y = to_compute(y)
+    if padding_mask is not None:
+        pad = ~valid_frames(padding_mask, x.shape[0], x.shape[1], x.device)
+        # masked_fill (not multiplication) so that NaN/inf garbage in padding is removed too.
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        y = y.masked_fill(pad.unsqueeze(-1), 0.0)
+    if normalize == "cosine":
+        x = F.normalize(x, p=2.0, dim=-1)
+        y = F.normalize(y, p=2.0, dim=-1)
+    g = torch.bmm(x, y.transpose(1, 2))
+    if normalize == "dim":
+        g = g / x.shape[-1]
+    return g
+
+
+def gram_mse(g_s: Tensor, g_t: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+    r"""Mean squared error between two ``(B, T, T)`` Gram matrices over valid frame pairs.
+
+    ``MSE = sum_{b, i, j valid} (G^S_{bij} - G^T_{bij})^2 / #{(b, i, j): i and j valid}``
+
+    i.e. batch-pooled: every valid pair of every row counts once. Without padding this is
+    ``F.mse_loss(g_s, g_t)``. Returns a float32 (or float64) scalar; 0 if no pair is valid.
+    """
+    if g_s.shape != g_t.shape or g_s.dim() != 3 or g_s.shape[1] != g_s.shape[2]:
+        raise ValueError(
+            f"gram_mse expects two (B, T, T) tensors of equal shape, got {tuple(g_s.shape)} and {tuple(g_t.shape)}"
+        )
+    diff2 = (to_compute(g_s) - to_compute(g_t)).pow(2)
+    if padding_mask is None:
+        return diff2.mean()
+    valid = valid_frames(padding_mask, g_s.shape[0], g_s.shape[1], g_s.device)
+    pair = valid.unsqueeze(2) & valid.unsqueeze(1)
+    return safe_div(torch.where(pair, diff2, diff2.new_zeros(())).sum(), pair.sum())
+
+
+def layerwise_tgm_loss(
+    student_layers: Sequence[Tensor],
+    teacher_layers: Sequence[Tensor],
+    padding_mask: Tensor | None = None,
+    normalize: str = "dim",
+    layer_weights: Sequence[float] | None = None,
+) -> Tensor:
+    r"""Layer-wise TGM loss ``sum_l w_l * gram_mse(G(X_S^l), G(X_T^l))``.
+
+    Args:
+        student_layers: ``L`` tensors ``(B, T_S, d_S)`` (student layer outputs).
+        teacher_layers: ``L`` tensors ``(B, T_T, d_T)`` paired 1:1 with the student's; ``d_T``
+            may differ from ``d_S``. All tensors are cropped to the common frame count.
+        padding_mask: ``(B, T)`` bool, True at padded frames.
+        normalize: see :func:`temporal_gram`.
+        layer_weights: optional ``L`` weights ``w_l`` (default all 1).
+    """
+    _check_normalize(normalize)
+    check_same_length(student_layers, teacher_layers, "layerwise_tgm_loss")
+    n = len(student_layers)
+    if layer_weights is None:
+        layer_weights = [1.0] * n
+    elif len(layer_weights) != n:
+        raise ValueError(f"layerwise_tgm_loss: {len(layer_weights)} layer_weights for {n} layers")
+    cropped, padding_mask = crop_to_common_length([*student_layers, *teacher_layers], padding_mask)
+    total = None
+    for w, xs, xt in zip(layer_weights, cropped[:n], cropped[n:]):
+        term = w * gram_mse(
+            temporal_gram(xs, padding_mask=padding_mask, normalize=normalize),
+            temporal_gram(xt, padding_mask=padding_mask, normalize=normalize),
+            padding_mask,
+        )
+        total = term if total is None else total + term
+    return total
+
+
+def intra_layer_tgm_loss(
+    student_states: Sequence[Tensor],
+    teacher_states: Sequence[Tensor],
+    padding_mask: Tensor | None = None,
+    normalize: str = "dim",
+) -> Tensor:
+    r"""Intra-layer TGM loss ``sum_{l=1}^{L} gram_mse(X_S^{l-1} (X_S^l)^T, X_T^{l-1} (X_T^l)^T)``.
+
+    Args:
+        student_states: ``L + 1`` tensors ``[X^0, X^1, .., X^L]`` of shape ``(B, T, d_S)``
+            where ``X^0`` is the pre-Transformer input.
+        teacher_states: ``L + 1`` tensors of shape ``(B, T', d_T)``.
+        padding_mask: ``(B, T)`` bool, True at padded frames.
+        normalize: see :func:`temporal_gram`; ``"dim"`` divides by the model's own width
+            (both factors of one model share it).
+    """
+    _check_normalize(normalize)
+    check_same_length(student_states, teacher_states, "intra_layer_tgm_loss")
+    n = len(student_states)
+    if n < 2:
+        raise ValueError("intra_layer_tgm_loss needs L + 1 >= 2 states [X^0, X^1, ..]")
+    cropped, padding_mask = crop_to_common_length([*student_states, *teacher_states], padding_mask)
+    s, t = cropped[:n], cropped[n:]
+    total = None
+    for l in range(1, n):
+        term = gram_mse(
+            temporal_gram(s[l - 1], s[l], padding_mask=padding_mask, normalize=normalize),
+            temporal_gram(t[l - 1], t[l], padding_mask=padding_mask, normalize=normalize),
+            padding_mask,
+        )
+        total = term if total is None else total + term
+    return total
+
+
+def star_loss(
+    student_states: Sequence[Tensor],
+    teacher_states: Sequence[Tensor],
+    padding_mask: Tensor | None = None,
+    normalize: str = "dim",
+    layerwise_weight: float = 1.0,
+    intra_weight: float = 1.0,
+    attn_weight: float = 0.0,
+    student_attn: Sequence[Tensor] | None = None,
+    teacher_attn: Sequence[Tensor] | None = None,
+) -> dict[str, Tensor]:
+    r"""STaR objective.
+
+    ``loss = layerwise_weight * L_layer-wise(X^1..X^L) + intra_weight * L_intra(X^0..X^L)
+    [+ attn_weight * L_avg-attn]``
+
+    Args:
+        student_states / teacher_states: ``L + 1`` tensors ``[X^0, X^1, .., X^L]`` each
+            (``X^0`` = pre-Transformer input). The layer-wise term uses ``X^1..X^L`` (1:1),
+            the intra-layer term the ``L`` pairs ``(X^{l-1}, X^l)``.
+        padding_mask: ``(B, T)`` bool, True at padded frames.
+        normalize: TGM normalisation, default ``"dim"`` (see module docstring).
+        attn_weight: weight of the head-averaged attention KL; when > 0, ``student_attn`` and
+            ``teacher_attn`` (lists of per-layer ``(B, H, T, T)`` post-softmax maps) are required.
+
+    Returns a dict with ``"loss"`` (weighted total), ``"layerwise"``, ``"intra"`` (unweighted
+    terms) and ``"attn"`` when ``attn_weight > 0``.
+    """
+    _check_normalize(normalize)
+    check_same_length(student_states, teacher_states, "star_loss")
+    if len(student_states) < 2:
+        raise ValueError("star_loss needs L + 1 >= 2 states [X^0, X^1, ..]")
+    if attn_weight and (student_attn is None or teacher_attn is None):
+        raise ValueError("star_loss: attn_weight > 0 requires both student_attn and teacher_attn maps")
+    # One crop for everything so that all terms see the same frames.
+    n = len(student_states)
+    cropped, padding_mask = crop_to_common_length([*student_states, *teacher_states], padding_mask)
+    s, t = cropped[:n], cropped[n:]
+    layerwise = layerwise_tgm_loss(s[1:], t[1:], padding_mask, normalize)
+    intra = intra_layer_tgm_loss(s, t, padding_mask, normalize)
+    out = {"layerwise": layerwise, "intra": intra}
+    loss = layerwise_weight * layerwise + intra_weight * intra
+    if attn_weight:
+        attn = avg_attention_kl(student_attn, teacher_attn, padding_mask)
+        out["attn"] = attn
+        loss = loss + attn_weight * attn
+    out["loss"] = loss
+    return out

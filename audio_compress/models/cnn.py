@@ -1,0 +1,72 @@
+"""wav2vec 2.0-style convolutional feature encoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ConvBlock(nn.Module):
+    """Conv1d without bias, optional per-channel GroupNorm, GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, group_norm: bool):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=False)
+        nn.init.kaiming_normal_(self.conv.weight)
+        self.norm = nn.GroupNorm(out_channels, out_channels, affine=True) if group_norm else None
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """``x``: (B, C_in, T_in); ``valid``: (B, T_out) bool, True at frames computed from real samples."""
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x) if valid is None else self._masked_group_norm(x, valid)
+        return F.gelu(x)
+
+    def _masked_group_norm(self, x: Tensor, valid: Tensor) -> Tensor:
+        # One group per channel, statistics over valid frames only: the standard GroupNorm
+        # would let the amount of padding change every frame of a padded row.
+        norm = self.norm
+        weight = valid.unsqueeze(1).to(x.dtype)
+        count = weight.sum(dim=2, keepdim=True).clamp(min=1.0)
+        mean = (x * weight).sum(dim=2, keepdim=True) / count
+        var = ((x - mean).square() * weight).sum(dim=2, keepdim=True) / count
+        x = (x - mean) * torch.rsqrt(var + norm.eps)
+        return x * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
+
+
+class ConvFeatureExtractor(nn.Module):
+    """Stack of :class:`ConvBlock` s; GroupNorm on the first block only (wav2vec 2.0 "default" mode)."""
+
+    def __init__(self, conv_layers: list[tuple[int, int, int]]):
+        super().__init__()
+        blocks = []
+        in_channels = 1
+        for i, (channels, kernel, stride) in enumerate(conv_layers):
+            blocks.append(ConvBlock(in_channels, channels, kernel, stride, group_norm=i == 0))
+            in_channels = channels
+        self.conv_layers = nn.ModuleList(blocks)
+
+    def forward(self, wavs: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """Map ``wavs`` (B, L) to features (B, C, T).
+
+        With a sample-level ``padding_mask`` (True = padded), the first block's
+        normalisation ignores padded positions, so valid frames of a padded row equal
+        those of the same row without padding. Later blocks need nothing: a valid
+        output frame only reads valid samples.
+        """
+        x = wavs.unsqueeze(1)
+        if padding_mask is not None:
+            first = self.conv_layers[0].conv
+            lengths = (~padding_mask).sum(dim=1)
+            kernel, stride = first.kernel_size[0], first.stride[0]
+            valid_len = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+            total = (wavs.shape[1] - kernel) // stride + 1
+            valid = torch.arange(total, device=wavs.device).unsqueeze(0) < valid_len.unsqueeze(1)
+            x = self.conv_layers[0](x, valid)
+            blocks = self.conv_layers[1:]
+        else:
+            blocks = self.conv_layers
+        for block in blocks:
+            x = block(x)
+        return x

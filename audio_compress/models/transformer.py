@@ -1,0 +1,231 @@
+"""Post-LN Transformer encoder with optional attention-map reuse (ARMHuBERT).
+
+Layout follows wav2vec 2.0 / HuBERT with ``layer_norm_first=False``:
+``x = LN(x + pos_conv(x))``, dropout, then post-LN layers. A layer either
+computes its own attention (Q, K, V and output projections) or reuses the
+attention probabilities of the previous layer (V and output projections only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: Tensor, factor: float) -> Tensor:
+    """Identity in the forward pass; multiplies the incoming gradient by ``factor``."""
+    return _ScaleGrad.apply(x, factor)
+
+
+def layer_grad_scales(num_layers: int) -> list[float]:
+    """ARMHuBERT layer-gradient factors ``m_i = (L - i) / (L - i + 1)`` for 0-indexed layer i."""
+    return [(num_layers - i) / (num_layers - i + 1) for i in range(num_layers)]
+
+
+def _init_linear(linear: nn.Linear) -> nn.Linear:
+    # BERT-style initialisation, as used by wav2vec 2.0 / HuBERT Transformers.
+    nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention that computes its map or reuses a given one.
+
+    Args:
+        embed_dim: model width d.
+        num_heads: heads h.
+        dropout: dropout on the attention probabilities (forced to 0 when reusing).
+        computes_attention: False builds a reuse layer without Q/K projections.
+        release_compat: reproduce the released ARMHuBERT reuse quirks (see
+            :class:`audio_compress.models.config.StudentConfig`).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float, computes_attention: bool,
+                 release_compat: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.computes_attention = computes_attention
+        self.release_compat = release_compat
+        self.dropout = dropout if computes_attention else 0.0
+        if computes_attention:
+            self.q_proj = _init_linear(nn.Linear(embed_dim, embed_dim))
+            self.k_proj = _init_linear(nn.Linear(embed_dim, embed_dim))
+        self.v_proj = _init_linear(nn.Linear(embed_dim, embed_dim))
+        self.out_proj = _init_linear(nn.Linear(embed_dim, embed_dim))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, frames, _ = x.shape
+        return x.view(batch, frames, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,
+                reused: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Attend over ``x`` (B, T, d).
+
+        Args:
+            x: input (B, T, d).
+            key_padding_mask: (B, T) bool, True at padded frames (they get zero weight).
+            reused: previous layer's probabilities (B, h, T, T); required iff this is a
+                reuse layer.
+
+        Returns:
+            ``(output, carried, used)``: the (B, T, d) output; the (B, h, T, T) map handed
+            to a following reuse layer (the computed map, or the received one for a reuse
+            layer); and the map actually applied to the values.
+        """
+        if self.computes_attention != (reused is None):
+            raise ValueError("a reuse layer needs the previous map; a computing layer must not get one")
+        mask_value = torch.finfo(x.dtype).min
+        values = self._heads(self.v_proj(x))
+        if self.computes_attention:
+            queries = self._heads(self.q_proj(x)) * self.head_dim**-0.5
+            scores = queries @ self._heads(self.k_proj(x)).transpose(-1, -2)
+            if key_padding_mask is not None:
+                # Finite fill keeps fully padded rows finite (uniform) instead of NaN.
+                scores = scores.masked_fill(key_padding_mask[:, None, None, :], mask_value)
+            carried = used = scores.softmax(dim=-1)
+        elif self.release_compat:
+            carried = reused
+            batch, heads, frames, _ = reused.shape
+            # Released code: head-major flattening of the maps read back batch-major,
+            # then a second softmax over already-normalised probabilities.
+            used = reused.transpose(0, 1).reshape(batch, heads, frames, frames)
+            if key_padding_mask is not None:
+                used = used.masked_fill(key_padding_mask[:, None, None, :], mask_value)
+            used = used.softmax(dim=-1)
+        else:
+            carried = used = reused
+        probs = F.dropout(used, p=self.dropout, training=self.training)
+        out = (probs @ values).transpose(1, 2).flatten(2)
+        return self.out_proj(out), carried, used
+
+
+class TransformerLayer(nn.Module):
+    """Post-LN Transformer layer: ``LN(x + attn(x))`` then ``LN(x + FFN(x))`` with GELU."""
+
+    def __init__(self, embed_dim: int, ffn_dim: int, num_heads: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float, computes_attention: bool = True, release_compat: bool = False):
+        super().__init__()
+        self.self_attn = SelfAttention(embed_dim, num_heads, attention_dropout, computes_attention, release_compat)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.fc1 = _init_linear(nn.Linear(embed_dim, ffn_dim))
+        self.fc2 = _init_linear(nn.Linear(ffn_dim, embed_dim))
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+
+    @property
+    def computes_attention(self) -> bool:
+        """Whether this layer has Q/K projections (False: it reuses the previous map)."""
+        return self.self_attn.computes_attention
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,
+                reused: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(output, carried_map, used_map)``; see :meth:`SelfAttention.forward`."""
+        attn_out, carried, used = self.self_attn(x, key_padding_mask, reused)
+        x = self.self_attn_layer_norm(x + self.dropout(attn_out))
+        hidden = self.activation_dropout(F.gelu(self.fc1(x)))
+        x = self.final_layer_norm(x + self.dropout(self.fc2(hidden)))
+        return x, carried, used
+
+
+class PositionalConv(nn.Module):
+    """Grouped convolutional positional embedding with weight norm over the kernel axis.
+
+    An even kernel with padding ``kernel // 2`` yields one extra frame; dropping the
+    last one keeps the output aligned with the input ("same" padding).
+    """
+
+    def __init__(self, embed_dim: int, kernel: int, groups: int):
+        super().__init__()
+        conv = nn.Conv1d(embed_dim, embed_dim, kernel, padding=kernel // 2, groups=groups)
+        # Variance-preserving init for a kernel*d fan-in, as in wav2vec 2.0.
+        nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * embed_dim)))
+        nn.init.zeros_(conv.bias)
+        self.conv = weight_norm(conv, dim=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: (B, T, d) -> positional term (B, T, d)."""
+        y = self.conv(x.transpose(1, 2))[:, :, :-1]
+        return F.gelu(y).transpose(1, 2)
+
+
+class EncoderOutput(NamedTuple):
+    """What :meth:`TransformerEncoder.forward` returns."""
+
+    pre_transformer: Tensor
+    hidden_states: list[Tensor]
+    attentions: list[Tensor] | None
+
+
+class TransformerEncoder(nn.Module):
+    """Positional conv, encoder LayerNorm, dropout and a stack of post-LN layers.
+
+    Args:
+        embed_dim, ffn_dim, num_heads: layer sizes.
+        reuse_pattern: per layer, True = computes attention, False = reuses the previous map.
+        dropout, attention_dropout, activation_dropout: dropout rates.
+        pos_conv_kernel, pos_conv_groups: positional convolution shape.
+        layer_grad_scale: apply ARMHuBERT layer-gradient scaling.
+        release_compat: released ARMHuBERT reuse quirks (reuse layers only).
+    """
+
+    def __init__(self, embed_dim: int, ffn_dim: int, num_heads: int, reuse_pattern: list[bool], dropout: float,
+                 attention_dropout: float, activation_dropout: float, pos_conv_kernel: int, pos_conv_groups: int,
+                 layer_grad_scale: bool = False, release_compat: bool = False):
+        super().__init__()
+        if not reuse_pattern or not reuse_pattern[0]:
+            raise ValueError("reuse_pattern must be non-empty and start with True (first layer computes attention)")
+        self.pos_conv = PositionalConv(embed_dim, pos_conv_kernel, pos_conv_groups)
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(embed_dim, ffn_dim, num_heads, dropout, attention_dropout, activation_dropout,
+                             computes_attention=computes, release_compat=release_compat)
+            for computes in reuse_pattern
+        )
+        self.grad_scales = layer_grad_scales(len(reuse_pattern)) if layer_grad_scale else None
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None, output_attentions: bool = False) -> EncoderOutput:
+        """Encode ``x`` (B, T, d) with frame ``padding_mask`` (B, T, True = padded).
+
+        Padded frames are zeroed first, so the positional conv sees the same zeros a
+        shorter unpadded row gets from its own zero padding. With layer-gradient
+        scaling, layer i's output feeds layer i+1 with gradient factor ``m_i`` and the
+        returned (distillation) copy gets an extra ``1 - m_i``.
+        """
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        x = self.layer_norm(x + self.pos_conv(x))
+        pre_transformer = x
+        x = self.dropout(x)
+        hidden_states: list[Tensor] = []
+        attentions: list[Tensor] | None = [] if output_attentions else None
+        carried = None
+        for i, layer in enumerate(self.layers):
+            x, carried, used = layer(x, padding_mask, None if layer.computes_attention else carried)
+            if attentions is not None:
+                attentions.append(used)
+            if self.grad_scales is None:
+                hidden_states.append(x)
+            else:
+                x = scale_grad(x, self.grad_scales[i])
+                hidden_states.append(scale_grad(x, 1.0 - self.grad_scales[i]))
+        return EncoderOutput(pre_transformer, hidden_states, attentions)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Mini armhubert recipe: synthesized LibriSpeech-layout corpus, tiny teacher and student, CPU.
+# Every stage runs in minutes. Options: bash run.sh --help
+set -euo pipefail
+cd "$(dirname "$0")"
+exec bash ../../../recipes/distill.sh \
+  --method armhubert \
+  --student tiny_arm \
+  --teacher tiny_hubert \
+  --make_corpus true \
+  --corpus_root corpus \
+  --train_sets train-mini \
+  --dev_set dev-mini \
+  --test_sets test-mini \
+  --nj 2 \
+  --check_audio full \
+  "$@"

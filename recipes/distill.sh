@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Template recipe for speech SSL distillation (STaR, ARMHuBERT, DistilHuBERT).
+# Called by egs/<corpus>/<method>/run.sh, which sets corpus- and method-specific
+# options and forwards the user's flags ("$@"). Run `run.sh --help` for options.
+#
+# Stages:
+#   0: corpus      mini recipes synthesize their corpus; full recipes check $LIBRISPEECH
+#   1: data prep   LibriSpeech layout -> Kaldi data dirs under ${datadir}/
+#   2: teacher     load/convert the teacher, save a local transformers copy, check it on data
+set -euo pipefail
+
+# ---- options (each line: name=default  # description; listed by --help) ----
+stage=0                  # first stage to run
+stop_stage=100           # last stage to run
+method=star              # distillation method: star | armhubert | distilhubert
+tag=""                   # experiment name (default: <method>_<student>)
+exp_root=exp             # experiments go to <exp_root>/<tag>
+datadir=data             # Kaldi data dirs
+corpus_root=""           # folder holding LibriSpeech/<subset> (default: $LIBRISPEECH from db.sh)
+make_corpus=false        # stage 0 synthesizes the mini corpus into corpus_root (mini recipes)
+corpus_seed=0            # seed of the mini corpus
+train_sets="train-clean-100"  # training subsets (combined into one data dir)
+train_name=train         # name of the combined training data dir
+dev_set=dev-clean        # validation subset
+test_sets="test-clean"   # test subsets
+nj=4                     # parallel jobs for data preparation
+check_audio=header       # data prep audio check: header (fast) | full (decode every file)
+on_bad_audio=fail        # bad audio at data prep: fail | skip (skipped files listed in bad_audio.txt)
+resample=false           # resample audio that is not 16 kHz (false: refuse it)
+teacher=hubert_base      # teacher: named architecture, transformers folder, or fairseq .pt
+teacher_seed=0           # seed for a randomly initialised named teacher
+student=starhubert       # student architecture (see audio_compress.models)
+. "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
+
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected positional arguments: $*" >&2
+  exit 1
+fi
+
+recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
+. "${recipe_dir}/path.sh"
+. "${recipe_dir}/cmd.sh"
+. "${recipe_dir}/utils.sh"
+. "${recipe_dir}/db.sh"
+[ -f ./db.sh ] && . ./db.sh
+
+[ -n "${tag}" ] || tag="${method}_${student}"
+expdir="${exp_root}/${tag}"
+mkdir -p "${expdir}/logs"
+corpus_root="${corpus_root:-${LIBRISPEECH}}"
+
+log "$0 $*"
+log "recipe: method=${method} student=${student} teacher=${teacher} expdir=${expdir}"
+
+# subset name -> data dir name (dev-clean -> dev_clean)
+dname() { echo "${1//-/_}"; }
+
+corpus_stage() {
+  if "${make_corpus}"; then
+    python -m audio_compress.bin.make_mini_corpus --out "${corpus_root}" --seed "${corpus_seed}"
+  else
+    require_root corpus_root "${corpus_root}" \
+      "Download LibriSpeech (openslr.org/12: train-clean-100, train-clean-360, train-other-500, dev-clean, test-clean) and unpack it so that <root>/LibriSpeech/<subset> exists."
+    for s in ${train_sets} ${dev_set} ${test_sets}; do
+      if [ ! -d "${corpus_root}/LibriSpeech/${s}" ] && [ ! -d "${corpus_root}/${s}" ]; then
+        echo "ERROR: subset ${s} not found under ${corpus_root}; download and unpack it." >&2
+        return 1
+      fi
+    done
+    echo "All subsets present under ${corpus_root}"
+  fi
+}
+
+data_stage() {
+  local common=(--root "${corpus_root}" --nj "${nj}" --check "${check_audio}"
+                --on_bad_audio "${on_bad_audio}" --resample "${resample}" --out "${datadir}")
+  # shellcheck disable=SC2086
+  python -m audio_compress.bin.prepare_librispeech "${common[@]}" \
+    --subsets "$(echo ${train_sets} | tr ' ' ',')" --combine_as "${train_name}"
+  # shellcheck disable=SC2086
+  python -m audio_compress.bin.prepare_librispeech "${common[@]}" \
+    --subsets "$(echo ${dev_set} ${test_sets} | tr ' ' ',')"
+}
+
+teacher_stage() {
+  python -m audio_compress.bin.prepare_teacher --teacher "${teacher}" --seed "${teacher_seed}" \
+    --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")"
+}
+
+run_stage 0 "corpus: ${corpus_root}" corpus_stage
+run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{${train_name},$(dname "${dev_set}"),...}" data_stage
+run_stage 2 "teacher: ${teacher} -> ${expdir}/teacher" teacher_stage
+
+log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"
