@@ -7,6 +7,9 @@
 #   0: corpus      mini recipes synthesize their corpus; full recipes check $LIBRISPEECH
 #   1: data prep   LibriSpeech layout -> Kaldi data dirs under ${datadir}/
 #   2: teacher     load/convert the teacher, save a local transformers copy, check it on data
+#   3: dump        (use_dump=true) teacher features of train/dev stored in fp16 shards
+#   4: distill     Lightning training (resumes from the last checkpoint when re-run)
+#   5: export      standalone student checkpoint + s3prl upstream check (<method>_local)
 set -euo pipefail
 
 # ---- options (each line: name=default  # description; listed by --help) ----
@@ -30,6 +33,11 @@ resample=false           # resample audio that is not 16 kHz (false: refuse it)
 teacher=hubert_base      # teacher: named architecture, transformers folder, or fairseq .pt
 teacher_seed=0           # seed for a randomly initialised named teacher
 student=starhubert       # student architecture (see audio_compress.models)
+conf=conf/distill.yaml   # distillation config (YAML); the student/teacher above override it
+use_dump=false           # stage 3 dumps teacher features; training reads them (star, distilhubert)
+dumpdir=dump             # where feature dumps go
+train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=100 optim.lr=1e-3"
+export_which=best        # checkpoint to export: best (lowest dev loss) | last
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 if [ $# -ne 0 ]; then
@@ -87,8 +95,39 @@ teacher_stage() {
     --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")"
 }
 
+dump_stage() {
+  local set
+  for set in "${train_name}" "$(dname "${dev_set}")"; do
+    python -m audio_compress.bin.dump_teacher --config "${conf}" --teacher "${expdir}/teacher" \
+      --set "student=${student}" --data "${datadir}/${set}" --out "${dumpdir}/${tag}/${set}"
+  done
+}
+
+distill_stage() {
+  local overrides=(--set "method=${method}" --set "student=${student}" --set "teacher=${expdir}/teacher"
+                   --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")")
+  if "${use_dump}"; then
+    overrides+=(--set "data.dump_dir=${dumpdir}/${tag}/${train_name}" --set "data.dev_dump_dir=${dumpdir}/${tag}/$(dname "${dev_set}")")
+  fi
+  local kv
+  for kv in ${train_args}; do overrides+=(--set "${kv}"); done
+  python -m audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" "${overrides[@]}"
+}
+
+export_stage() {
+  python -m audio_compress.bin.export --ckpt_dir "${expdir}/checkpoints" --which "${export_which}" \
+    --out "${expdir}/student.pt"
+}
+
 run_stage 0 "corpus: ${corpus_root}" corpus_stage
 run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{${train_name},$(dname "${dev_set}"),...}" data_stage
 run_stage 2 "teacher: ${teacher} -> ${expdir}/teacher" teacher_stage
+if "${use_dump}"; then
+  run_stage 3 "teacher feature dump -> ${dumpdir}/${tag}" dump_stage
+elif want_stage 3; then
+  log "Stage 3 skipped (use_dump=false: the teacher runs online during training)"
+fi
+run_stage 4 "distillation (${method}, ${conf}) -> ${expdir}/checkpoints" distill_stage
+run_stage 5 "export -> ${expdir}/student.pt + s3prl check" export_stage
 
 log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"

@@ -209,7 +209,9 @@ class TransformerEncoder(nn.Module):
         Padded frames are zeroed first, so the positional conv sees the same zeros a
         shorter unpadded row gets from its own zero padding. With layer-gradient
         scaling, layer i's output feeds layer i+1 with gradient factor ``m_i`` and the
-        returned (distillation) copy gets an extra ``1 - m_i``.
+        returned (distillation) copy gets an extra ``1 - m_i``. An attention map handed
+        to a reuse layer is not scaled: it is computed from the computing layer's input,
+        so that path reaches the reuse layer without the computing layer's ``m_i``.
         """
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)

@@ -9,6 +9,11 @@ Registered names:
 
 * ``ssl_teacher_local``: a teacher (HuBERT / WavLM / wav2vec 2.0) from a local transformers
   folder, an original fairseq checkpoint, or a named random architecture; all L+1 hidden states.
+* ``star_local``, ``armhubert_local``, ``distilhubert_local``: an exported student checkpoint
+  (``audio_compress.models.save_student`` / recipe export stage). Hidden states as the papers'
+  upstreams expose them: STaR the L layer outputs, ARMHuBERT the L projections to 768,
+  DistilHuBERT the projected CNN features, the layer outputs and the head predictions.
+  All have downsample rate 320.
 """
 
 from __future__ import annotations
@@ -43,6 +48,38 @@ def ssl_teacher_local(ckpt: str, model_config: str | None = None, refresh: bool 
     if ckpt is None:
         raise ValueError("ssl_teacher_local needs a checkpoint: pass -k PATH (s3prl runner) or path_or_url")
     return UpstreamExpert(load_teacher(ckpt), _teacher_states)
+
+
+def _student_states(model, wavs, padding_mask):
+    return model.upstream_hidden_states(model(wavs, padding_mask=padding_mask))
+
+
+def _student_upstream(ckpt: str | None, entry: str) -> UpstreamExpert:
+    from audio_compress.models import load_student
+
+    if ckpt is None:
+        raise ValueError(f"{entry} needs an exported student checkpoint: pass -k PATH (s3prl runner) or path_or_url")
+    model = load_student(ckpt)
+    model.eval()
+    return UpstreamExpert(model, _student_states)
+
+
+@_factory("star_local")
+def star_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
+    """STaR student (STaRHuBERT, -L, or any student checkpoint) from an exported checkpoint."""
+    return _student_upstream(ckpt, "star_local")
+
+
+@_factory("armhubert_local")
+def armhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
+    """ARMHuBERT / ARMHuBERT-S / MaskHuBERT student from an exported checkpoint."""
+    return _student_upstream(ckpt, "armhubert_local")
+
+
+@_factory("distilhubert_local")
+def distilhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
+    """DistilHuBERT student from an exported checkpoint."""
+    return _student_upstream(ckpt, "distilhubert_local")
 
 
 def register() -> list[str]:

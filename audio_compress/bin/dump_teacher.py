@@ -1,0 +1,90 @@
+"""Dump teacher hidden states of a data dir in fp16 (run the teacher once instead of every epoch).
+
+    python -m audio_compress.bin.dump_teacher --teacher hubert_base.pt --data data/train \\
+        --out dump/train --layers 0,4,8,12 [--device cuda] [--shard_frames N]
+    python -m audio_compress.bin.dump_teacher --config conf/star.yaml --data data/train --out dump/train
+
+With ``--config`` the layers are those the distillation method of that config consumes
+(:func:`audio_compress.tasks.distill.needed_teacher_layers`) and ``--teacher`` defaults to the
+config's ``teacher``. Re-running an interrupted dump resumes it; re-running a finished one does
+nothing. Point ``data.dump_dir`` of the distillation config at ``--out`` to train from the dump.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from audio_compress.dump import DEFAULT_SHARD_FRAMES, dump_teacher_features
+
+
+def parse_layers(text: str) -> list[int]:
+    try:
+        layers = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers must be comma-separated integers, got {text!r}") from None
+    if not layers:
+        raise argparse.ArgumentTypeError("--layers is empty")
+    return layers
+
+
+def layers_from_config(config_path: str, teacher_num_layers: int, overrides: list[str] | None = None) -> list[int]:
+    """Teacher layers a distillation config consumes (for its student and this teacher's depth)."""
+    from audio_compress.models import get_student_config
+    from audio_compress.tasks.config import load_config
+    from audio_compress.tasks.distill import needed_teacher_layers
+
+    config = load_config(config_path, overrides)
+    if config.method == "armhubert":
+        raise SystemExit(
+            f"{config_path}: method armhubert runs the teacher on masked input at every step; "
+            "a feature dump cannot serve it"
+        )
+    student_layers = get_student_config(config.student, **config.student_overrides).num_layers
+    return needed_teacher_layers(config, student_layers, teacher_num_layers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", help="teacher spec for load_teacher (checkpoint, folder or architecture "
+                        "name); default: the config's teacher")
+    parser.add_argument("--data", required=True, help="Kaldi data dir (wav.scp + utt2num_samples)")
+    parser.add_argument("--out", required=True, help="output folder of the dump")
+    parser.add_argument("--layers", type=parse_layers, help="teacher hidden-state indices, e.g. 0,4,8,12")
+    parser.add_argument("--config", help="distillation YAML to derive --layers (and --teacher) from")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an entry of --config (repeatable)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--shard_frames", type=int, default=DEFAULT_SHARD_FRAMES,
+                        help=f"frames per shard file (default {DEFAULT_SHARD_FRAMES})")
+    parser.add_argument("--resample", default="false", choices=["true", "false"],
+                        help="resample audio that is not 16 kHz instead of refusing it")
+    parser.add_argument("--num_workers", type=int, default=2, help="audio reading workers")
+    parser.add_argument("--progress", default="true", choices=["true", "false"])
+    args = parser.parse_args(argv)
+
+    if (args.layers is None) == (args.config is None):
+        parser.error("give exactly one of --layers and --config")
+    teacher_spec = args.teacher
+    if teacher_spec is None:
+        if args.config is None:
+            parser.error("--teacher is required without --config")
+        from audio_compress.tasks.config import load_config
+
+        teacher_spec = load_config(args.config, args.overrides).teacher
+
+    from audio_compress.teachers import load_teacher
+
+    teacher = load_teacher(teacher_spec, device=args.device)
+    layers = args.layers
+    if layers is None:
+        layers = layers_from_config(args.config, teacher.num_layers, args.overrides)
+        print(f"Layers from {args.config}: {layers}")
+    out = dump_teacher_features(
+        teacher, args.data, args.out, layers, shard_frames=args.shard_frames, device=args.device,
+        resample=args.resample == "true", progress=args.progress == "true", num_workers=args.num_workers,
+    )
+    print(f"Teacher features of {args.data} (layers {sorted(set(layers))}) are in {out}")
+
+
+if __name__ == "__main__":
+    main()

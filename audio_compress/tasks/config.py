@@ -1,0 +1,163 @@
+"""Configuration of a distillation run, read from the recipe's YAML (the single source of truth).
+
+A YAML file mirrors :class:`DistillConfig`; unknown keys are errors (a typo must not silently
+fall back to a default). ``key.sub=value`` overrides (from the command line) are applied on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("star", "armhubert", "distilhubert")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is batched."""
+
+    train: str = "data/train"  #: Kaldi data dir for training
+    dev: str = "data/dev_clean"  #: Kaldi data dir for validation
+    max_batch_samples: int = 16000 * 200  #: padded samples per batch (per device)
+    max_batch_size: int | None = None  #: optional cap on utterances per batch
+    crop_samples: int | None = None  #: random crop of long training utterances (None: no crop)
+    num_workers: int = 4
+    resample: bool = False  #: resample non-16 kHz audio instead of refusing it
+    dump_dir: str | None = None  #: read teacher targets from a feature dump instead of running it
+    dev_dump_dir: str | None = None  #: dump of the dev set (optional; else online teacher for dev)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then linear decay (s3prl's ``AdamW_with_schedule`` layout)."""
+
+    lr: float = 5.0e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1.0e-6
+    weight_decay: float = 0.01  #: applied to weights; biases and norms get 0
+    warmup_proportion: float = 0.05
+    grad_clip: float = 10.0
+
+
+@dataclass
+class LossConfig:
+    """Loss options of every method (each method reads its own)."""
+
+    # STaR
+    normalize: str = "dim"
+    layerwise_weight: float = 1.0
+    intra_weight: float = 1.0
+    attn_weight: float = 0.0
+    # ARMHuBERT masking distillation
+    mask_prob: float = 0.8
+    mask_length: int = 10
+    min_masks: int = 2
+    last_weight: float = 1.0
+    hint_weight: float = 0.1
+    # DistilHuBERT
+    cos_weight: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings."""
+
+    max_steps: int = -1  #: optimizer updates (-1: use max_epochs)
+    max_epochs: int = 100
+    precision: str = "bf16-mixed"  #: "32-true", "16-mixed" or "bf16-mixed"
+    accumulate_grad_batches: int = 1
+    devices: Any = "auto"
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    log_every_n_steps: int = 50
+    val_every_n_steps: int = 2000  #: validation interval in training batches
+    ckpt_every_n_steps: int = 5000  #: periodic checkpoint interval in optimizer steps
+    keep_best: int = 3  #: best-on-dev checkpoints kept
+    seed: int = 0
+
+
+@dataclass
+class DistillConfig:
+    """One distillation experiment."""
+
+    method: str = "star"
+    student: str = "starhubert"
+    student_overrides: dict = field(default_factory=dict)
+    teacher: str = "hubert_base"
+    #: teacher hidden-state index for each student layer 1..L (None: 1:1 or evenly spaced)
+    teacher_layers: list[int] | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}")
+        elif name == "betas":
+            kwargs[name] = tuple(float(v) for v in value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
+    """Read a :class:`DistillConfig` from YAML (or defaults) plus ``key=value`` overrides."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        raw = yaml.safe_load(path.read_text()) or {}
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return _build(DistillConfig, raw, str(path) if path else "config")
+    except TypeError as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def save_config(config: DistillConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (kept next to the checkpoints)."""
+    data = config.to_dict()
+    data["optim"]["betas"] = list(data["optim"]["betas"])
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
