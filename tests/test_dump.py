@@ -266,7 +266,7 @@ def test_frame_count_mismatch_names_the_utterance(teacher, data_dir, tmp_path):
 
 def test_layers_are_validated(teacher, data_dir, tmp_path):
     with pytest.raises(ValueError, match="out of range"):
-        dump_teacher_features(teacher, data_dir, tmp_path / "d", [0, 3], progress=False)
+        dump_teacher_features(teacher, data_dir, tmp_path / "d", [0, 5], progress=False)
 
 
 def test_dataset_refuses_data_missing_from_dump(teacher, data_dir, tmp_path):
@@ -295,4 +295,4 @@ def test_cli_layers_and_config(data_dir, tmp_path, capsys, reference):
           "--progress", "false"])
     printed = capsys.readouterr().out
     assert "Layers from" in printed
-    assert TeacherDump(out2).layers == [0, 1, 2]  # tiny_star (3 layers) over a 2-layer teacher
+    assert TeacherDump(out2).layers == [0, 1, 3, 4]  # tiny_star (3 layers) over the 4-layer tiny teacher: X^0 + layers round(4i/3)

@@ -129,7 +129,7 @@ def test_too_short_and_bad_shapes():
 
 def test_properties():
     teacher = _tiny("tiny_wavlm")
-    assert (teacher.num_layers, teacher.hidden_size, teacher.num_heads) == (2, 64, 4)
+    assert (teacher.num_layers, teacher.hidden_size, teacher.num_heads) == (4, 64, 4)
     assert teacher.downsample_rate == 320 and teacher.model_type == "wavlm"
     with pytest.raises(TypeError):
         FrozenTeacher(nn.Linear(2, 2))
@@ -423,7 +423,7 @@ def test_fairseq_config_inferred_from_tensor_shapes():
     sd, _ = _fairseq_checkpoint(teacher)
     config = fairseq_to_transformers_config({"_name": "hubert", "encoder_attention_heads": 4}, sd)
     assert config.model_type == "hubert"
-    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (2, 64, 128)
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (4, 64, 128)
     assert list(config.conv_dim) == [32] * 7 and list(config.conv_stride) == [5, 2, 2, 2, 2, 2, 2]
     assert config.feat_extract_norm == "layer" and config.conv_bias
     assert config.feat_proj_layer_norm and not config.do_stable_layer_norm

@@ -189,7 +189,8 @@ _REGISTRY: dict[str, dict[str, Any]] = {
         ffn_dim=3072, num_heads=12, num_layers=2, dropout=0.1, attention_dropout=0.1,
         activation_dropout=0.1, input_dropout=0.0, pred_layers=[4, 8, 12], upstream_outputs="distiller",
     ),
-    # Tiny variants for CPU tests: same CNN strides and kernels, so frames follow the formula.
+    # Tiny variants for CPU tests and mini recipes: same CNN strides and kernels (frames follow the
+    # formula), sized for the 4-layer, 64-wide ``tiny_hubert`` teacher.
     "tiny_star": dict(
         conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, embed_dim=64, ffn_dim=128,
         num_heads=4, num_layers=3, **_ARM_FAMILY,
@@ -197,12 +198,12 @@ _REGISTRY: dict[str, dict[str, Any]] = {
     "tiny_arm": dict(
         conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(64, 2, 2)] * 2, embed_dim=64, ffn_dim=128,
         num_heads=4, num_layers=4, reuse_pattern=[True, False, True, False], mask_emb=True,
-        layer_grad_scale=True, proj_dim=96, upstream_outputs="projections", **_ARM_FAMILY,
+        layer_grad_scale=True, proj_dim=64, upstream_outputs="projections", **_ARM_FAMILY,
     ),
     "tiny_distil": dict(
         conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, feature_layer_norm=False,
         feature_grad_mult=0.1, embed_dim=64, ffn_dim=128, num_heads=4, num_layers=2, input_dropout=0.0,
-        pred_layers=[4, 8, 12], upstream_outputs="distiller",
+        pred_layers=[2, 3, 4], upstream_outputs="distiller",
     ),
 }
 

@@ -89,7 +89,7 @@ def _common(
 
 
 _BASE = dict(conv_channels=512, hidden=768, layers=12, heads=12, ffn=3072, pos_kernel=128, pos_groups=16)
-_TINY = dict(conv_channels=32, hidden=64, layers=2, heads=4, ffn=128, pos_kernel=16, pos_groups=4)
+_TINY = dict(conv_channels=32, hidden=64, layers=4, heads=4, ffn=128, pos_kernel=16, pos_groups=4)
 
 
 def _hubert(size: dict, **overrides) -> HubertConfig:
