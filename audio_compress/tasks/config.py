@@ -119,8 +119,20 @@ def _build(cls, values: dict, where: str):
         elif name == "betas":
             kwargs[name] = tuple(float(v) for v in value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, known[name].default, f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Make numbers written as YAML strings (``1e-3`` is a string in YAML 1.1) numeric."""
+    if isinstance(default, float) and isinstance(value, (str, int)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError as err:
+            raise ValueError(f"{where}: expected a number, got {value!r}") from err
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    return value
 
 
 def _parse_value(text: str) -> Any:

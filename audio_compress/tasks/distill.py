@@ -86,8 +86,12 @@ class DistillationTask(L.LightningModule):
             raise ValueError(
                 f"teacher_layers has {len(self.layer_map)} entries but the student has {self.num_student_layers} layers"
             )
-        if config.method == "armhubert" and self.student.config.proj_dim is None:
-            raise ValueError(f"armhubert needs a student with projection heads; {config.student!r} has none")
+        if config.method == "armhubert" and self.student.config.proj_dim != teacher.hidden_size:
+            raise ValueError(
+                f"armhubert matches projection heads to teacher layers: student {config.student!r} has "
+                f"proj_dim={self.student.config.proj_dim} but the teacher is {teacher.hidden_size} wide; "
+                f"set student_overrides.proj_dim: {teacher.hidden_size}"
+            )
         self._mask_generator = torch.Generator().manual_seed(config.trainer.seed)
 
     # ------------------------------------------------------------------ targets
@@ -194,6 +198,14 @@ class DistillationTask(L.LightningModule):
         warmup = int(total * opt_cfg.warmup_proportion)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The frozen teacher is rebuilt from config.teacher; storing it would add ~95M
+        # parameters to every checkpoint.
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
 
     def train(self, mode: bool = True):
         super().train(mode)
