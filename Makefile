@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all sysdeps clean
+.PHONY: setup demo test test-fast sysdeps clean
 
 # espeak-ng synthesizes the mini speech corpus; install it when missing (root: apt-get).
 sysdeps:
@@ -13,7 +13,6 @@ sysdeps:
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
@@ -22,11 +21,13 @@ setup: sysdeps $(STAMP)
 demo: setup
 	bash egs/mini_speech/star/run.sh
 
+# The whole suite, integration runs of the mini recipes and the 2-process DDP test included.
 test: setup
-	$(VPY) -m pytest -q -m "not slow"
-
-test-all: setup
 	$(VPY) -m pytest -q
+
+# Unit tests only (skips tests marked slow).
+test-fast: setup
+	$(VPY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf egs/mini_*/*/data egs/mini_*/*/exp egs/mini_*/*/dump egs/mini_*/*/corpus

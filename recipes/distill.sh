@@ -12,6 +12,8 @@
 #   5: export      standalone student checkpoint + s3prl upstream check (<method>_local)
 set -euo pipefail
 
+cmdline="$0 $*"
+
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
 stop_stage=100           # last stage to run
@@ -57,7 +59,7 @@ expdir="${exp_root}/${tag}"
 mkdir -p "${expdir}/logs"
 corpus_root="${corpus_root:-${LIBRISPEECH}}"
 
-log "$0 $*"
+log "${cmdline}"
 log "recipe: method=${method} student=${student} teacher=${teacher} expdir=${expdir}"
 
 # subset name -> data dir name (dev-clean -> dev_clean)
@@ -67,7 +69,7 @@ corpus_stage() {
   if "${make_corpus}"; then
     python -m audio_compress.bin.make_mini_corpus --out "${corpus_root}" --seed "${corpus_seed}"
   else
-    require_root corpus_root "${corpus_root}" \
+    require_root LIBRISPEECH corpus_root "${corpus_root}" \
       "Download LibriSpeech (openslr.org/12: train-clean-100, train-clean-360, train-other-500, dev-clean, test-clean) and unpack it so that <root>/LibriSpeech/<subset> exists."
     for s in ${train_sets} ${dev_set} ${test_sets}; do
       if [ ! -d "${corpus_root}/LibriSpeech/${s}" ] && [ ! -d "${corpus_root}/${s}" ]; then
@@ -87,7 +89,7 @@ data_stage() {
     --subsets "$(echo ${train_sets} | tr ' ' ',')" --combine_as "${train_name}"
   # shellcheck disable=SC2086
   python -m audio_compress.bin.prepare_librispeech "${common[@]}" \
-    --subsets "$(echo ${dev_set} ${test_sets} | tr ' ' ',')"
+    --subsets "$(printf '%s\n' ${dev_set} ${test_sets} | sort -u | paste -sd, -)"
 }
 
 teacher_stage() {

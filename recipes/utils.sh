@@ -37,13 +37,14 @@ run_stage() {
   log "Stage ${n} done in $((SECONDS - start)) s"
 }
 
-# require_dir VAR_NAME PATH WHAT: fail with a message that says where to get it.
+# require_root DB_VAR OPTION PATH WHAT: fail with a message saying what to download and
+# where to point it (DB_VAR in db.sh, or the recipe option --OPTION).
 require_root() {
-  local var="$1" path="$2" what="$3"
+  local dbvar="$1" option="$2" path="$3" what="$4"
   if [ -z "${path}" ] || [ ! -d "${path}" ]; then
-    echo "ERROR: dataset root \$${var}='${path}' does not exist." >&2
+    echo "ERROR: dataset root '${path}' does not exist." >&2
     echo "       ${what}" >&2
-    echo "       Set ${var} in db.sh (or pass --${var,,} PATH)." >&2
+    echo "       Set ${dbvar}=<folder> in recipes/db.sh (or the environment), or pass --${option} <folder>." >&2
     exit 1
   fi
 }

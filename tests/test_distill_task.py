@@ -139,6 +139,7 @@ class _Interrupt(L.Callback):
             raise RuntimeError("simulated crash")
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_final_step(wave_dirs, tmp_path):
     cfg = _config(wave_dirs)
     expdir = tmp_path / "exp"
@@ -159,6 +160,7 @@ def test_interrupted_run_resumes_to_the_same_final_step(wave_dirs, tmp_path):
     assert "train/loss" in metrics and "val_loss" in metrics
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_gloo(wave_dirs, tmp_path):
     cfg = _config(wave_dirs, strategy="ddp", devices=2, max_steps=4)
     conf = tmp_path / "ddp.yaml"
