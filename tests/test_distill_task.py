@@ -29,16 +29,19 @@ from audio_compress.teachers import load_teacher
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(wave_dirs, method="star", student="tiny_star", **trainer):
+def _overrides(wave_dirs, method="star", student="tiny_star") -> list[str]:
     train, dev = wave_dirs
-    overrides = [
+    return [
         f"method={method}", f"student={student}", "teacher=tiny_hubert",
         f"data.train={train}", f"data.dev={dev}", "data.max_batch_samples=64000", "data.num_workers=0",
         "trainer.precision=32-true", "trainer.accelerator=cpu", "trainer.devices=1",
         "trainer.max_steps=6", "trainer.ckpt_every_n_steps=2", "trainer.val_every_n_steps=3",
         "trainer.log_every_n_steps=1", "optim.lr=1e-3",
     ]
-    overrides += [f"trainer.{k}={v}" for k, v in trainer.items()]
+
+
+def _config(wave_dirs, method="star", student="tiny_star", **trainer):
+    overrides = _overrides(wave_dirs, method, student) + [f"trainer.{k}={v}" for k, v in trainer.items()]
     return load_config(None, overrides)
 
 
@@ -93,6 +96,18 @@ def test_each_method_gives_finite_loss_and_gradients(wave_dirs, method, student)
     grads = [p.grad for p in task.student.parameters() if p.requires_grad]
     assert all(g is not None for g in grads[:5])
     assert all(p.grad is None for p in task.teacher.parameters())
+
+
+def test_star_attention_term_is_added(wave_dirs):
+    plain = DistillationTask(_config(wave_dirs)).eval()
+    with_attn = DistillationTask(load_config(None, [*_overrides(wave_dirs), "loss.attn_weight=0.5"])).eval()
+    with_attn.load_state_dict(plain.state_dict())
+    batch = next(iter(DistillDataModule(plain.config.data).val_dataloader()))
+    with torch.no_grad():
+        a = plain.compute_loss(batch, train=False)
+        b = with_attn.compute_loss(batch, train=False)
+    assert b["attn"] > 0
+    torch.testing.assert_close(b["loss"], a["loss"] + 0.5 * b["attn"], rtol=1e-4, atol=1e-5)
 
 
 def test_nonfinite_loss_stops_with_message(wave_dirs, monkeypatch):

@@ -118,6 +118,8 @@ class DistillationTask(L.LightningModule):
         method = self.config.method
         if method == "armhubert":
             return self._arm_loss(batch, train)
+        if method == "star" and cfg.attn_weight > 0:
+            return self._star_with_attention(batch)
         out = self.student(batch.wavs, padding_mask=batch.padding_mask)
         pad = out.padding_mask
         if method == "star":
@@ -135,6 +137,26 @@ class DistillationTask(L.LightningModule):
         frames = min(out.predictions.shape[2], targets[0].shape[1])
         target = torch.stack([t[:, :frames] for t in targets], dim=1)
         return distilhubert_loss(out.predictions[:, :, :frames], target, padding_mask=pad[:, :frames], cos_weight=cfg.cos_weight)
+
+    def _star_with_attention(self, batch) -> dict[str, Tensor]:
+        """STaR with the head-averaged attention KL term: both models also return their maps
+        (layer l of the student is matched to its mapped teacher layer)."""
+        cfg = self.config.loss
+        if getattr(batch, "targets", None) is not None:
+            raise ValueError("loss.attn_weight > 0 needs the teacher's attention maps; a feature dump has none")
+        teacher_out = self.teacher(batch.wavs, padding_mask=batch.padding_mask, output_attentions=True)
+        out = self.student(batch.wavs, padding_mask=batch.padding_mask, output_attentions=True)
+        return star_loss(
+            [out.pre_transformer, *out.hidden_states],
+            [teacher_out.hidden_states[layer] for layer in [0, *self.layer_map]],
+            padding_mask=out.padding_mask,
+            normalize=cfg.normalize,
+            layerwise_weight=cfg.layerwise_weight,
+            intra_weight=cfg.intra_weight,
+            attn_weight=cfg.attn_weight,
+            student_attn=out.attentions,
+            teacher_attn=[teacher_out.attentions[layer - 1] for layer in self.layer_map],
+        )
 
     def _arm_loss(self, batch, train: bool) -> dict[str, Tensor]:
         cfg = self.config.loss
