@@ -191,3 +191,23 @@ def test_ddp_two_processes_gloo(wave_dirs, tmp_path):
     final = torch.load(tmp_path / "exp" / "checkpoints" / "last.ckpt", weights_only=False)
     assert final["global_step"] == 4
     assert math.isfinite(float(final["callbacks"][next(k for k in final["callbacks"] if "val_loss" in k)]["best_model_score"]))
+
+
+def test_init_from_teacher_copies_layers(wave_dirs):
+    cfg = load_config(None, [*_overrides(wave_dirs, "distilhubert", "tiny_distil"), "init_from_teacher=true",
+                             "init_teacher_layers=[3, 4]",
+                             "student_overrides={pos_conv_kernel: 16, pos_conv_groups: 4}"])
+    task = DistillationTask(cfg)
+    teacher_layers = task.teacher.model.encoder.layers
+    assert torch.equal(task.student.encoder.layers[0].fc2.weight, teacher_layers[2].feed_forward.output_dense.weight)
+    assert torch.equal(task.student.encoder.layers[1].fc1.bias, teacher_layers[3].feed_forward.intermediate_dense.bias)
+
+
+@pytest.mark.parametrize("conf", sorted((ROOT / "egs").glob("*/*/conf/*.yaml")), ids=lambda p: str(p.relative_to(ROOT / "egs")))
+def test_every_recipe_config_loads(conf):
+    if "icbhi" in str(conf):
+        pytest.skip("audio_cls configs have their own schema and tests")
+    cfg = load_config(conf)
+    from audio_compress.models import get_student_config
+
+    get_student_config(cfg.student, **cfg.student_overrides)

@@ -475,7 +475,7 @@ def test_fairseq_omegaconf_cfg_without_omegaconf_classes(tmp_path, monkeypatch):
     torch.save({"model": sd, "cfg": OmegaConf.create({"model": cfg})}, path)
     monkeypatch.setattr(fairseq_mod, "_ALLOWED_CLASS_PREFIXES", ("typing", "enum"))
     ckpt = load_fairseq_checkpoint(path)
-    assert ckpt.model_cfg["encoder_layers"] == 2
+    assert ckpt.model_cfg["encoder_layers"] == 4
     assert ckpt.model_cfg["conv_feature_layers"] == cfg["conv_feature_layers"]
     _assert_same_outputs(teacher, load_teacher(path))
 

@@ -91,6 +91,11 @@ class DistillConfig:
     teacher: str = "hubert_base"
     #: teacher hidden-state index for each student layer 1..L (None: 1:1 or evenly spaced)
     teacher_layers: list[int] | None = None
+    #: copy the teacher's CNN, projection, positional conv and layers into the student before
+    #: training (DistilHuBERT does this with teacher layers 1-2)
+    init_from_teacher: bool = False
+    #: teacher layers (1-based) copied into student layers 1..; None: 1, 2, ... up to the depth
+    init_teacher_layers: list[int] | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -29,6 +29,7 @@ from audio_compress.losses import (
     star_loss,
 )
 from audio_compress.models import build_student
+from audio_compress.models.teacher_init import init_student_from_teacher
 from audio_compress.tasks.config import DistillConfig
 
 
@@ -81,6 +82,12 @@ class DistillationTask(L.LightningModule):
             teacher = load_teacher(config.teacher)
         self.teacher = teacher
         self.num_student_layers = self.student.config.num_layers
+        if config.init_from_teacher:
+            report = init_student_from_teacher(self.student, teacher, encoder_layers=config.init_teacher_layers)
+            print(
+                f"Initialised {len(report['copied'])} student tensors from the teacher; "
+                f"not initialised: {report['student_not_initialised']}; unused teacher tensors: {report['teacher_only']}"
+            )
         self.layer_map = config.teacher_layers or default_teacher_layers(self.num_student_layers, teacher.num_layers)
         if len(self.layer_map) != self.num_student_layers:
             raise ValueError(
