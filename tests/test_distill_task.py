@@ -211,3 +211,11 @@ def test_every_recipe_config_loads(conf):
     from audio_compress.models import get_student_config
 
     get_student_config(cfg.student, **cfg.student_overrides)
+
+
+def test_bf16_mixed_precision_and_accumulation_train(wave_dirs, tmp_path):
+    cfg = _config(wave_dirs, precision="bf16-mixed", accumulate_grad_batches=2, max_steps=2, val_every_n_steps=4)
+    last = run(cfg, tmp_path / "exp", resume=False)
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == 2  # optimizer steps: 4 batches with accumulation 2
+    assert all(torch.isfinite(v).all() for k, v in ckpt["state_dict"].items() if k.startswith("student."))
