@@ -1,0 +1,90 @@
+"""Results table over seeds: ``python -m audio_cls.bin.collect_results --exp exp/<tag>``.
+
+Reads ``<exp>/<method>/seed*/eval/<which>/scores.json`` and writes ``<exp>/results.md`` and
+``<exp>/results.json`` with, per method and checkpoint selection, mean and standard deviation over
+seeds of Sp, Se and Score (4-class) and of the 2-class Se and Score. The standard deviation is the
+sample one (n - 1); with a single seed it is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+SELECTIONS = {"best": "best epoch on test (paper protocol)", "last": "last epoch"}
+METRICS = (("specificity", "Sp"), ("sensitivity", "Se"), ("score", "Score"),
+           ("two_class.sensitivity", "Se 2-cls"), ("two_class.score", "Score 2-cls"))
+
+
+def _value(result: dict, key: str) -> float:
+    for part in key.split("."):
+        result = result[part]
+    return float(result)
+
+
+def collect(exp: str | Path) -> list[dict]:
+    """One row per (method folder, selection) with per-metric mean / std / per-seed values."""
+    exp = Path(exp)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(exp.glob("*/seed*/eval/*/scores.json")):
+        method, which = path.parents[3].name, path.parent.name
+        groups[(method, which)].append(json.loads(path.read_text()))
+    rows = []
+    for (method, which), results in sorted(groups.items()):
+        row = {"method": method, "selection": which, "seeds": [r["seed"] for r in results],
+               "epochs": [r["epoch"] for r in results], "metrics": {}}
+        for key, _ in METRICS:
+            values = [_value(r, key) for r in results]
+            row["metrics"][key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else None,
+                "values": values,
+            }
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict], title: str) -> str:
+    """The results as a Markdown table (percent, mean +- sample std over seeds)."""
+    lines = [f"# {title}", "", "ICBHI official 60/40 split, all test cycles; values in %, mean ± std over seeds.", "",
+             "| method | selection | seeds | " + " | ".join(label for _, label in METRICS) + " |",
+             "|---|---|---|" + "---|" * len(METRICS)]
+    for row in rows:
+        cells = []
+        for key, _ in METRICS:
+            m = row["metrics"][key]
+            cells.append(f"{m['mean']:.2f}" + ("" if m["std"] is None else f" ± {m['std']:.2f}"))
+        seeds = ",".join(str(s) for s in row["seeds"])
+        lines.append(f"| {row['method']} | {SELECTIONS.get(row['selection'], row['selection'])} | {seeds} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp", required=True, help="experiment folder holding <method>/seed*/eval/")
+    parser.add_argument("--title", default="", help="table title (default: the folder name)")
+    args = parser.parse_args(argv)
+    exp = Path(args.exp)
+    rows = collect(exp)
+    if not rows:
+        raise SystemExit(f"ERROR: no */seed*/eval/*/scores.json under {exp}; run evaluation (stage 4) first")
+    markdown = to_markdown(rows, args.title or exp.name)
+    _write(exp / "results.md", markdown)
+    _write(exp / "results.json", json.dumps(rows, indent=2) + "\n")
+    print(markdown)
+    print(f"Wrote {exp / 'results.md'} and {exp / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

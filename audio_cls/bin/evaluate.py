@@ -1,0 +1,109 @@
+"""Evaluate trained checkpoints on the test set.
+
+``python -m audio_cls.bin.evaluate --expdir exp/<tag>/<method> [...] --which best last`` evaluates
+``seed*/checkpoints/<which>.ckpt`` of every seed of every method folder; ``--ckpt C --out O`` evaluates one checkpoint.
+Each evaluation writes ``<seed>/eval/<which>/`` (or ``O``): ``scores.json`` (4-class Sp/Se/Score,
+the 2-class evaluation, the confusion matrix, the checkpoint's epoch), ``confusion.png`` and
+``predictions.tsv`` (cycle id, label, prediction, class probabilities). An evaluation newer than
+its checkpoint is not repeated.
+
+``best`` is the paper protocol (epoch chosen on the test set); ``last`` is the fixed final epoch,
+which involves no test-set selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from audio_cls.data.dataset import CycleFeatureDataset
+from audio_cls.features import build_feature_cache, load_feature_cache
+from audio_cls.metrics import confusion_matrix, plot_confusion_matrix, scores_from_confusion
+from audio_cls.tasks.icbhi import task_from_checkpoint
+
+
+def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: str | None = None,
+                        device: str = "auto", batch_size: int | None = None) -> dict:
+    """Evaluate one checkpoint on ``test_manifest`` (default: the training config's test set)."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    task = task_from_checkpoint(ckpt).to(device)
+    config = task.config
+    manifest = test_manifest or config.data.test
+    cache = load_feature_cache(build_feature_cache(manifest, config.features, config.data.cache_dir))
+    dataset = CycleFeatureDataset(cache.feats, cache.labels, config.data.num_classes)
+    loader = DataLoader(dataset, batch_size=batch_size or config.data.eval_batch_size, shuffle=False)
+    probs, labels = [], []
+    with torch.no_grad():
+        for spec, label, _ in tqdm(loader, desc=f"eval {checkpoint.name}", unit="batch"):
+            probs.append(torch.softmax(task(spec.to(device)).float(), dim=1).cpu())
+            labels.append(label)
+    prob = torch.cat(probs).numpy()
+    y_true, y_pred = torch.cat(labels).numpy(), prob.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, config.data.num_classes)
+    four, two = scores_from_confusion(cm), scores_from_confusion(cm, two_class_eval=True)
+    result = {
+        "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", -1)) + 1, "method": config.method,
+        "seed": config.seed, "test_manifest": str(manifest), "num_cycles": int(len(y_true)),
+        **four.to_dict(), "two_class": two.to_dict(), "confusion": cm.tolist(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion_matrix(cm, out / "confusion.png", title=f"{config.method} seed {config.seed} {checkpoint.stem} "
+                          f"(epoch {result['epoch']}): Sp {four.specificity:.1f} Se {four.sensitivity:.1f} "
+                          f"Score {four.score:.1f}")
+    with open(out / "predictions.tsv", "w") as f:
+        f.write("id\tlabel\tprediction\t" + "\t".join(f"p{c}" for c in range(prob.shape[1])) + "\n")
+        for cycle_id, label, pred, p in zip(cache.ids, y_true, y_pred, prob, strict=True):
+            f.write(f"{cycle_id}\t{label}\t{pred}\t" + "\t".join(f"{v:.5f}" for v in p) + "\n")
+    tmp = out / "scores.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out / "scores.json")  # written last: its presence means the evaluation finished
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--expdir", nargs="+", help="method folder(s) holding seed*/checkpoints/")
+    parser.add_argument("--which", nargs="+", default=["best", "last"], choices=["best", "last"])
+    parser.add_argument("--ckpt", help="evaluate this checkpoint only (with --out)")
+    parser.add_argument("--out", help="output folder for --ckpt")
+    parser.add_argument("--test", default=None, help="test manifest (default: the training config's)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    args = parser.parse_args(argv)
+    if args.ckpt:
+        if not args.out:
+            parser.error("--ckpt needs --out")
+        jobs = [(Path(args.ckpt), Path(args.out))]
+    elif args.expdir:
+        jobs = []
+        for expdir in args.expdir:
+            seeds = sorted(Path(expdir).glob("seed*/checkpoints"))
+            if not seeds:
+                parser.error(f"no seed*/checkpoints under {expdir}; run training (stage 3) first")
+            jobs += [(ckpts / f"{which}.ckpt", ckpts.parent / "eval" / which)
+                     for ckpts in seeds for which in args.which]
+    else:
+        parser.error("give --expdir or --ckpt/--out")
+    for ckpt, out in jobs:
+        if not ckpt.is_file():
+            raise SystemExit(f"ERROR: {ckpt} not found; is training of this seed finished?")
+        scores = out / "scores.json"
+        if scores.is_file() and scores.stat().st_mtime >= ckpt.stat().st_mtime:
+            result = json.loads(scores.read_text())
+        else:
+            result = evaluate_checkpoint(ckpt, out, args.test, args.device)
+        print(f"{ckpt}: epoch {result['epoch']} Sp {result['specificity']:.2f} Se {result['sensitivity']:.2f} "
+              f"Score {result['score']:.2f} | 2-class Se {result['two_class']['sensitivity']:.2f} "
+              f"Score {result['two_class']['score']:.2f} -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Respiratory cycles as fixed-length waveforms (the Patch-Mix reference preprocessing).
+
+1. Load the recording, mono, resampled to the target rate.
+2. Linear fade-in and fade-out of ``sample_rate // 16`` samples (62.5 ms) over the whole recording.
+3. Cut each cycle as samples ``[int(start * sr), int(end * sr))``, clipped to the recording.
+4. Bring it to ``length`` samples: longer cycles keep their first ``length`` samples; shorter ones
+   are tiled and cut (``repeat``, then a linear fade-out of ``fade`` samples) or centred in zeros
+   (``zero``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audio_compress.data.audio import audio_info, load_audio
+
+PAD_TYPES = ("repeat", "zero")
+RESAMPLERS = ("torchaudio", "soxr")
+
+
+def fade(wave: np.ndarray, fade_in: int, fade_out: int) -> np.ndarray:
+    """Linear fade-in over the first ``fade_in`` samples (0 -> 1) and fade-out over the last
+    ``fade_out`` samples (1 -> 0); returns a new array."""
+    out = np.array(wave, dtype=np.float32, copy=True)
+    n = out.shape[0]
+    if fade_in > 0:
+        k = min(fade_in, n)
+        out[:k] *= np.linspace(0.0, 1.0, fade_in, dtype=np.float32)[:k]
+    if fade_out > 0:
+        k = min(fade_out, n)
+        out[n - k:] *= np.linspace(1.0, 0.0, fade_out, dtype=np.float32)[fade_out - k:]
+    return out
+
+
+def fade_samples(sample_rate: int) -> int:
+    """Fade length of the reference: ``sample_rate / 16`` (1,000 samples = 62.5 ms at 16 kHz)."""
+    return sample_rate // 16
+
+
+def load_recording(path: str | Path, sample_rate: int = 16000, resampler: str = "torchaudio") -> np.ndarray:
+    """Mono float32 waveform of a recording at ``sample_rate`` with the whole-recording fade.
+
+    ``resampler``: ``torchaudio`` (band-limited sinc, what the reference uses) or ``soxr``
+    (:func:`audio_compress.data.audio.resample_audio`). Raises
+    :class:`audio_compress.data.audio.AudioError` naming the file when it is unreadable, empty or
+    non-finite.
+    """
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"unknown resampler {resampler!r}; choose one of {RESAMPLERS}")
+    if resampler == "soxr":
+        wave = load_audio(path, sample_rate=sample_rate, resample=True, min_samples=1)
+    else:
+        native = audio_info(path).sample_rate
+        wave = load_audio(path, sample_rate=native, resample=False, min_samples=1)
+        if native != sample_rate:
+            import torchaudio.functional as AF
+
+            wave = AF.resample(torch.from_numpy(wave), native, sample_rate).numpy()
+    fade_len = fade_samples(sample_rate)
+    return fade(wave, fade_len, fade_len)
+
+
+def cut_cycle(wave: np.ndarray, sample_rate: int, start: float, end: float) -> np.ndarray:
+    """Samples ``[int(start * sr), int(end * sr))`` of ``wave``, clipped to its length.
+
+    Raises ValueError when nothing is left (the cycle lies outside the recording).
+    """
+    first, last = int(start * sample_rate), min(int(end * sample_rate), wave.shape[0])
+    if last <= first:
+        raise ValueError(
+            f"cycle {start:.3f}-{end:.3f} s is outside the recording ({wave.shape[0] / sample_rate:.3f} s long)"
+        )
+    return wave[first:last]
+
+
+def pad_or_trim(cycle: np.ndarray, length: int, pad_type: str = "repeat", fade_out: int = 1000) -> np.ndarray:
+    """Bring ``cycle`` to exactly ``length`` samples (see the module docstring)."""
+    if pad_type not in PAD_TYPES:
+        raise ValueError(f"unknown pad_type {pad_type!r}; choose one of {PAD_TYPES}")
+    n = cycle.shape[0]
+    if n == 0:
+        raise ValueError("cannot pad an empty cycle")
+    if n >= length:
+        return np.ascontiguousarray(cycle[:length], dtype=np.float32)
+    if pad_type == "repeat":
+        tiled = np.tile(cycle, -(-length // n))[:length]
+        return fade(tiled, 0, fade_out)
+    out = np.zeros(length, dtype=np.float32)
+    offset = (length - n) // 2
+    out[offset:offset + n] = cycle
+    return out
+
+
+def cycle_waves(
+    wave: np.ndarray,
+    sample_rate: int,
+    intervals: Iterable[tuple[float, float]],
+    length: int,
+    pad_type: str = "repeat",
+) -> Iterator[np.ndarray]:
+    """Fixed-length waveforms of the cycles ``(start, end)`` of one (loaded, faded) recording."""
+    for start, end in intervals:
+        yield pad_or_trim(cut_cycle(wave, sample_rate, start, end), length, pad_type, fade_samples(sample_rate))

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Template recipe for respiratory sound classification on ICBHI 2017 with AST
+# (cross-entropy, Patch-Mix, Patch-Mix contrastive learning). Called by
+# egs/<corpus>/<method>/run.sh, which sets corpus- and method-specific options and forwards
+# the user's flags ("$@"). Run `run.sh --help` for options.
+#
+# Stages:
+#   0: corpus      mini recipes synthesize their corpus; full recipes check $ICBHI
+#   1: data prep   recordings + official split -> ${datadir}/{train,test}/cycles.tsv, counts printed
+#   2: features    fbank cache of every cycle, keyed by the feature config (${dumpdir}/features)
+#   3: training    every config in --confs, once per seed in --seeds (Lightning; resumes when re-run)
+#   4: evaluation  best (paper protocol) and last checkpoints of every seed on the test set,
+#                  confusion-matrix PNGs, results table (mean +- std over seeds) in ${expdir}/results.{md,json}
+set -euo pipefail
+
+cmdline="$0 $*"
+
+# ---- options (each line: name=default  # description; listed by --help) ----
+stage=0                  # first stage to run
+stop_stage=100           # last stage to run
+tag=ast_patchmix         # experiment name: results go to <exp_root>/<tag>
+exp_root=exp             # experiments go to <exp_root>/<tag>
+datadir=data             # cycle manifests
+dumpdir=dump             # feature caches go to <dumpdir>/features
+corpus_root=""           # ICBHI root (default: $ICBHI from db.sh)
+split_file=""            # official split file (default: found under corpus_root)
+missing_audio=fail       # split entries without audio: fail | skip (listed in <datadir>/counts.json)
+make_corpus=false        # stage 0 synthesizes the mini corpus into corpus_root (mini recipes)
+corpus_seed=0            # seed of the mini corpus
+confs="conf/patchmix_cl.yaml"  # training configs (one method each); stage 3 trains each of them
+seeds="1 2 3 4 5"        # training seeds; results report mean +- std over them
+pretrained=""            # AST checkpoint for model.init audioset/imagenet: transformers folder or .pth
+train_args=""            # extra config overrides, e.g. "trainer.max_epochs=2 optim.lr=1e-4"
+eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper protocol) and/or last
+. "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
+
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected positional arguments: $*" >&2
+  exit 1
+fi
+
+recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
+. "${recipe_dir}/path.sh"
+. "${recipe_dir}/cmd.sh"
+. "${recipe_dir}/utils.sh"
+. "${recipe_dir}/db.sh"
+[ -f ./db.sh ] && . ./db.sh
+
+expdir="${exp_root}/${tag}"
+mkdir -p "${expdir}/logs"
+corpus_root="${corpus_root:-${ICBHI}}"
+
+log "${cmdline}"
+log "recipe: confs=(${confs}) seeds=(${seeds}) expdir=${expdir}"
+
+# conf file -> method folder name (conf/patchmix_cl.yaml -> patchmix_cl)
+cname() { basename "${1%.*}"; }
+
+# --set overrides shared by the feature and training stages
+overrides=(--set "data.train=${datadir}/train/cycles.tsv" --set "data.test=${datadir}/test/cycles.tsv"
+           --set "data.cache_dir=${dumpdir}/features")
+if [ -n "${pretrained}" ]; then overrides+=(--set "model.checkpoint=${pretrained}"); fi
+for kv in ${train_args}; do overrides+=(--set "${kv}"); done
+
+corpus_stage() {
+  if "${make_corpus}"; then
+    python -m audio_cls.bin.make_mini_icbhi --out "${corpus_root}" --seed "${corpus_seed}"
+  else
+    require_root ICBHI corpus_root "${corpus_root}" \
+      "Download the ICBHI 2017 Respiratory Sound Database (https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/ICBHI_final_database.zip) and the official split ICBHI_challenge_train_test.txt, and unzip both into one folder."
+    python -m audio_cls.bin.prepare_icbhi --root "${corpus_root}" --check_only true \
+      ${split_file:+--split_file "${split_file}"}
+    if [ -n "${pretrained}" ] && [ ! -e "${pretrained}" ]; then
+      echo "ERROR: --pretrained ${pretrained} does not exist." >&2
+      echo "       Download the AudioSet AST (transformers folder MIT/ast-finetuned-audioset-10-10-0.4593, or audioset_10_10_0.4593.pth from the AST README) and pass its path." >&2
+      return 1
+    fi
+  fi
+}
+
+data_stage() {
+  python -m audio_cls.bin.prepare_icbhi --root "${corpus_root}" --out "${datadir}" \
+    --missing_audio "${missing_audio}" ${split_file:+--split_file "${split_file}"}
+}
+
+feature_stage() {
+  # shellcheck disable=SC2086
+  python -m audio_cls.bin.cache_features --config ${confs} "${overrides[@]}"
+}
+
+train_stage() {
+  local conf
+  for conf in ${confs}; do
+    # shellcheck disable=SC2086
+    launch 1 1 audio_cls.bin.train --config "${conf}" --expdir "${expdir}/$(cname "${conf}")" \
+      --seeds ${seeds} "${overrides[@]}"
+  done
+}
+
+eval_stage() {
+  local conf dirs=()
+  for conf in ${confs}; do dirs+=("${expdir}/$(cname "${conf}")"); done
+  # shellcheck disable=SC2086
+  python -m audio_cls.bin.evaluate --expdir "${dirs[@]}" --which ${eval_which}
+  python -m audio_cls.bin.collect_results --exp "${expdir}" --title "ICBHI results: ${tag}"
+}
+
+run_stage 0 "corpus: ${corpus_root}" corpus_stage
+run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{train,test}/cycles.tsv" data_stage
+run_stage 2 "feature cache -> ${dumpdir}/features" feature_stage
+run_stage 3 "training (${confs}; seeds ${seeds}) -> ${expdir}/<method>/seed<N>" train_stage
+run_stage 4 "evaluation + results table -> ${expdir}/results.md" eval_stage
+
+log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"
