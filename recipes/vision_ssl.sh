@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Template recipe for image self-supervised pretraining + linear evaluation (SelfCon, SupCon,
+# MixCo over MoCo v2 / SimCLR). Called by egs/<corpus>/<method>/run.sh, which sets corpus- and
+# method-specific options and forwards the user's flags ("$@"). Run `run.sh --help` for options.
+#
+# Stages:
+#   0: data        mini recipes export scikit-learn's digits; full recipes check the dataset root
+#   1: pretrain    Lightning, one run per seed (resumes from the last checkpoint when re-run)
+#   2: linear      linear evaluation of the frozen encoder, one run per seed
+#   3: results     mean and std over seeds -> exp/<tag>/results.md
+set -euo pipefail
+
+cmdline="$0 $*"
+
+# ---- options (each line: name=default  # description; listed by --help) ----
+stage=0                  # first stage to run
+stop_stage=100           # last stage to run
+conf=conf/selfcon.yaml   # experiment config (YAML: pretraining and linear evaluation)
+tag=""                   # experiment name (default: the config's file name)
+exp_root=exp             # experiments go to <exp_root>/<tag>
+dataset=cifar100         # cifar10 | cifar100 | tinyimagenet | imagenet | imagefolder (overrides data.dataset)
+data_root=""             # dataset root (default: CIFAR10 / CIFAR100 / TINYIMAGENET / IMAGENET from db.sh)
+make_digits=false        # stage 0 exports scikit-learn's digits into data_root (mini recipes)
+digits_size=16           # side of the exported digit images
+seeds="0 1 2"            # seeds: stages 1-2 run each, stage 3 reports mean and std
+pretrain_args=""         # extra config overrides for pretraining, e.g. "trainer.max_epochs=10 data.batch_size=256"
+linear_args=""           # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
+cmd_backend=local        # how training stages start: local | slurm | torchrun (see recipes/cmd.sh)
+ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
+nnodes=1                 # nodes for cmd_backend=torchrun
+. "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
+
+if [ $# -ne 0 ]; then
+  echo "$0: unexpected positional arguments: $*" >&2
+  exit 1
+fi
+
+recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
+. "${recipe_dir}/path.sh"
+. "${recipe_dir}/cmd.sh"
+. "${recipe_dir}/utils.sh"
+. "${recipe_dir}/db.sh"
+[ -f ./db.sh ] && . ./db.sh
+
+if [ ! -f "${conf}" ]; then
+  echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2
+  exit 1
+fi
+[ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
+expdir="${exp_root}/${tag}"
+mkdir -p "${expdir}/logs"
+
+case "${dataset}" in
+  cifar10)      dbvar=CIFAR10;      download_hint="Download the CIFAR-10 python version (cifar-10-python.tar.gz, https://www.cs.toronto.edu/~kriz/cifar.html) and unpack it so that <root>/cifar-10-batches-py/ exists." ;;
+  cifar100)     dbvar=CIFAR100;     download_hint="Download the CIFAR-100 python version (cifar-100-python.tar.gz, https://www.cs.toronto.edu/~kriz/cifar.html) and unpack it so that <root>/cifar-100-python/ exists." ;;
+  tinyimagenet) dbvar=TINYIMAGENET; download_hint="Download tiny-imagenet-200.zip (http://cs231n.stanford.edu/) and unzip it so that <root>/tiny-imagenet-200/wnids.txt exists." ;;
+  imagenet)     dbvar=IMAGENET;     download_hint="Download ILSVRC2012 (image-net.org) so that <root>/train/<wnid>/*.JPEG and <root>/val/<wnid>/*.JPEG exist (val re-organised into class folders)." ;;
+  imagefolder)  dbvar=""; download_hint="" ;;  # no db.sh variable: --data_root, checked in Python
+  *) echo "$0: unknown dataset '${dataset}' (cifar10 | cifar100 | tinyimagenet | imagenet | imagefolder)" >&2; exit 1 ;;
+esac
+if [ -z "${data_root}" ] && [ -n "${dbvar}" ]; then
+  data_root="${!dbvar}"
+fi
+
+log "${cmdline}"
+log "recipe: conf=${conf} dataset=${dataset} data_root=${data_root} seeds='${seeds}' expdir=${expdir}"
+
+# config overrides common to stages 1 and 2, then the stage's own
+overrides() {
+  local kv
+  printf '%s\n' --set "data.dataset=${dataset}" --set "data.root=${data_root}"
+  for kv in $1; do printf '%s\n' --set "${kv}"; done
+}
+
+data_stage() {
+  if "${make_digits}"; then
+    python -m vision_ssl.bin.prepare_data --dataset "${dataset}" --root "${data_root}" \
+      --make_digits true --size "${digits_size}"
+  else
+    if [ -n "${dbvar}" ]; then
+      require_root "${dbvar}" data_root "${data_root}" "${download_hint}"
+    fi
+    python -m vision_ssl.bin.prepare_data --dataset "${dataset}" --root "${data_root}"
+  fi
+}
+
+pretrain_stage() {
+  local args
+  mapfile -t args < <(overrides "${pretrain_args}")
+  # shellcheck disable=SC2086
+  launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${expdir}" \
+    --seeds ${seeds} "${args[@]}"
+}
+
+linear_stage() {
+  local args
+  mapfile -t args < <(overrides "${linear_args}")
+  # shellcheck disable=SC2086
+  launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}" \
+    --seeds ${seeds} "${args[@]}"
+}
+
+results_stage() {
+  python -m vision_ssl.bin.results --expdir "${expdir}" --out "${expdir}/results.md"
+}
+
+run_stage 0 "data: ${dataset} at ${data_root}" data_stage
+run_stage 1 "pretraining (${conf}, seeds ${seeds}) -> ${expdir}/seed*/checkpoints" pretrain_stage
+run_stage 2 "linear evaluation -> ${expdir}/seed*/linear/result.json" linear_stage
+run_stage 3 "results over seeds -> ${expdir}/results.md" results_stage
+
+log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"

@@ -1,0 +1,1 @@
+"""Command-line entry points (``python -m vision_ssl.bin.<name>``), one per recipe stage."""

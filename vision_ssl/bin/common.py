@@ -1,0 +1,50 @@
+"""Pieces shared by the training entry points: the Lightning trainer and atomic JSON writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from audio_compress.bin.distill import AtomicCheckpointIO
+from vision_ssl.config import TrainerConfig
+
+
+def make_trainer(tcfg: TrainerConfig, expdir: Path, max_epochs: int, precision: str, periodic_every: int = 0,
+                 callbacks: list | None = None) -> L.Trainer:
+    """Trainer writing ``checkpoints/last.ckpt`` every epoch (atomically), ``epoch=N.ckpt`` every
+    ``periodic_every`` epochs (0: none), and TensorBoard + CSV logs under ``expdir``."""
+    ckpt_dir = expdir / "checkpoints"
+    # a monitor-less top-1 under a fixed name is rewritten every epoch (save_last alone only
+    # follows other saves)
+    checkpoints = [ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, every_n_epochs=1,
+                                   enable_version_counter=False)]
+    if periodic_every > 0:
+        checkpoints.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False,
+                                           every_n_epochs=periodic_every, save_top_k=-1))
+    return L.Trainer(
+        default_root_dir=str(expdir),
+        max_epochs=max_epochs,
+        precision=precision,
+        devices=tcfg.devices,
+        num_nodes=tcfg.num_nodes,
+        accelerator=tcfg.accelerator,
+        strategy=tcfg.strategy,
+        log_every_n_steps=tcfg.log_every_n_steps,
+        num_sanity_val_steps=0,
+        callbacks=[*checkpoints, LearningRateMonitor(logging_interval="epoch"), *(callbacks or [])],
+        logger=[TensorBoardLogger(str(expdir), name="tensorboard", version=""),
+                CSVLogger(str(expdir), name="csv", version="")],
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

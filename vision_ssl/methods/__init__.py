@@ -1,0 +1,45 @@
+"""Pretraining methods (LightningModules over a shared backbone and head) and their registry.
+
+``build_method(config)`` instantiates the class named by ``config.method``;
+``load_pretrained(path)`` rebuilds a trained method from a Lightning checkpoint in one call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vision_ssl.config import ExperimentConfig, config_from_dict
+from vision_ssl.methods.base import PretrainMethod
+from vision_ssl.methods.mocov2 import MoCoV2
+from vision_ssl.methods.selfcon import SelfCon
+from vision_ssl.methods.simclr import SimCLR
+from vision_ssl.methods.supcon import SupCon
+
+METHOD_CLASSES: dict[str, type[PretrainMethod]] = {"simclr": SimCLR, "mocov2": MoCoV2, "supcon": SupCon,
+                                                   "selfcon": SelfCon}
+
+
+def build_method(config: ExperimentConfig) -> PretrainMethod:
+    """The LightningModule of ``config.method``, freshly initialised."""
+    return METHOD_CLASSES[config.method](config)
+
+
+def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> PretrainMethod:
+    """A pretrained method from a checkpoint written by ``vision_ssl.bin.pretrain``, in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found (run the pretraining stage first)")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        config = config_from_dict(ckpt["hyper_parameters"]["config"])
+    except KeyError as err:
+        raise ValueError(f"{path}: not a vision_ssl pretraining checkpoint (no hyper_parameters.config)") from err
+    model = build_method(config)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+__all__ = ["METHOD_CLASSES", "MoCoV2", "PretrainMethod", "SelfCon", "SimCLR", "SupCon", "build_method",
+           "load_pretrained"]
