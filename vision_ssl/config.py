@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from audio_compress.tasks.config import _build, apply_overrides
+from audio_compress.tasks.config import build_dataclass, apply_overrides
 from vision_ssl.augment import AUGMENTATIONS
 from vision_ssl.backbones import BACKBONES, SUBNETS
 from vision_ssl.data import DATASETS
@@ -228,7 +228,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = str(path)
     raw = apply_overrides(raw, overrides or [])
     try:
-        return _build(ExperimentConfig, raw, where)
+        return build_dataclass(ExperimentConfig, raw, where)
     except (TypeError, ValueError) as err:
         if str(err).startswith(where):
             raise
@@ -237,7 +237,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_from_dict(values: dict) -> ExperimentConfig:
     """Rebuild a config saved with :meth:`ExperimentConfig.to_dict` (e.g. from a checkpoint)."""
-    return _build(ExperimentConfig, values, "checkpoint config")
+    return build_dataclass(ExperimentConfig, values, "checkpoint config")
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:

@@ -17,7 +17,7 @@ import yaml
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS
-from audio_compress.tasks.config import _build, apply_overrides
+from audio_compress.tasks.config import build_dataclass, apply_overrides
 
 METHODS = ("ce", "patchmix", "patchmix_cl")
 #: What the mixed projection is pulled towards: the clean feature (with or without gradient) or
@@ -141,7 +141,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         where = str(path)
     raw = apply_overrides(raw, overrides or [])
     try:
-        return _build(IcbhiConfig, raw, where)
+        return build_dataclass(IcbhiConfig, raw, where)
     except (TypeError, ValueError) as err:
         if str(err).startswith(where):
             raise
@@ -150,7 +150,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def config_from_dict(values: dict) -> IcbhiConfig:
     """Rebuild a config saved with :meth:`IcbhiConfig.to_dict` (e.g. from a checkpoint)."""
-    return _build(IcbhiConfig, values, "checkpoint config")
+    return build_dataclass(IcbhiConfig, values, "checkpoint config")
 
 
 def save_config(config: IcbhiConfig, path: str | Path) -> None:

@@ -109,7 +109,12 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls, values: dict, where: str):
+def build_dataclass(cls, values: dict, where: str):
+    """Build the config dataclass ``cls`` (nested dataclasses included) from a mapping.
+
+    Unknown keys raise ``ValueError`` naming ``where`` and the valid keys; numbers written as
+    YAML strings are converted. Shared by the speech, audio and vision config loaders.
+    """
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -120,7 +125,7 @@ def _build(cls, values: dict, where: str):
     for name, value in values.items():
         default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, f"{where}.{name}")
+            kwargs[name] = build_dataclass(type(default), value or {}, f"{where}.{name}")
         elif name == "betas":
             kwargs[name] = tuple(float(v) for v in value)
         else:
@@ -168,7 +173,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = yaml.safe_load(path.read_text()) or {}
     raw = apply_overrides(raw, overrides or [])
     try:
-        return _build(DistillConfig, raw, str(path) if path else "config")
+        return build_dataclass(DistillConfig, raw, str(path) if path else "config")
     except TypeError as err:
         raise ValueError(f"{path}: {err}") from err
 
