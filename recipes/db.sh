@@ -12,3 +12,7 @@ SNIPS="${SNIPS:-}"                     # Audio SNIPS root
 QUESST14="${QUESST14:-}"               # quesst14Database root
 LIBRIMIX="${LIBRIMIX:-}"               # Libri2Mix diarization data root
 ICBHI="${ICBHI:-}"                     # ICBHI 2017 root (audio_and_txt_files + split)
+CIFAR10="${CIFAR10:-}"                 # folder containing cifar-10-batches-py/ (CIFAR-10 python version)
+CIFAR100="${CIFAR100:-}"               # folder containing cifar-100-python/ (CIFAR-100 python version)
+TINYIMAGENET="${TINYIMAGENET:-}"       # folder containing tiny-imagenet-200/
+IMAGENET="${IMAGENET:-}"               # ILSVRC2012 root with train/<wnid>/ and val/<wnid>/

@@ -40,6 +40,18 @@ use_dump=false           # stage 3 dumps teacher features; training reads them (
 dumpdir=dump             # where feature dumps go
 train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=100 optim.lr=1e-3"
 export_which=best        # checkpoint to export: best (lowest dev loss) | last
+superb_upstreams=""      # stage 6 upstreams "name[=ckpt] ..." (default mini: student, teacher, fbank; full: student)
+superb_tasks="pr asr ks qbe sid asv sd ic sf er"  # stage 6 SUPERB tasks (mini: pr ks sid ic)
+superb_mini=false        # mini SUPERB: small configs on layouts built from ${datadir} (tasks pr ks sid ic)
+superb_data=""           # mini layouts / metadata derived from full corpora (default: ${dumpdir}/superb)
+superb_device=cuda       # device of the SUPERB runs: cuda | cpu
+superb_nj=1              # (upstream, task) runs in parallel
+superb_ngpu=1            # DDP processes (GPUs) per SUPERB training run
+superb_paper_deviations=false  # ARMHuBERT/STaR deviations: LR scheduler on, SID lr x10
+superb_args=""           # extra args for audio_compress.bin.superb, e.g. "--override runner.total_steps=1000"
+superb_force=false       # redo finished (upstream, task) runs
+s3prl_root=""            # pinned s3prl checkout for full tasks (default: <repo>/tools/s3prl)
+s3prl_fetch=true         # stage 6 clones s3prl into s3prl_root when missing (needs internet once)
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 if [ $# -ne 0 ]; then
@@ -58,6 +70,8 @@ recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
 expdir="${exp_root}/${tag}"
 mkdir -p "${expdir}/logs"
 corpus_root="${corpus_root:-${LIBRISPEECH}}"
+s3prl_root="${s3prl_root:-${MAIN_ROOT}/tools/s3prl}"
+superb_data="${superb_data:-${dumpdir}/superb}"
 
 log "${cmdline}"
 log "recipe: method=${method} student=${student} teacher=${teacher} expdir=${expdir}"
@@ -121,6 +135,49 @@ export_stage() {
     --out "${expdir}/student.pt"
 }
 
+superb_stage() {
+  local ups=() tasks_csv roots=() var
+  if [ -n "${superb_upstreams}" ]; then
+    read -r -a ups <<< "${superb_upstreams}"
+  elif "${superb_mini}"; then
+    ups=("${method}_local=${expdir}/student.pt" "ssl_teacher_local=${expdir}/teacher" fbank)
+  else
+    ups=("${method}_local=${expdir}/student.pt")
+  fi
+  tasks_csv="$(echo ${superb_tasks} | tr ' ' ',')"
+  local common=(--upstream "${ups[@]}" --task ${superb_tasks} --out_root "${expdir}/superb"
+                --device "${superb_device}" --nj "${superb_nj}" --nproc "${superb_ngpu}"
+                --paper_deviations "${superb_paper_deviations}" --force "${superb_force}"
+                --data_root "${superb_data}")
+  if "${superb_mini}"; then
+    local test_set
+    test_set="$(dname "${test_sets%% *}")"
+    python -m audio_compress.bin.superb layouts --source mini --train "${datadir}/${train_name}" \
+      --dev "${datadir}/$(dname "${dev_set}")" --test "${datadir}/${test_set}" \
+      --out "${superb_data}" --tasks "${tasks_csv}"
+    # shellcheck disable=SC2086
+    python -m audio_compress.bin.superb "${common[@]}" --mini true ${superb_args}
+  else
+    python -m audio_compress.bin.superb tools --dest "${s3prl_root}" --fetch "${s3prl_fetch}" \
+      --tasks "${tasks_csv}"
+    for var in LIBRISPEECH SPEECH_COMMANDS SPEECH_COMMANDS_TEST FLUENT_COMMANDS VOXCELEB1 \
+               IEMOCAP SNIPS QUESST14 LIBRIMIX; do
+      if [ -n "${!var:-}" ]; then roots+=("${var}=${!var}"); fi
+    done
+    if [ -n "${corpus_root}" ]; then roots+=("LIBRISPEECH=${corpus_root}"); fi
+    if [ ${#roots[@]} -gt 0 ]; then common+=(--root "${roots[@]}"); fi
+    # shellcheck disable=SC2086
+    python -m audio_compress.bin.superb "${common[@]}" --s3prl_root "${s3prl_root}" ${superb_args}
+  fi
+}
+
+results_stage() {
+  local kind=--full
+  if "${superb_mini}"; then kind=--mini; fi
+  python -m audio_compress.bin.superb_results --metrics "${expdir}/superb" --out "${expdir}/superb" \
+    --title "SUPERB: ${tag}" "${kind}"
+}
+
 run_stage 0 "corpus: ${corpus_root}" corpus_stage
 run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{${train_name},$(dname "${dev_set}"),...}" data_stage
 run_stage 2 "teacher: ${teacher} -> ${expdir}/teacher" teacher_stage
@@ -131,5 +188,7 @@ elif want_stage 3; then
 fi
 run_stage 4 "distillation (${method}, ${conf}) -> ${expdir}/checkpoints" distill_stage
 run_stage 5 "export -> ${expdir}/student.pt + s3prl check" export_stage
+run_stage 6 "SUPERB (${superb_tasks}) -> ${expdir}/superb/<upstream>/<task>/metrics.json" superb_stage
+run_stage 7 "SUPERB results -> ${expdir}/superb/results.{json,md,png}" results_stage
 
 log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"

@@ -58,7 +58,7 @@ def test_stages_0_1_make_data_and_rerun_is_safe(corpus_and_data):
 @pytest.mark.parametrize("method,student,entry", [("star", "tiny_star", "star_local"), ("armhubert", "tiny_arm", "armhubert_local")])
 def test_mini_recipe_distills_and_exports(corpus_and_data, method, student, entry):
     work = corpus_and_data
-    proc = _run(method, work, "--stage", "2")
+    proc = _run(method, work, "--stage", "2", "--stop_stage", "5")  # SUPERB stages: tests/test_superb_mini.py
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     expdir = work / "exp" / f"{method}_{student}"
     for n in (2, 4, 5):
