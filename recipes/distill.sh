@@ -12,7 +12,7 @@
 #   5: export      standalone student checkpoint + s3prl upstream check (<method>_local)
 set -euo pipefail
 
-cmdline="$0 $*"
+_cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
@@ -54,17 +54,7 @@ s3prl_root=""            # pinned s3prl checkout for full tasks (default: <repo>
 s3prl_fetch=true         # stage 6 clones s3prl into s3prl_root when missing (needs internet once)
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
-if [ $# -ne 0 ]; then
-  echo "$0: unexpected positional arguments: $*" >&2
-  exit 1
-fi
-
-recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
-. "${recipe_dir}/path.sh"
-. "${recipe_dir}/cmd.sh"
-. "${recipe_dir}/utils.sh"
-. "${recipe_dir}/db.sh"
-[ -f ./db.sh ] && . ./db.sh
+. "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 [ -n "${tag}" ] || tag="${method}_${student}"
 expdir="${exp_root}/${tag}"
@@ -73,7 +63,7 @@ corpus_root="${corpus_root:-${LIBRISPEECH}}"
 s3prl_root="${s3prl_root:-${MAIN_ROOT}/tools/s3prl}"
 superb_data="${superb_data:-${dumpdir}/superb}"
 
-log "${cmdline}"
+log "${_cmdline}"
 log "recipe: method=${method} student=${student} teacher=${teacher} expdir=${expdir}"
 
 # subset name -> data dir name (dev-clean -> dev_clean)

@@ -34,17 +34,7 @@ train_args=""            # extra config overrides, e.g. "trainer.max_epochs=2 op
 eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper protocol) and/or last
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
-if [ $# -ne 0 ]; then
-  echo "$0: unexpected positional arguments: $*" >&2
-  exit 1
-fi
-
-recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
-. "${recipe_dir}/path.sh"
-. "${recipe_dir}/cmd.sh"
-. "${recipe_dir}/utils.sh"
-. "${recipe_dir}/db.sh"
-[ -f ./db.sh ] && . ./db.sh
+. "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 expdir="${exp_root}/${tag}"
 mkdir -p "${expdir}/logs"

@@ -14,7 +14,8 @@
 # * `--config FILE` sources FILE first, so explicit flags given after it win.
 # * `--help`/`-h` lists every option declared in the calling script (lines of
 #   the form `name=value  # comment` above the line that sources this file)
-#   with its current value and comment, then exits 0.
+#   with its current value and comment, then exits 0 (names starting with `_` are
+#   internal and not listed).
 # * `--name=value` is rejected, as in Kaldi.
 # * Parsing stops at the first argument that is not an option; the rest stay
 #   in "$@".
@@ -28,7 +29,7 @@ __po_print_help() {
   echo "Options (current value, then description):"
   while IFS= read -r line; do
     [[ "${line}" =~ parse_options\.sh ]] && break
-    if [[ "${line}" =~ ^([a-zA-Z_][a-zA-Z0-9_]*)=([^#]*)(#[[:space:]]*(.*))?$ ]]; then
+    if [[ "${line}" =~ ^([a-zA-Z][a-zA-Z0-9_]*)=([^#]*)(#[[:space:]]*(.*))?$ ]]; then
       name="${BASH_REMATCH[1]}"
       comment="${BASH_REMATCH[4]}"
       value="${!name-}"

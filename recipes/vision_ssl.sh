@@ -30,17 +30,7 @@ ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.
 nnodes=1                 # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
-if [ $# -ne 0 ]; then
-  echo "$0: unexpected positional arguments: $*" >&2
-  exit 1
-fi
-
-recipe_dir="$(dirname "${BASH_SOURCE[0]}")"
-. "${recipe_dir}/path.sh"
-. "${recipe_dir}/cmd.sh"
-. "${recipe_dir}/utils.sh"
-. "${recipe_dir}/db.sh"
-[ -f ./db.sh ] && . ./db.sh
+. "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 if [ ! -f "${conf}" ]; then
   echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2

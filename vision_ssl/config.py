@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from audio_compress.tasks.config import build_dataclass, apply_overrides
+from audio_compress.tasks.config import build_dataclass, load_yaml_config, save_yaml_config
 from vision_ssl.augment import AUGMENTATIONS
 from vision_ssl.backbones import BACKBONES, SUBNETS
 from vision_ssl.data import DATASETS
@@ -218,21 +217,7 @@ class ExperimentConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    raw: dict = {}
-    where = "config"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        where = str(path)
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return build_dataclass(ExperimentConfig, raw, where)
-    except (TypeError, ValueError) as err:
-        if str(err).startswith(where):
-            raise
-        raise ValueError(f"{where}: {err}") from err
+    return load_yaml_config(ExperimentConfig, path, overrides)
 
 
 def config_from_dict(values: dict) -> ExperimentConfig:
@@ -242,4 +227,4 @@ def config_from_dict(values: dict) -> ExperimentConfig:
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    save_yaml_config(config, path)

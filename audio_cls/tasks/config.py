@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS
-from audio_compress.tasks.config import build_dataclass, apply_overrides
+from audio_compress.tasks.config import build_dataclass, load_yaml_config, save_yaml_config
 
 METHODS = ("ce", "patchmix", "patchmix_cl")
 #: What the mixed projection is pulled towards: the clean feature (with or without gradient) or
@@ -131,21 +130,7 @@ class IcbhiConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> IcbhiConfig:
     """Read an :class:`IcbhiConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    raw: dict = {}
-    where = "config"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        where = str(path)
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return build_dataclass(IcbhiConfig, raw, where)
-    except (TypeError, ValueError) as err:
-        if str(err).startswith(where):
-            raise
-        raise ValueError(f"{where}: {err}") from err
+    return load_yaml_config(IcbhiConfig, path, overrides)
 
 
 def config_from_dict(values: dict) -> IcbhiConfig:
@@ -155,4 +140,4 @@ def config_from_dict(values: dict) -> IcbhiConfig:
 
 def save_config(config: IcbhiConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    save_yaml_config(config, path)

@@ -163,23 +163,43 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
-    """Read a :class:`DistillConfig` from YAML (or defaults) plus ``key=value`` overrides."""
+def load_yaml_config(cls, path: str | Path | None = None, overrides: list[str] | None = None, where: str = "config"):
+    """Build the config dataclass ``cls`` from a YAML file (or defaults) plus ``key=value``
+    overrides; errors name the file. Shared by the speech, audio and vision packages."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: config file not found")
         raw = yaml.safe_load(path.read_text()) or {}
+        where = str(path)
     raw = apply_overrides(raw, overrides or [])
     try:
-        return build_dataclass(DistillConfig, raw, str(path) if path else "config")
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from err
+        return build_dataclass(cls, raw, where)
+    except (TypeError, ValueError) as err:
+        if str(err).startswith(where):
+            raise
+        raise ValueError(f"{where}: {err}") from err
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_yaml_config(config, path: str | Path) -> None:
+    """Write a resolved config dataclass as YAML (kept next to the checkpoints)."""
+    Path(path).write_text(yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
+    """Read a :class:`DistillConfig` from YAML (or defaults) plus ``key=value`` overrides."""
+    return load_yaml_config(DistillConfig, path, overrides)
 
 
 def save_config(config: DistillConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (kept next to the checkpoints)."""
-    data = config.to_dict()
-    data["optim"]["betas"] = list(data["optim"]["betas"])
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    save_yaml_config(config, path)
