@@ -181,4 +181,4 @@ run_stage 5 "export -> ${expdir}/student.pt + s3prl check" export_stage
 run_stage 6 "SUPERB (${superb_tasks}) -> ${expdir}/superb/<upstream>/<task>/metrics.json" superb_stage
 run_stage 7 "SUPERB results -> ${expdir}/superb/results.{json,md,png}" results_stage
 
-log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"
+finish_recipe

@@ -101,4 +101,4 @@ run_stage 2 "feature cache -> ${dumpdir}/features" feature_stage
 run_stage 3 "training (${confs}; seeds ${seeds}) -> ${expdir}/<method>/seed<N>" train_stage
 run_stage 4 "evaluation + results table -> ${expdir}/results.md" eval_stage
 
-log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"
+finish_recipe

@@ -48,3 +48,8 @@ require_root() {
     exit 1
   fi
 }
+
+# finish_recipe: closing line naming where results and logs went (absolute path).
+finish_recipe() {
+  log "Finished stages ${stage}..${stop_stage}. Results and logs: $(cd "${expdir}" && pwd)"
+}

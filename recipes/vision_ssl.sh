@@ -99,4 +99,4 @@ run_stage 1 "pretraining (${conf}, seeds ${seeds}) -> ${expdir}/seed*/checkpoint
 run_stage 2 "linear evaluation -> ${expdir}/seed*/linear/result.json" linear_stage
 run_stage 3 "results over seeds -> ${expdir}/results.md" results_stage
 
-log "Finished stages ${stage}..${stop_stage}. Results and logs: ${expdir}"
+finish_recipe
