@@ -3,6 +3,7 @@ SGD with the configured schedule, logging, the NaN guard and cross-process gathe
 
 from __future__ import annotations
 
+import abc
 import copy
 
 import lightning as L
@@ -16,7 +17,7 @@ from vision_ssl.heads import ProjectionHead
 from vision_ssl.schedules import lr_lambda
 
 
-class PretrainMethod(L.LightningModule):
+class PretrainMethod(L.LightningModule, abc.ABC):
     """Base class: subclasses implement :meth:`compute_loss` (and may extend :meth:`features`).
 
     Batches are ``(views, labels)``: a list of ``data.num_views`` image tensors ``[B, 3, H, W]``
@@ -37,9 +38,10 @@ class PretrainMethod(L.LightningModule):
         m = self.config.model
         return ProjectionHead(self.backbone.out_dim, m.head_hidden or self.backbone.out_dim, m.proj_dim, m.head_bn)
 
+    @abc.abstractmethod
     def compute_loss(self, views: list[Tensor], labels: Tensor) -> dict[str, Tensor]:
-        """Loss terms of one batch; ``"loss"`` is optimised, the rest is logged."""
-        raise NotImplementedError
+        """Loss terms of one batch; ``"loss"`` is optimised, the rest is logged (each method
+        implements it; the base class cannot be instantiated)."""
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Representations evaluated downstream (kNN, linear probe): ``{"backbone": [B, D]}``."""
