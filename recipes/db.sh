@@ -16,3 +16,15 @@ CIFAR10="${CIFAR10:-}"                 # folder containing cifar-10-batches-py/ 
 CIFAR100="${CIFAR100:-}"               # folder containing cifar-100-python/ (CIFAR-100 python version)
 TINYIMAGENET="${TINYIMAGENET:-}"       # folder containing tiny-imagenet-200/
 IMAGENET="${IMAGENET:-}"               # ILSVRC2012 root with train/<wnid>/ and val/<wnid>/
+# Cross-domain few-shot (CD-FSL) sources and targets; layouts in vision_ssl/data/cdfsl.py
+MINIIMAGENET="${MINIIMAGENET:-}"       # miniImageNet (Ravi & Larochelle split) as {train,val,test}/<class>/*.jpg
+TIEREDIMAGENET="${TIEREDIMAGENET:-}"   # tieredImageNet as {train,test}/<class>/*
+CROPDISEASE="${CROPDISEASE:-}"         # BSCD-FSL CropDiseases (Plant Village) unpacked to dataset/train/<class>/*.jpg
+EUROSAT="${EUROSAT:-}"                 # EuroSAT RGB (EuroSAT.zip): <class>/*.jpg, 10 classes, 27,000 images
+ISIC="${ISIC:-}"                       # ISIC 2018 Task 3 training images (*.jpg) + ISIC2018_Task3_Training_GroundTruth.csv
+CHESTX="${CHESTX:-}"                   # NIH ChestX-ray14: images/*.png (all in one folder) + Data_Entry_2017.csv
+CUB="${CUB:-}"                         # CUB-200-2011 (CUB_200_2011.tgz) unpacked: CUB_200_2011/images/<class>/*.jpg
+CARS="${CARS:-}"                       # Stanford Cars train+test as <class>/* (196 classes, 16,185 images)
+PLACES="${PLACES:-}"                   # Places365 16-class CD-FSL subset as <class>/* (27,440 images)
+PLANTAE="${PLANTAE:-}"                 # iNaturalist-2018 Plantae 69-class CD-FSL subset as <class>/* (26,650 images)
+SIMCORE_DATA="${SIMCORE_DATA:-}"       # SimCore targets: <name>/{train,test}/<class>/ ImageFolder trees (reference 3.4: aircraft, cars, pets, cub, dogs, flowers, ...; built by openssl-simcore's data/*_image_folder_generator.py)

@@ -12,6 +12,9 @@ name               pipeline
 ``cdfsl_strong``   RRC(size), ColorJitter(.4,.4,.4,0), grayscale p .1, blur k=5 p .3, flip
 ``cdfsl_base``     RRC(size), ColorJitter(.4,.4,.4,0), flip
 ``rrc_flip``       RRC(size), flip (linear-evaluation training)
+``simcore``        RRC(size, .2-1), flip, ColorJitter(.8,.8,.8,.2) p .8, grayscale p .2, no blur
+                   (SimCore's SimCLR)
+``rrc02_flip``     RRC(size, .2-1), flip (SimCore linear-evaluation training)
 ``resize_crop``    Resize(size * 256 / 224), CenterCrop(size) (evaluation at 224)
 ``plain``          Resize(size) only (evaluation of CIFAR-size images)
 =================  ===========================================================================
@@ -27,7 +30,8 @@ from collections.abc import Callable, Sequence
 from torch import Tensor
 from torchvision import transforms as T
 
-AUGMENTATIONS = ("simclr", "mocov2", "supcon", "cdfsl_strong", "cdfsl_base", "rrc_flip", "resize_crop", "plain")
+AUGMENTATIONS = ("simclr", "mocov2", "supcon", "cdfsl_strong", "cdfsl_base", "rrc_flip", "simcore", "rrc02_flip",
+                 "resize_crop", "plain")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,6 +60,11 @@ def _pipeline(name: str, size: int) -> list[Callable]:
         return [T.RandomResizedCrop(size), T.ColorJitter(0.4, 0.4, 0.4, 0.0), T.RandomHorizontalFlip()]
     if name == "rrc_flip":
         return [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    if name == "simcore":
+        return [T.RandomResizedCrop(size, scale=(0.2, 1.0)), T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), T.RandomGrayscale(p=0.2)]
+    if name == "rrc02_flip":
+        return [T.RandomResizedCrop(size, scale=(0.2, 1.0)), T.RandomHorizontalFlip()]
     if name == "resize_crop":
         return [T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]
     if name == "plain":

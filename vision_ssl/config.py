@@ -21,7 +21,10 @@ from vision_ssl.data import DATASETS
 from vision_ssl.losses import LAMBDA_DISTRIBUTIONS
 from vision_ssl.schedules import SCHEDULES, WARMUPS
 
-METHODS = ("simclr", "mocov2", "supcon", "selfcon")
+METHODS = ("simclr", "mocov2", "supcon", "selfcon", "sl", "byol", "msl")
+SSL_LOSSES = ("simclr", "byol")  #: self-supervised term of method msl
+GAMMA_SCHEDULES = ("constant", "linear")
+OPTIMIZERS = ("sgd", "adam")
 FEATURES = ("backbone", "subnet")
 
 
@@ -124,8 +127,9 @@ class SelfConConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD and the learning-rate schedule of the pretraining (see vision_ssl.schedules)."""
+    """Optimizer and learning-rate schedule of the pretraining (see vision_ssl.schedules)."""
 
+    optimizer: str = "sgd"  #: sgd | adam (CD-FSL BYOL without source labels; momentum and nesterov unused)
     lr: float = 0.5  #: for the configured data.batch_size x devices
     momentum: float = 0.9
     weight_decay: float = 1.0e-4
@@ -139,8 +143,52 @@ class OptimConfig:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
+        _choice("optim.optimizer", self.optimizer, OPTIMIZERS)
         _choice("optim.schedule", self.schedule, SCHEDULES)
         _choice("optim.warmup", self.warmup, WARMUPS)
+
+
+@dataclass
+class BYOLConfig:
+    """BYOL projector / predictor (both ``Linear -> BN -> ReLU -> Linear``) and the EMA target."""
+
+    hidden_dim: int = 4096
+    out_dim: int = 256
+    ema: float = 0.99  #: constant target momentum (CD-FSL; no cosine ramp)
+
+
+@dataclass
+class CDFSLConfig:
+    """Cross-domain few-shot pretraining schemes (methods sl and msl, two-stage initialisation).
+
+    Method ``sl`` trains on ``data.*`` (the labeled source). Method ``msl`` reads its unlabeled
+    target views from ``data.*`` and its labeled source from ``source_*``.
+    """
+
+    #: classes of the source classifier; 0: counted from the source dataset when the model is built
+    num_classes: int = 0
+    ssl: str = "simclr"  #: msl: self-supervised term on the target views, simclr | byol
+    #: msl: loss = (1 - gamma) CE(source) + gamma SSL(target). The official scripts tag their runs
+    #: "gamma78" without passing --gamma (their code default is 0.5); 7/8 is the paper's value.
+    gamma: float = 0.875
+    #: constant: gamma; linear: gamma_t = t / (T - 1) over the optimizer steps t = 0..T-1 of the run
+    gamma_schedule: str = "constant"
+    source_dataset: str = "imagefolder"  #: msl: a name of vision_ssl.data.DATASETS
+    source_root: str = ""
+    source_split: str = "train"
+    source_batch_size: int = 64  #: msl: labeled source images per step (per device)
+    #: two-stage schemes: checkpoint of the first stage; its backbone (and classifier, when both
+    #: have one) initialise this run, with a fresh optimizer and schedule
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        _choice("cdfsl.ssl", self.ssl, SSL_LOSSES)
+        _choice("cdfsl.gamma_schedule", self.gamma_schedule, GAMMA_SCHEDULES)
+        _choice("cdfsl.source_dataset", self.source_dataset, DATASETS)
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"cdfsl.gamma must lie in [0, 1], got {self.gamma}")
+        if self.num_classes < 0:
+            raise ValueError(f"cdfsl.num_classes must be >= 0 (0: from the dataset), got {self.num_classes}")
 
 
 @dataclass
@@ -198,6 +246,8 @@ class ExperimentConfig:
     moco: MocoConfig = field(default_factory=MocoConfig)
     mixco: MixCoConfig = field(default_factory=MixCoConfig)
     selfcon: SelfConConfig = field(default_factory=SelfConConfig)
+    byol: BYOLConfig = field(default_factory=BYOLConfig)
+    cdfsl: CDFSLConfig = field(default_factory=CDFSLConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
@@ -206,10 +256,12 @@ class ExperimentConfig:
         _choice("method", self.method, METHODS)
         if self.mixco.enabled and self.method not in ("simclr", "mocov2"):
             raise ValueError(f"mixco.enabled applies to simclr and mocov2, not {self.method!r}")
-        if self.method in ("simclr", "mocov2") and self.data.num_views != 2:
+        if self.method in ("simclr", "mocov2", "byol", "msl") and self.data.num_views != 2:
             raise ValueError(f"{self.method} needs data.num_views: 2")
         if "subnet" in self.linear.features and self.method != "selfcon":
             raise ValueError("linear.features 'subnet' exists only for method selfcon")
+        if self.method == "sl" and self.data.num_views != 1:
+            raise ValueError("sl trains on one view per source image: set data.num_views: 1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

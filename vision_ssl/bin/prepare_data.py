@@ -5,7 +5,7 @@ dataset root reads correctly.
 opens every split, decodes its first and last image and prints the counts; a missing or malformed
 root exits with status 1 and a message naming the expected layout and where to download the data.
 ``--make_digits true --size 32`` first writes the digits as an ImageFolder tree at ``R``
-(mini recipes; no download).
+(mini recipes; no download); ``--digits_classes 5 6 7 8 9`` keeps only those digits.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="first export scikit-learn's digits to <root> in ImageFolder layout")
     parser.add_argument("--size", type=int, default=32, help="side of the exported digit images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the digits train/test split")
+    parser.add_argument("--digits_classes", type=int, nargs="+", default=None,
+                        help="export only these digit classes (e.g. 0 1 2 3 4 as a few-shot source); default all ten")
     args = parser.parse_args(argv)
     if args.make_digits == "true":
-        meta = export_digits(args.root, size=args.size, seed=args.seed)
+        meta = export_digits(args.root, size=args.size, seed=args.seed, classes=args.digits_classes)
         print(f"digits at {args.root}: {meta['counts']} ({args.size}x{args.size})")
     info = DATASETS[args.dataset]
     try:

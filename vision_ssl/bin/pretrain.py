@@ -20,8 +20,8 @@ from pathlib import Path
 import lightning as L
 
 from vision_ssl.bin.common import make_trainer, write_json
+from vision_ssl.cdfsl_datamodule import pretrain_datamodule
 from vision_ssl.config import ExperimentConfig, load_config, save_config
-from vision_ssl.datamodule import PretrainDataModule
 from vision_ssl.eval import KNNMonitor
 from vision_ssl.methods import build_method
 
@@ -38,7 +38,7 @@ def pretrain(config: ExperimentConfig, expdir: str | Path, resume: bool = True,
     save_config(config, expdir / "config.yaml")
     L.seed_everything(config.seed, workers=True)
     model = build_method(config)
-    data = PretrainDataModule(config.data)
+    data = pretrain_datamodule(config)
     t = config.trainer
     knn = None
     if t.knn_every_n_epochs > 0:

@@ -12,6 +12,10 @@ name              splits           layout under ``root``
 ``tinyimagenet``  train, val       ``tiny-imagenet-200/`` as distributed
 ``imagenet``      train, val       ``{train,val}/<wnid>/*.JPEG`` (val re-organised into folders)
 ``imagefolder``   any sub-folder   ``<split>/<class>/<image>``
+``filelist``      any list file    ``<split>``: ``path<TAB>label`` lines (SimCore target + coreset)
+CD-FSL targets    unlabeled,       ``miniimagenet``, ``tieredimagenet``, ``cropdisease``, ``eurosat``,
+                  labeled, all     ``isic``, ``chestx``, ``cub``, ``cars``, ``places``, ``plantae``,
+                                   ``folder`` (see :mod:`vision_ssl.data.cdfsl`)
 ================  ===============  =================================================================
 """
 
@@ -23,8 +27,11 @@ from pathlib import Path
 
 from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.data.base import DatasetLayoutError, LabeledImages, layout_error, load_rgb
+from vision_ssl.data.cdfsl import CDFSL_LAYOUTS, CDFSLDataset
 from vision_ssl.data.cifar import CIFARDataset, cifar_layout
 from vision_ssl.data.digits import export_digits
+from vision_ssl.data.filelist import LAYOUT as FILELIST_LAYOUT
+from vision_ssl.data.filelist import FileListDataset
 from vision_ssl.data.imagefolder import LAYOUT as IMAGEFOLDER_LAYOUT
 from vision_ssl.data.imagefolder import ImageFolderDataset
 from vision_ssl.data.tinyimagenet import LAYOUT as TINYIMAGENET_LAYOUT
@@ -51,6 +58,10 @@ DATASETS: dict[str, DatasetInfo] = {
     "tinyimagenet": DatasetInfo(IMAGENET_MEAN, IMAGENET_STD, "train", "val", TINYIMAGENET_LAYOUT),
     "imagenet": DatasetInfo(IMAGENET_MEAN, IMAGENET_STD, "train", "val", IMAGENET_LAYOUT),
     "imagefolder": DatasetInfo(IMAGENET_MEAN, IMAGENET_STD, "train", "test", IMAGEFOLDER_LAYOUT),
+    "filelist": DatasetInfo(IMAGENET_MEAN, IMAGENET_STD, "train.tsv", "test.tsv", FILELIST_LAYOUT),
+    # CD-FSL: SSL on the unlabeled 20 %, few-shot episodes from the labeled 80 %
+    **{name: DatasetInfo(IMAGENET_MEAN, IMAGENET_STD, "unlabeled", "labeled", f"{layout} [{download}]")
+       for name, (layout, download) in CDFSL_LAYOUTS.items()},
 }
 
 
@@ -67,8 +78,12 @@ def build_dataset(name: str, root: str | Path, split: str, transform: Callable |
         return TinyImageNetDataset(root, split, transform)
     if name == "imagenet":
         return ImageFolderDataset(root, split, transform, name="ImageNet", layout=IMAGENET_LAYOUT)
+    if name in CDFSL_LAYOUTS:
+        return CDFSLDataset(name, root, split, transform)
+    if name == "filelist":
+        return FileListDataset(root, split, transform)
     return ImageFolderDataset(root, split, transform)
 
 
-__all__ = ["DATASETS", "CIFARDataset", "DatasetInfo", "DatasetLayoutError", "ImageFolderDataset", "LabeledImages",
+__all__ = ["DATASETS", "CDFSLDataset", "CIFARDataset", "DatasetInfo", "DatasetLayoutError", "FileListDataset", "ImageFolderDataset", "LabeledImages",
            "TinyImageNetDataset", "build_dataset", "export_digits", "layout_error", "load_rgb"]

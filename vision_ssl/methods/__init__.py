@@ -1,7 +1,9 @@
 """Pretraining methods (LightningModules over a shared backbone and head) and their registry.
 
-``build_method(config)`` instantiates the class named by ``config.method``;
-``load_pretrained(path)`` rebuilds a trained method from a Lightning checkpoint in one call.
+``build_method(config)`` instantiates the class named by ``config.method`` (for ``msl``, the
+variant of ``cdfsl.ssl``) and, for a two-stage scheme, loads the first stage's weights from
+``cdfsl.init_from``; ``load_pretrained(path)`` rebuilds a trained method from a Lightning
+checkpoint in one call.
 """
 
 from __future__ import annotations
@@ -12,18 +14,32 @@ import torch
 
 from vision_ssl.config import ExperimentConfig, config_from_dict
 from vision_ssl.methods.base import PretrainMethod
+from vision_ssl.methods.byol import BYOL
+from vision_ssl.methods.cdfsl import MSL_CLASSES, SupervisedSource, init_from_checkpoint
 from vision_ssl.methods.mocov2 import MoCoV2
 from vision_ssl.methods.selfcon import SelfCon
 from vision_ssl.methods.simclr import SimCLR
 from vision_ssl.methods.supcon import SupCon
 
 METHOD_CLASSES: dict[str, type[PretrainMethod]] = {"simclr": SimCLR, "mocov2": MoCoV2, "supcon": SupCon,
-                                                   "selfcon": SelfCon}
+                                                   "selfcon": SelfCon, "sl": SupervisedSource, "byol": BYOL}
+
+
+def method_class(config: ExperimentConfig) -> type[PretrainMethod]:
+    """The LightningModule class of ``config.method`` (``msl``: by ``cdfsl.ssl``)."""
+    if config.method == "msl":
+        return MSL_CLASSES[config.cdfsl.ssl]
+    return METHOD_CLASSES[config.method]
 
 
 def build_method(config: ExperimentConfig) -> PretrainMethod:
-    """The LightningModule of ``config.method``, freshly initialised."""
-    return METHOD_CLASSES[config.method](config)
+    """The LightningModule of ``config.method``, freshly initialised or, with ``cdfsl.init_from``,
+    starting from a first-stage checkpoint's backbone (+ classifier)."""
+    model = method_class(config)(config)
+    if config.cdfsl.init_from:
+        loaded = init_from_checkpoint(model, config.cdfsl.init_from)
+        print(f"{config.method}: {' + '.join(loaded)} initialised from {config.cdfsl.init_from}")
+    return model
 
 
 def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> PretrainMethod:
@@ -36,10 +52,10 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
         config = config_from_dict(ckpt["hyper_parameters"]["config"])
     except KeyError as err:
         raise ValueError(f"{path}: not a vision_ssl pretraining checkpoint (no hyper_parameters.config)") from err
-    model = build_method(config)
+    model = method_class(config)(config)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
 
-__all__ = ["METHOD_CLASSES", "MoCoV2", "PretrainMethod", "SelfCon", "SimCLR", "SupCon", "build_method",
-           "load_pretrained"]
+__all__ = ["BYOL", "METHOD_CLASSES", "MSL_CLASSES", "MoCoV2", "PretrainMethod", "SelfCon", "SimCLR", "SupCon",
+           "SupervisedSource", "build_method", "init_from_checkpoint", "load_pretrained", "method_class"]

@@ -1,5 +1,5 @@
 """Shared Lightning base of the pretraining methods: backbone + projection head from the config,
-SGD with the configured schedule, logging, the NaN guard and cross-process gathering."""
+SGD or Adam with the configured schedule, logging, the NaN guard and cross-process gathering."""
 
 from __future__ import annotations
 
@@ -91,8 +91,11 @@ class PretrainMethod(L.LightningModule, abc.ABC):
     def configure_optimizers(self):
         o = self.config.optim
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                                    nesterov=o.nesterov)
+        if o.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                        nesterov=o.nesterov)
         epochs = self.trainer.max_epochs
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // epochs)
         schedule = lr_lambda(o.lr, epochs, steps_per_epoch, schedule=o.schedule, eta_min=o.lr * o.eta_min_ratio,

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Mini SimCore: target = 40 train images of each of the digits 3, 5 and 8 (scikit-learn's digits,
+# 16x16); open set = every other digits train image plus, where ../shared/data/omniglot exists,
+# 5,840 Omniglot characters; tiny ResNet SimCLR; every stage on CPU in a few minutes.
+# Options: bash run.sh --help
+set -euo pipefail
+cd "$(dirname "$0")"
+omniglot_dir="$(cd ../../.. && pwd)/../shared/data/omniglot"
+[ -d "${omniglot_dir}" ] || omniglot_dir=""
+exec bash ../../../recipes/simcore.sh \
+  --conf conf/simclr.yaml \
+  --coreset_conf conf/coreset.yaml \
+  --target digits358 \
+  --make_mini true \
+  --data_dir data \
+  --mini_target_classes "3 5 8" \
+  --mini_per_class 40 \
+  --omniglot "${omniglot_dir}" \
+  "$@"

@@ -1,0 +1,75 @@
+"""Data stage of the DiffBlender recipes: check a dataset and fill the prepared-condition cache.
+
+``python -m vision_ssl.bin.diffblender_prepare --config C [--set key=value ...] [--preview grid.png]``
+
+Reads the ``data:`` section of ``C`` (see :class:`vision_ssl.diffblender.data.DataConfig`); for
+the training split and, when configured, the validation split it parses the annotations (COCO;
+the parsed index is cached), computes the colour palettes and CLIP style embeddings of every image
+into ``data.cache_dir`` (skipping entries already there with the same settings), checks the depth
+maps, and decodes the first and last sample. ``<cache_dir>/prepared_<name>.json`` records the
+counts. Problems (missing root, malformed annotation file, missing depth maps) exit with status 1
+and a message naming the file. ``--preview`` writes a condition grid of the first training samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vision_ssl.bin.common import write_json
+from vision_ssl.data.base import DatasetLayoutError
+from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset, load_data_config
+from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset
+from vision_ssl.diffblender.data.collate import collate_conditions
+
+
+def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, dict]:
+    """Prepare every configured split; returns ``{dataset name: summary}``."""
+    if not config.cache_dir:
+        raise ValueError("data.cache_dir is empty: set it to the folder that keeps the prepared conditions")
+    cache = ConditionCache(config.cache_dir)
+    splits = ["train"] + (["val"] if (config.val_split if config.dataset == "coco" else config.shapes_val_count) else [])
+    summaries = {}
+    for split in splits:
+        dataset = build_condition_dataset(config, split)
+        status = dataset.attach_cache(cache, build=True)
+        missing = dataset.check_depth() if isinstance(dataset, CocoDataset) else []
+        if missing and not config.depth_optional:
+            raise FileNotFoundError(f"{config.depth_dir}: {len(missing)} of {len(dataset)} depth maps are missing "
+                                    f"(first: {missing[0]}); produce them or set data.depth_optional: true")
+        for index in (0, len(dataset) - 1):
+            dataset[index]
+        summary = {"items": len(dataset), "modalities": list(dataset.modalities), "cache": status,
+                   "missing_depth": len(missing)}
+        write_json(cache.folder / f"prepared_{dataset.name}.json", summary)
+        print(f"{dataset.name}: {len(dataset)} items, conditions {', '.join(dataset.modalities) or 'none'}; "
+              f"cache {status}; missing depth maps {len(missing)}")
+        summaries[dataset.name] = summary
+        if preview and split == "train":
+            from vision_ssl.diffblender.visualize import condition_grid
+
+            batch = collate_conditions([dataset[i] for i in range(min(8, len(dataset)))], config.max_boxes,
+                                       config.max_persons)
+            Path(preview).parent.mkdir(parents=True, exist_ok=True)
+            condition_grid(batch).save(preview)
+            print(f"condition grid of the first samples: {preview}")
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML with a data: section (or a bare DataConfig mapping)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a data entry, e.g. --set cache_dir=dump/cache (repeatable)")
+    parser.add_argument("--preview", default=None, help="write a condition grid of the first samples here (PNG)")
+    args = parser.parse_args(argv)
+    try:
+        prepare(load_data_config(args.config, args.overrides), args.preview)
+    except (DatasetLayoutError, AnnotationError, FileNotFoundError, ValueError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

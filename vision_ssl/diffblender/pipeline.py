@@ -1,0 +1,155 @@
+"""Multimodal text-to-image sampling with DiffBlender, following diffusers pipeline conventions.
+
+``DiffBlenderPipeline.from_pretrained(base, adapter="adapter.safetensors", torch_dtype=...)``
+loads a Stable-Diffusion-layout folder (or hub id) plus our adapter file; ``pipe(prompt,
+conditions=..., ...)`` samples with any subset of modalities. Each step batches the chunks
+``[uncond, cond, cond minus m for each m in mode_guidance]``: the unconditional chunk nulls the
+text (negative prompt) and every token modality but keeps the image-form conditions; gate
+schedules set the spatial, non-spatial and image scales per step (reference section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.image_processor import VaeImageProcessor
+
+from vision_ssl.diffblender.adapter import (Conditions, DiffBlenderAdapter, EncodedConditions, GateScales,
+                                            encode_text)
+from vision_ssl.diffblender.config import AdapterConfig
+from vision_ssl.diffblender.guidance import Weight, combine_guidance, unconditional, without_modality
+from vision_ssl.diffblender.schedule import gate_schedule
+from vision_ssl.diffblender.weights import load_adapter
+
+Gate = tuple[float, float, float, float]
+
+
+def load_base_components(base: str | Path, torch_dtype: torch.dtype | None = None,
+                         sampler: str = "pndm") -> dict[str, Any]:
+    """``dict(unet, vae, text_encoder, tokenizer, scheduler)`` of a diffusers SD folder or hub id.
+
+    ``sampler``: ``"pndm"`` (PLMS with ``skip_prk_steps``) or ``"ddim"``, built from the base's
+    scheduler config (so the training beta schedule is kept).
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    base = str(base)
+    if Path(base).exists() and not (Path(base) / "unet").is_dir():
+        raise FileNotFoundError(f"{base}: not a Stable Diffusion folder (expected unet/ vae/ text_encoder/ "
+                                "tokenizer/ scheduler/); write one with save_tiny_base or point to a diffusers SD repo")
+    kinds = {"pndm": (PNDMScheduler, {"skip_prk_steps": True}), "ddim": (DDIMScheduler, {})}
+    if sampler not in kinds:
+        raise ValueError(f"sampler must be one of {sorted(kinds)}, got {sampler!r}")
+    scheduler_cls, extra = kinds[sampler]
+    scheduler = scheduler_cls.from_config(PNDMScheduler.load_config(base, subfolder="scheduler"), **extra)
+    return dict(
+        unet=UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=torch_dtype),
+        vae=AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch_dtype),
+        text_encoder=CLIPTextModel.from_pretrained(base, subfolder="text_encoder", dtype=torch_dtype),
+        tokenizer=CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
+        scheduler=scheduler,
+    )
+
+
+class DiffBlenderPipeline(DiffusionPipeline):
+    """Stable Diffusion + a :class:`DiffBlenderAdapter` (attached to ``unet`` on construction)."""
+
+    model_cpu_offload_seq = "text_encoder->adapter->unet->vae"
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, adapter: DiffBlenderAdapter) -> None:
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                              scheduler=scheduler, adapter=adapter)
+        adapter.attach(unet)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    @classmethod
+    def from_pretrained(cls, base: str | Path, adapter: str | Path | DiffBlenderAdapter | None = None,
+                        adapter_config: AdapterConfig | None = None, torch_dtype: torch.dtype | None = None,
+                        sampler: str = "pndm") -> DiffBlenderPipeline:
+        """Load the base SD folder/hub id and the adapter (a file written by ``save_adapter``, a
+        module, or None for a fresh adapter from ``adapter_config``)."""
+        parts = load_base_components(base, torch_dtype, sampler)
+        if adapter is None:
+            adapter = DiffBlenderAdapter(adapter_config or AdapterConfig(), parts["unet"])
+        elif not isinstance(adapter, DiffBlenderAdapter):
+            adapter = load_adapter(adapter, parts["unet"], attach=False)
+        if torch_dtype is not None:
+            adapter.to(dtype=torch_dtype)
+        return cls(adapter=adapter, **parts)
+
+    def _prepare_latents(self, batch: int, height: int, width: int, generator, latents):
+        shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device, self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        return latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | Sequence[str], conditions: Conditions | None = None, negative_prompt: str = "",
+                 num_inference_steps: int = 50, guidance_scale: float = 5.0,
+                 mode_guidance: Mapping[str, Weight] | None = None,
+                 gate_spatial: Gate = (0.3, 0.0, 0.7, 1.0), gate_nonspatial: Gate = (0.3, 0.0, 0.7, 1.0),
+                 gate_image: Gate = (1.0, 0.0, 0.0, 0.7), generator: torch.Generator | None = None,
+                 height: int | None = None, width: int | None = None, latents: torch.Tensor | None = None,
+                 output_type: str = "pil", return_dict: bool = True):
+        """Sample images for ``prompt`` under ``conditions`` (raw-condition contract; any subset).
+
+        ``mode_guidance`` maps a given modality to ``w_m`` (a float or one per sample; negative
+        weakens it). ``gate_*`` are ``(a0, a1, a2, scale)`` schedules. ``output_type``: ``"pil"``,
+        ``"np"``, ``"pt"`` or ``"latent"``. Returns ``ImagePipelineOutput(images)`` (or a tuple).
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        n = len(prompts)
+        height = height or self.unet.config.sample_size * self.vae_scale_factor
+        width = width or self.unet.config.sample_size * self.vae_scale_factor
+        modes = dict(mode_guidance or {})
+        adapter = self.adapter
+        frozen = dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+                      image_size=(height, width), generator=generator)
+
+        conditions = adapter.prepare(conditions, n, **frozen)
+        text_c = encode_text(self.text_encoder, self.tokenizer, prompts)
+        chunks = [adapter.encode(conditions, n)]
+        texts = [text_c]
+        use_uncond = guidance_scale != 1.0 or bool(modes)
+        if use_uncond:
+            uncond = unconditional(conditions, adapter.config.names("image"))
+            chunks.insert(0, adapter.encode(uncond, n))
+            texts.insert(0, encode_text(self.text_encoder, self.tokenizer, [negative_prompt] * n))
+        for m in modes:
+            chunks.append(adapter.encode(adapter.prepare(without_modality(conditions, m), n, **frozen), n))
+            texts.append(text_c)
+        encoded = EncodedConditions.cat(chunks)
+        text = torch.cat(texts).to(self.unet.dtype)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        timesteps = self.scheduler.timesteps
+        scales = [gate_schedule(g, len(timesteps)) for g in (gate_spatial, gate_nonspatial, gate_image)]
+        latents = self._prepare_latents(n, height, width, generator, latents)
+        with self.progress_bar(total=len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                inputs = self.scheduler.scale_model_input(torch.cat([latents] * len(chunks)), t)
+                step_scales = GateScales(scales[0][i], scales[1][i], scales[2][i])
+                eps = adapter.predict(self.unet, inputs, t, text, encoded, step_scales).chunk(len(chunks))
+                if use_uncond:
+                    eps = combine_guidance(eps[0], eps[1], guidance_scale, list(zip(eps[2:], modes.values())))
+                else:
+                    eps = eps[0]
+                latents = self.scheduler.step(eps, t, latents).prev_sample
+                bar.update()
+
+        if output_type == "latent":
+            images = latents
+        else:
+            decoded = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
