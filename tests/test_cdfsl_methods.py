@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from vision_ssl.backbones import count_parameters
+from vision_ssl.bin.common import make_trainer
 from vision_ssl.bin.pretrain import pretrain
 from vision_ssl.cdfsl_datamodule import MixedDataModule, pretrain_datamodule
 from vision_ssl.config import load_config
@@ -216,7 +217,6 @@ def test_msl_linear_gamma_over_steps_and_two_stage_init(tmp_path, one_thread):
                 assert torch.equal(module.target_backbone.conv1.weight, stage1["backbone.conv1.weight"])
             seen.append(module.gamma())
 
-    from vision_ssl.bin.common import make_trainer
     trainer = make_trainer(cfg.trainer, tmp_path / "msl", 2, "32-true", callbacks=[Spy()])
     trainer.fit(model, datamodule=pretrain_datamodule(cfg))
     assert trainer.global_step == 6  # 12 target images / 4 per step, 2 epochs

@@ -18,11 +18,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SCHEMES = {"sl": "sl", "ssl_simclr": "simclr", "ssl_byol": "byol", "msl_simclr": "msl", "msl_byol": "msl",
            "twostage_simclr": "simclr", "twostage_msl_simclr": "msl"}
 
-# 5-way accuracy (%) on the digits 5-9 target, 10 episodes, linear probe, measured on 2 CPU cores
-# (a random-init tiny ResNet gives about 50 / 70)
+# 5-way (1-shot, 5-shot) accuracy (%) on the digits 5-9 target over 10 episodes, linear probe,
+# measured on CPU (the randomly initialised tiny ResNet of the SL config gives 32.4 / 68.8)
 MEASURED = {
-    "sl": (61.5, 82.5), "ssl_simclr": (47.6, 69.5), "ssl_byol": (45.5, 67.7), "msl_simclr": (56.8, 78.8),
-    "msl_byol": (58.9, 81.5), "twostage_simclr": (59.7, 80.9), "twostage_msl_simclr": (61.6, 82.9),
+    "sl": (62.5, 81.6), "ssl_simclr": (59.7, 79.3), "ssl_byol": (44.3, 71.3), "msl_simclr": (71.9, 89.2),
+    "msl_byol": (53.7, 80.9), "twostage_simclr": (70.8, 85.1), "twostage_msl_simclr": (69.5, 84.8),
 }
 
 
@@ -54,7 +54,7 @@ def test_full_configs_hold_the_published_hyperparameters():
         if name != "sl":
             assert (c.data.train_split, c.data.num_views) == ("unlabeled", 2)
     for scheme in SCHEMES:
-        assert f"--scheme {scheme}" in (ROOT / "egs" / "cdfsl" / scheme / "run.sh").read_text()
+        assert f"--schemes {scheme}" in (ROOT / "egs" / "cdfsl" / scheme / "run.sh").read_text()
 
 
 def test_missing_roots_name_the_variables(tmp_path):
@@ -66,14 +66,31 @@ def test_missing_roots_name_the_variables(tmp_path):
     proc = _run("cdfsl/ssl_simclr", "--exp_root", str(tmp_path / "exp"), "--stop_stage", "0", "--targets", "eurosat",
                 env=env, timeout=120)
     assert proc.returncode != 0 and "EUROSAT=<folder> in recipes/db.sh" in proc.stderr
-    proc = _run("cdfsl/sl", "--scheme", "msl", "--stop_stage", "0", timeout=60)
+    proc = _run("cdfsl/sl", "--schemes", "sl msl", "--stop_stage", "0", timeout=60)
     assert proc.returncode != 0 and "unknown scheme 'msl'" in proc.stderr
 
 
 def test_help_lists_scheme_options():
     proc = _run("mini_digits/cdfsl", "--help", timeout=60)
     assert proc.returncode == 0
-    assert '--scheme                 "sl"' in proc.stdout and "--target_roots" in proc.stdout
+    assert f'--schemes                "{" ".join(SCHEMES)}"' in proc.stdout and "--target_roots" in proc.stdout
+
+
+def test_results_table_rows_and_missing_summary(tmp_path):
+    from vision_ssl.bin.cdfsl_results import collect, to_markdown
+
+    for scheme, acc in (("sl", 60.0), ("msl_simclr", 70.0)):
+        (tmp_path / scheme / "eurosat").mkdir(parents=True)
+        results = [{"shots": k, "update": "lp", "mean": acc + k, "ci95": 0.5, "episodes": 600} for k in (5, 1)]
+        (tmp_path / scheme / "eurosat" / "summary.json").write_text(json.dumps({"results": results}))
+    rows = collect(tmp_path, ["msl_simclr", "sl"], ["eurosat"])
+    assert [(r["scheme"], r["shots"][1]["mean"], r["shots"][5]["mean"]) for r in rows] == \
+        [("msl_simclr", 71.0, 75.0), ("sl", 61.0, 65.0)]
+    table = to_markdown(rows)
+    assert table.splitlines()[0] == "| scheme | target | update | 1-shot | 5-shot |"
+    assert "| msl_simclr | eurosat | lp | 71.00 ± 0.50 | 75.00 ± 0.50 |" in table and "600 episodes" in table
+    with pytest.raises(FileNotFoundError, match=r"ssl_byol/eurosat/summary.json not found; run the few-shot stage"):
+        collect(tmp_path, ["ssl_byol"], ["eurosat"])
 
 
 @pytest.mark.slow
@@ -100,5 +117,7 @@ def test_mini_recipe_every_scheme_end_to_end(tmp_path):
         one, five = row["shots"]["1"], row["shots"]["5"]
         assert one["episodes"] == five["episodes"] == 10
         low1, low5 = MEASURED[row["scheme"]]
-        assert one["mean"] > low1 - 10 and five["mean"] > low5 - 10, row
+        assert one["mean"] > low1 - 6 and five["mean"] > low5 - 6, row
         assert f"| {row['scheme']} | folder | lp | {one['mean']:.2f} ± {one['ci95']:.2f} |" in table
+    proc = _run("mini_digits/cdfsl", "--exp_root", str(exp), "--stage", "3")  # re-running is safe
+    assert proc.returncode == 0 and (exp / "schemes" / "results.md").read_text() == table

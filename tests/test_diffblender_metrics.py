@@ -35,7 +35,8 @@ def test_fid_with_custom_features():
     assert compute_fid(real, real + 0.1, ChannelMeans()) == pytest.approx(0.03, abs=1e-4)
     assert compute_fid(real, real, ChannelMeans()) == pytest.approx(0.0, abs=1e-6)
     features = RandomConvFeatures(num_features=16, seed=3)
-    assert features(real[:2]).shape == (2, 16) and torch.equal(features(real[:2]), RandomConvFeatures(16, seed=3)(real[:2]))
+    out = features(real[:2])
+    assert out.shape == (2, 16) and torch.equal(out, RandomConvFeatures(16, seed=3)(real[:2]))
     assert compute_fid(real, real.flip(0), features) == pytest.approx(0.0, abs=1e-6)  # order does not matter
     assert compute_fid(real, real * 0.3, features) > 0.1
 
@@ -92,7 +93,8 @@ def test_shapes_box_iou():
     # a red 4 x 4 square drawn at (4, 4) while (2, 2)-(6, 6) was asked: IoU = 4 / 28; absent colour: 0
     image = _image([Shape("red", "rectangle", (4, 4, 8, 8))], size=16)
     asked = [[[2 / 16, 2 / 16, 6 / 16, 6 / 16], [0.5, 0.5, 1.0, 1.0]]]
-    assert shapes_box_iou(image.unsqueeze(0), asked, [["red rectangle", "green ellipse"]]) == pytest.approx([4 / 28, 0.0])
+    ious = shapes_box_iou(image.unsqueeze(0), asked, [["red rectangle", "green ellipse"]])
+    assert ious == pytest.approx([4 / 28, 0.0])
     # a red blob far away from the asked box does not count
     assert shapes_box_iou(image.unsqueeze(0), [[[0.8, 0.8, 0.9, 0.9]]], [["red ellipse"]]) == [0.0]
 

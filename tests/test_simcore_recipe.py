@@ -74,5 +74,4 @@ def test_mini_recipe_end_to_end(tmp_path):
     if with_omniglot:
         assert rows["simcore"]["target_class_fraction"] > MEASURED["target_class_fraction"]["simcore"] - 0.1
     assert "| simcore |" in (expdir / "results.md").read_text()
-    train, _ = (expdir / "coreset" / "simcore" / "train.tsv").read_text().splitlines(), None
-    assert len(train) == 120 + simcore["size"]
+    assert len((expdir / "coreset" / "simcore" / "train.tsv").read_text().splitlines()) == 120 + simcore["size"]

@@ -19,6 +19,8 @@ import shutil
 from dataclasses import fields
 from pathlib import Path
 
+from torchvision.utils import save_image
+
 from vision_ssl.bin.common import write_json
 from vision_ssl.diffblender.base_training import BaseTrainingConfig, eval_captions, evaluate_base, generate, train_base
 from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
@@ -27,8 +29,6 @@ from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
 def build_base(out: str | Path, config: BaseTrainingConfig, accelerator: str = "auto") -> dict:
     """Train, save and score the tiny base at ``out`` (skipped when already done); returns
     ``base_training.json``."""
-    from torchvision.utils import save_image
-
     out = Path(out)
     done = out / "base_training.json"
     if done.is_file():

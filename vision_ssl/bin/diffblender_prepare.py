@@ -22,6 +22,7 @@ from vision_ssl.data.base import DatasetLayoutError
 from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset, load_data_config
 from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset
 from vision_ssl.diffblender.data.collate import collate_conditions
+from vision_ssl.diffblender.visualize import condition_grid
 
 
 def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, dict]:
@@ -29,7 +30,8 @@ def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, 
     if not config.cache_dir:
         raise ValueError("data.cache_dir is empty: set it to the folder that keeps the prepared conditions")
     cache = ConditionCache(config.cache_dir)
-    splits = ["train"] + (["val"] if (config.val_split if config.dataset == "coco" else config.shapes_val_count) else [])
+    has_val = config.val_split if config.dataset == "coco" else config.shapes_val_count
+    splits = ["train", "val"] if has_val else ["train"]
     summaries = {}
     for split in splits:
         dataset = build_condition_dataset(config, split)
@@ -47,8 +49,6 @@ def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, 
               f"cache {status}; missing depth maps {len(missing)}")
         summaries[dataset.name] = summary
         if preview and split == "train":
-            from vision_ssl.diffblender.visualize import condition_grid
-
             batch = collate_conditions([dataset[i] for i in range(min(8, len(dataset)))], config.max_boxes,
                                        config.max_persons)
             Path(preview).parent.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,8 @@ def clip_score_metric(model_dir: str | Path):
                                 "CLIPProcessor there (e.g. openai/clip-vit-large-patch14) with save_pretrained")
 
     def load() -> tuple[nn.Module, Callable]:
-        return _TensorFeatures(CLIPModel.from_pretrained(str(folder)).eval()), CLIPProcessor.from_pretrained(str(folder))
+        model = CLIPModel.from_pretrained(str(folder)).eval()
+        return _TensorFeatures(model), CLIPProcessor.from_pretrained(str(folder))
 
     return CLIPScore(model_name_or_path=load)
 

@@ -72,8 +72,9 @@ def _finished_shards(out: Path, shard_size: int, total: int) -> int:
 
 
 @torch.no_grad()
-def extract_to_shards(encoder: nn.Module, dataset: LabeledImages, out: str | Path, params: dict, shard_size: int = 65536,
-                      batch_size: int = 256, num_workers: int = 4, device: str = "cpu") -> dict:
+def extract_to_shards(encoder: nn.Module, dataset: LabeledImages, out: str | Path, params: dict,
+                      shard_size: int = 65536, batch_size: int = 256, num_workers: int = 4,
+                      device: str = "cpu") -> dict:
     """Write ``encoder.features(x)["backbone"]`` (l2-normalised) of every ``dataset`` image to ``out``.
 
     ``dataset`` yields ``(tensor, label)``; its ``items`` must be image files (they go to ``items.tsv``).

@@ -16,4 +16,5 @@ exec bash ../../../recipes/simcore.sh \
   --mini_target_classes "3 5 8" \
   --mini_per_class 40 \
   --omniglot "${omniglot_dir}" \
+  --feature_args "--num_workers 0 --batch_size 512" \
   "$@"

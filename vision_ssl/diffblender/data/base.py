@@ -28,6 +28,7 @@ from vision_ssl.diffblender.data.config import DataConfig
 from vision_ssl.diffblender.data.imageops import to_tensor
 from vision_ssl.diffblender.data.palette import MAX_SIDE, SIGMA, color_histogram
 from vision_ssl.diffblender.data.sketch import extract_sketch
+from vision_ssl.diffblender.data.style import StyleEncoder
 
 NUM_KEYPOINTS = 17
 #: bump when the palette construction changes, so that cached palettes are rebuilt
@@ -89,8 +90,6 @@ class ConditionDataset(Dataset, abc.ABC):
         if modality == "color":
             return torch.stack([color_histogram(img, min_weight=self.config.palette_min_weight) for img in images])
         if self._style_encoder is None:
-            from vision_ssl.diffblender.data.style import StyleEncoder
-
             self._style_encoder = StyleEncoder(self.config.style_model)
         return self._style_encoder(images)
 

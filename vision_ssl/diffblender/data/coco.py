@@ -122,7 +122,8 @@ def parse_coco(captions_file: Path, instances_file: Path | None = None, keypoint
             bbox = _field(instances_file, "annotation", i, ann, "bbox", length=4)
             category = _field(instances_file, "annotation", i, ann, "category_id")
             if image_id not in images:
-                raise _bad(instances_file, f"annotation #{i} refers to image_id {image_id}, absent from {captions_file}")
+                raise _bad(instances_file, f"annotation #{i} refers to image_id {image_id}, "
+                                           f"absent from {captions_file}")
             if category not in names:
                 raise _bad(instances_file, f"annotation #{i} has unknown category_id {category}")
             box = _crop_box(bbox, crops[image_id])
@@ -135,7 +136,8 @@ def parse_coco(captions_file: Path, instances_file: Path | None = None, keypoint
             image_id = _field(keypoints_file, "annotation", i, ann, "image_id")
             flat = _field(keypoints_file, "annotation", i, ann, "keypoints", length=3 * NUM_KEYPOINTS)
             if image_id not in images:
-                raise _bad(keypoints_file, f"annotation #{i} refers to image_id {image_id}, absent from {captions_file}")
+                raise _bad(keypoints_file, f"annotation #{i} refers to image_id {image_id}, "
+                                           f"absent from {captions_file}")
             points = _crop_keypoints(flat, crops[image_id])
             if any(p[2] for p in points):
                 persons.setdefault(image_id, []).append((float(ann.get("area", 0.0)), points))

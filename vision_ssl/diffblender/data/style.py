@@ -25,8 +25,9 @@ class StyleEncoder:
         folder = Path(model_dir)
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no CLIP vision model here (config.json missing); save one with "
-                                    "CLIPVisionModelWithProjection.save_pretrained + CLIPImageProcessor.save_pretrained "
-                                    "(e.g. openai/clip-vit-large-patch14) and set data.style_model to that folder")
+                                    "CLIPVisionModelWithProjection.save_pretrained and "
+                                    "CLIPImageProcessor.save_pretrained (e.g. openai/clip-vit-large-patch14) and set "
+                                    "data.style_model to that folder")
         self.processor = CLIPImageProcessor.from_pretrained(str(folder))
         self.model = CLIPVisionModelWithProjection.from_pretrained(str(folder)).to(device).eval()
         self.device = torch.device(device)
