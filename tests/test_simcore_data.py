@@ -78,6 +78,9 @@ def test_feature_shards_extract_resume_and_read(tmp_path):
     extract_to_shards(_encoder(), dataset, out, {"run": 1}, shard_size=4, batch_size=3, num_workers=0)
     again = FeatureShards(out).load()
     assert np.allclose(again[:4], first + 1) and np.allclose(again[4:], full[4:], atol=1e-6)
+    # a finished folder asked for with other parameters: the old shards go, nothing stale is reused
+    extract_to_shards(_encoder(), dataset, out, {"run": 2}, shard_size=4, batch_size=3, num_workers=0)
+    assert np.allclose(FeatureShards(out).load(), full, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="simcore_features"):
         FeatureShards(tmp_path)
 

@@ -75,3 +75,29 @@ def test_mini_recipe_end_to_end(tmp_path):
         assert rows["simcore"]["target_class_fraction"] > MEASURED["target_class_fraction"]["simcore"] - 0.1
     assert "| simcore |" in (expdir / "results.md").read_text()
     assert len((expdir / "coreset" / "simcore" / "train.tsv").read_text().splitlines()) == 120 + simcore["size"]
+
+
+def test_configs_follow_reference():
+    from torchvision import transforms as T
+
+    from vision_ssl.augment import build_transform
+    from vision_ssl.config import load_config
+    from vision_ssl.simcore import load_coreset_config
+
+    full = load_config(ROOT / "egs/simcore/conf/simclr_r50.yaml")
+    assert (full.method, full.model.backbone, full.data.batch_size, full.contrast.temperature) == (
+        "simclr", "resnet50", 512, 0.07)
+    assert full.optim.nesterov and full.optim.lr == 0.1 and full.optim.eta_min_ratio == 1e-3
+    assert (full.linear.lr, full.linear.epochs, full.linear.milestones, full.linear.nesterov) == (10.0, 100, [60, 80],
+                                                                                                  True)
+    coreset = load_coreset_config(ROOT / "egs/simcore/conf/coreset.yaml")
+    assert (coreset.k, coreset.patience, coreset.threshold, coreset.budget_ratio, coreset.max_epochs,
+            coreset.epoch_reference) == (100, 20, 0.95, 50, 5000, 1_281_167)
+    mini = load_coreset_config(ROOT / "egs/mini_digits/simcore/conf/coreset.yaml")
+    assert (mini.k, mini.patience, mini.threshold) == (10, 20, 0.95)
+    steps = build_transform("simcore", 224).transforms
+    assert not any(isinstance(t, T.GaussianBlur) for t in steps)  # SimCore's SimCLR: no blur
+    jitter = next(t for t in steps if isinstance(t, T.RandomApply))
+    assert jitter.p == 0.8 and jitter.transforms[0].brightness == pytest.approx((0.2, 1.8))
+    assert jitter.transforms[0].hue == pytest.approx((-0.2, 0.2))
+    assert build_transform("rrc02_flip", 224).transforms[0].scale == (0.2, 1.0)

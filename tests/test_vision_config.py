@@ -7,13 +7,20 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vision_ssl.config import load_config
+from vision_ssl.data.cdfsl import CDFSL_LAYOUTS
 from vision_ssl.schedules import cosine_lr, learning_rate, lr_lambda
 
 ROOT = Path(__file__).resolve().parents[1]
-VISION_CONFS = sorted(p for corpus in ("cifar10", "cifar100", "tinyimagenet", "imagenet", "mini_digits")
-                      for p in (ROOT / "egs" / corpus).glob("*/conf/*.yaml"))
+_VISION_YAML = sorted(p for corpus in ("cifar10", "cifar100", "tinyimagenet", "imagenet", "mini_digits", "cdfsl",
+                                       "simcore", "fsl_update")
+                      for p in (ROOT / "egs" / corpus).glob("**/conf/*.yaml"))
+# pretraining experiments have a ``data`` section; the rest are few-shot study tables
+# (vision_ssl.fewshot.study) and SimCore coreset settings (vision_ssl.simcore.config)
+VISION_CONFS = [p for p in _VISION_YAML if "data" in (yaml.safe_load(p.read_text()) or {})]
+OTHER_CONFS = [p for p in _VISION_YAML if p not in VISION_CONFS]
 
 
 def test_selfcon_warmup_cosine_values():
@@ -53,9 +60,22 @@ def test_simclr_constant_warmup_then_cosine():
 @pytest.mark.parametrize("path", VISION_CONFS, ids=lambda p: str(p.relative_to(ROOT / "egs")))
 def test_every_recipe_config_loads(path):
     corpus = path.relative_to(ROOT / "egs").parts[0]
-    # mini digits: ImageFolder trees, or the class-folder CD-FSL target ("folder") of mini_digits/cdfsl
-    expected = ("imagefolder", "folder") if corpus == "mini_digits" else (corpus,)
+    # mini digits: ImageFolder trees, or the class-folder CD-FSL target ("folder") of mini_digits/cdfsl;
+    # CD-FSL sources and SimCore target + coreset lists
+    expected = {"mini_digits": ("imagefolder", "folder"), "cdfsl": tuple(CDFSL_LAYOUTS),
+                "simcore": ("filelist", "imagefolder")}.get(corpus, (corpus,))
     assert load_config(path).data.dataset in expected
+
+
+@pytest.mark.parametrize("path", OTHER_CONFS, ids=lambda p: str(p.relative_to(ROOT / "egs")))
+def test_study_and_coreset_configs_load(path):
+    from vision_ssl.fewshot.study import load_study
+    from vision_ssl.simcore.config import load_coreset_config
+
+    if path.parent.parent.name == "simcore":
+        assert load_coreset_config(path).k > 0
+    else:
+        assert load_study(path).episodes > 0
 
 
 def _fields(obj, names: str) -> tuple:

@@ -1,9 +1,7 @@
-"""Pieces shared by the training entry points: the Lightning trainer and atomic JSON writes."""
+"""The Lightning trainer shared by the training entry points."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import lightning as L
@@ -49,10 +47,3 @@ def make_trainer(tcfg: TrainerConfig, expdir: Path, max_epochs: int, precision: 
                 CSVLogger(str(expdir), name="csv", version="")],
         plugins=[AtomicCheckpointIO()],
     )
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

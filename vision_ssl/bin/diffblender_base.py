@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torchvision.utils import save_image
 
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.diffblender.base_training import BaseTrainingConfig, eval_captions, evaluate_base, generate, train_base
 from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
 

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.data.base import DatasetLayoutError
 from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset, load_data_config
 from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset

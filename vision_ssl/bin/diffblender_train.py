@@ -17,7 +17,8 @@ from pathlib import Path
 
 import lightning as L
 
-from vision_ssl.bin.common import make_trainer, write_json
+from vision_ssl.bin.common import make_trainer
+from vision_ssl.io import write_json
 from vision_ssl.diffblender.config import DiffBlenderConfig, load_config, save_config
 from vision_ssl.diffblender.data import DiffBlenderDataModule
 from vision_ssl.diffblender.pipeline import load_base_components

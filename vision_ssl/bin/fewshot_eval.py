@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from audio_compress.tasks.config import apply_overrides
 from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.backbones import BACKBONES, build_backbone
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.data import DATASETS, DatasetLayoutError, build_dataset
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.fewshot import UPDATE_PRESETS, UpdateConfig, evaluate_fewshot, update_config

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from audio_compress.tasks.config import save_yaml_config
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.bin.fewshot_eval import add_source_arguments, load_source, pick_device, run_cell
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.fewshot.study import StudyConfig, load_study, plot_accuracy_vs_shots, to_markdown

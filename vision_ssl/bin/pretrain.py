@@ -19,7 +19,8 @@ from pathlib import Path
 
 import lightning as L
 
-from vision_ssl.bin.common import make_trainer, write_json
+from vision_ssl.bin.common import make_trainer
+from vision_ssl.io import write_json
 from vision_ssl.cdfsl_datamodule import pretrain_datamodule
 from vision_ssl.config import ExperimentConfig, load_config, save_config
 from vision_ssl.eval import KNNMonitor

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.bin.results import collect
 from vision_ssl.data.filelist import read_filelist
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.data.filelist import write_filelist
 from vision_ssl.simcore import CoresetConfig, coreset_budget, random_coreset, recompute_epochs, select_coreset
 from vision_ssl.simcore.config import load_coreset_config

@@ -2,8 +2,9 @@
 memory-mapped one shard at a time, so selection over millions of images never holds them all.
 
 A feature folder holds ``shard_00000.npy`` ... (``shard_size`` rows each, the last one shorter),
-``items.tsv`` (the images in row order, as a ``vision_ssl.data.filelist`` list) and
-``features.json`` (row count, width, shards and the extraction parameters), written last.
+``items.tsv`` (the images in row order, as a ``vision_ssl.data.filelist`` list), ``params.json``
+(the extraction parameters, written first) and ``features.json`` (row count, width, shards and
+parameters), written last.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from vision_ssl.bin.common import write_json
+from vision_ssl.io import write_json
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.data.filelist import read_filelist, write_filelist
 
@@ -60,8 +61,14 @@ class FeatureShards:
         return read_filelist(self.folder / "items.tsv")
 
 
-def _finished_shards(out: Path, shard_size: int, total: int) -> int:
-    """Complete shards already on disk from an interrupted run (kept; extraction resumes after them)."""
+def _finished_shards(out: Path, params: dict, shard_size: int, total: int) -> int:
+    """Complete shards left by an interrupted run with the same ``params`` (kept: extraction resumes
+    after them); shards of other parameters are deleted and ``params.json`` records the new ones."""
+    started = out / "params.json"
+    if not started.is_file() or json.loads(started.read_text()) != {**params, "shard_size": shard_size}:
+        for old in out.glob("shard_*.npy"):
+            old.unlink()
+        write_json(started, {**params, "shard_size": shard_size})
     done = 0
     while (out / _shard_name(done)).is_file():
         rows = np.load(out / _shard_name(done), mmap_mode="r").shape[0]
@@ -93,7 +100,7 @@ def extract_to_shards(encoder: nn.Module, dataset: LabeledImages, out: str | Pat
     meta_file.unlink(missing_ok=True)
     total = len(dataset)
     write_filelist(out / "items.tsv", ((os.path.abspath(p), y) for p, y in zip(dataset.items, dataset.targets)))
-    start_shard = _finished_shards(out, shard_size, total)
+    start_shard = _finished_shards(out, params, shard_size, total)
     start = start_shard * shard_size
     loader = DataLoader(Subset(dataset, range(start, total)), batch_size=batch_size, num_workers=num_workers,
                         shuffle=False, pin_memory=device.startswith("cuda"))
