@@ -28,3 +28,5 @@ CARS="${CARS:-}"                       # Stanford Cars train+test as <class>/* (
 PLACES="${PLACES:-}"                   # Places365 16-class CD-FSL subset as <class>/* (27,440 images)
 PLANTAE="${PLANTAE:-}"                 # iNaturalist-2018 Plantae 69-class CD-FSL subset as <class>/* (26,650 images)
 SIMCORE_DATA="${SIMCORE_DATA:-}"       # SimCore targets: <name>/{train,test}/<class>/ ImageFolder trees (reference 3.4: aircraft, cars, pets, cub, dogs, flowers, ...; built by openssl-simcore's data/*_image_folder_generator.py)
+COCO="${COCO:-}"                       # COCO 2017 root with train2017/, val2017/ and annotations/ (cocodataset.org)
+STABLE_DIFFUSION="${STABLE_DIFFUSION:-}"  # diffusers Stable Diffusion v1.4 folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/) or hub id

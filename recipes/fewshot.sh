@@ -11,7 +11,7 @@
 #   3: results     Markdown / JSON table and a plot of accuracy vs shots -> exp/<tag>/results.md
 set -euo pipefail
 
-cmdline="$0 $*"
+_cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
@@ -66,7 +66,7 @@ root_of() {
   fi
 }
 
-log "${cmdline}"
+log "${_cmdline}"
 log "recipe: conf=${conf} targets='${targets}' checkpoint=${checkpoint:-${weights}} expdir=${expdir}"
 
 data_stage() {

@@ -13,7 +13,7 @@
 #                  confusion-matrix PNGs, results table (mean +- std over seeds) in ${expdir}/results.{md,json}
 set -euo pipefail
 
-cmdline="$0 $*"
+_cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
@@ -40,7 +40,7 @@ expdir="${exp_root}/${tag}"
 mkdir -p "${expdir}/logs"
 corpus_root="${corpus_root:-${ICBHI}}"
 
-log "${cmdline}"
+log "${_cmdline}"
 log "recipe: confs=(${confs}) seeds=(${seeds}) expdir=${expdir}"
 
 # conf file -> method folder name (conf/patchmix_cl.yaml -> patchmix_cl)

@@ -13,7 +13,7 @@
 #   6: results     table: target only / each sampler -> exp/<tag>/results.md
 set -euo pipefail
 
-cmdline="$0 $*"
+_cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                      # first stage to run
@@ -67,7 +67,7 @@ if [ -z "${open_root}" ] && [ "${open_dataset}" = imagenet ]; then
 fi
 featdir="${expdir}/features"
 
-log "${cmdline}"
+log "${_cmdline}"
 log "recipe: conf=${conf} target=${target_root} open set=${open_dataset}:${open_root}/${open_split} expdir=${expdir}"
 
 sets() {  # --set flags for each KEY=VALUE argument

@@ -10,7 +10,7 @@
 #   3: results     mean and std over seeds -> exp/<tag>/results.md
 set -euo pipefail
 
-cmdline="$0 $*"
+_cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
@@ -52,7 +52,7 @@ if [ -z "${data_root}" ] && [ -n "${dbvar}" ]; then
   data_root="${!dbvar}"
 fi
 
-log "${cmdline}"
+log "${_cmdline}"
 log "recipe: conf=${conf} dataset=${dataset} data_root=${data_root} seeds='${seeds}' expdir=${expdir}"
 
 # config overrides common to stages 1 and 2, then the stage's own

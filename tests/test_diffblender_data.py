@@ -14,8 +14,9 @@ from PIL import Image
 
 from vision_ssl.data.base import DatasetLayoutError
 from vision_ssl.diffblender.data import (ConditionCache, DataConfig, DiffBlenderDataModule, MissingDepthError,
-                                         collate_conditions, color_histogram, extract_sketch, load_data_config,
-                                         load_depth, palette_rgb, srgb_to_lab)
+                                         collate_conditions, color_histogram, extract_sketch, load_depth,
+                                         palette_rgb, srgb_to_lab)
+from vision_ssl.diffblender.config import load_config
 from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset, parse_coco
 from vision_ssl.diffblender.data.shapes import SHAPE_COLORS, Shape, ShapesDataset, caption_for, draw_shapes
 
@@ -313,25 +314,26 @@ def test_config_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown \\['edges'\\]"):
         DataConfig(modalities=["edges"])
     path = tmp_path / "c.yaml"
-    path.write_text("model: {x: 1}\ndata:\n  dataset: shapes\n  resolution: 16\n")
-    config = load_data_config(path, ["data.batch_size=3"])
+    path.write_text("data:\n  dataset: shapes\n  resolution: 16\n")
+    config = load_config(path, ["data.batch_size=3"]).data
     assert (config.dataset, config.resolution, config.batch_size) == ("shapes", 16, 3)
-    with pytest.raises(ValueError, match=f"{path}: unknown keys \\['bogus'\\]"):
-        load_data_config(path, ["bogus=1"])
+    with pytest.raises(ValueError, match=f"{path}.data: unknown keys \\['bogus'\\]"):
+        load_config(path, ["data.bogus=1"])
 
 
 def test_prepare_entry_point(tmp_path, capsys):
     from vision_ssl.bin.diffblender_prepare import main
 
     cache, preview = tmp_path / "cache", tmp_path / "grid.png"
-    main(["--set", "dataset=shapes", "--set", "resolution=16", "--set", "shapes_count=6", "--set", "shapes_val_count=2",
-          "--set", f"cache_dir={cache}", "--set", "modalities=[sketch,box,color]", "--preview", str(preview)])
+    main(["--set", "data.dataset=shapes", "--set", "data.resolution=16", "--set", "data.shapes_count=6",
+          "--set", "data.shapes_val_count=2", "--set", f"data.cache_dir={cache}",
+          "--set", "data.modalities=[sketch,box,color]", "--preview", str(preview)])
     assert json.loads((cache / "prepared_shapes_train.json").read_text())["items"] == 6
     assert sorted(p.name for p in cache.glob("*.pt")) == ["shapes_train_color.pt", "shapes_val_color.pt"]
     assert Image.open(preview).size == (4 * 128, 6 * (128 + 14))  # sketch, boxes, palette, image x 6 rows
     root = write_coco(tmp_path / "coco")
     (root / "annotations" / "captions_val2017.json").write_text("[]")
     with pytest.raises(SystemExit) as exit_info:
-        main(["--set", f"root={root}", "--set", "split=val2017", "--set", f"cache_dir={cache}"])
+        main(["--set", f"data.root={root}", "--set", "data.split=val2017", "--set", f"data.cache_dir={cache}"])
     assert exit_info.value.code == 1
     assert "captions_val2017.json: expected a JSON object" in capsys.readouterr().err

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from vision_ssl.io import write_json
 from vision_ssl.data.base import DatasetLayoutError
-from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset, load_data_config
+from vision_ssl.diffblender.config import load_config
+from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset
 from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset
 from vision_ssl.diffblender.data.collate import collate_conditions
 from vision_ssl.diffblender.visualize import condition_grid
@@ -59,13 +60,13 @@ def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="YAML with a data: section (or a bare DataConfig mapping)")
+    parser.add_argument("--config", default=None, help="experiment YAML (its data: section is used)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a data entry, e.g. --set cache_dir=dump/cache (repeatable)")
+                        help="override a config entry, e.g. --set data.cache_dir=dump/cache (repeatable)")
     parser.add_argument("--preview", default=None, help="write a condition grid of the first samples here (PNG)")
     args = parser.parse_args(argv)
     try:
-        prepare(load_data_config(args.config, args.overrides), args.preview)
+        prepare(load_config(args.config, args.overrides).data, args.preview)
     except (DatasetLayoutError, AnnotationError, FileNotFoundError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)

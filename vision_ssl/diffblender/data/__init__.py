@@ -7,7 +7,7 @@ See :mod:`vision_ssl.diffblender.data.collate` for the batch layout the adapter 
 from vision_ssl.diffblender.data.base import ConditionDataset, Record
 from vision_ssl.diffblender.data.cache import ConditionCache
 from vision_ssl.diffblender.data.collate import collate_conditions
-from vision_ssl.diffblender.data.config import MODALITIES, DataConfig, load_data_config
+from vision_ssl.diffblender.data.config import MODALITIES, DataConfig
 from vision_ssl.diffblender.data.datamodule import DiffBlenderDataModule, build_condition_dataset
 from vision_ssl.diffblender.data.depth import MissingDepthError, load_depth
 from vision_ssl.diffblender.data.palette import PALETTE_SIZE, color_histogram, palette_rgb, srgb_to_lab
@@ -16,4 +16,4 @@ from vision_ssl.diffblender.data.style import StyleEncoder
 
 __all__ = ["MODALITIES", "PALETTE_SIZE", "ConditionCache", "ConditionDataset", "DataConfig", "DiffBlenderDataModule",
            "MissingDepthError", "Record", "StyleEncoder", "build_condition_dataset", "collate_conditions",
-           "color_histogram", "extract_sketch", "load_data_config", "load_depth", "palette_rgb", "srgb_to_lab"]
+           "color_histogram", "extract_sketch", "load_depth", "palette_rgb", "srgb_to_lab"]

@@ -6,10 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from audio_compress.tasks.config import apply_overrides, build_dataclass
-
 DATASETS = ("coco", "shapes")
 MODALITIES = ("sketch", "depth", "box", "keypoint", "color", "style")
 CAPTION_CHOICES = ("random", "first")
@@ -71,24 +67,3 @@ class DataConfig:
     def file(self, template: str, split: str | None = None) -> Path:
         """``root / template`` with ``{split}`` filled (default: the training split)."""
         return Path(self.root) / template.format(split=split or self.split)
-
-
-def load_data_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DataConfig:
-    """The ``data:`` section of a YAML file (or the whole file when it has none) plus ``key=value``
-    overrides (``data.`` prefixes are accepted and stripped); errors name the file."""
-    raw: dict = {}
-    where = "data config"
-    if path is not None:
-        path, where = Path(path), str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
-            raw = raw["data"]
-    overrides = [o[len("data."):] if o.startswith("data.") else o for o in overrides or []]
-    try:
-        return build_dataclass(DataConfig, apply_overrides(raw, overrides), where)
-    except (TypeError, ValueError) as err:
-        if str(err).startswith(where):
-            raise
-        raise ValueError(f"{where}: {err}") from err

@@ -1,0 +1,120 @@
+"""Score folders written by ``vision_ssl.bin.diffblender_sample``:
+``python -m vision_ssl.bin.diffblender_eval --samples DIR [DIR ...] [--fid_features inception|random]
+[--clip_model CLIP_DIR] [--detections DET.json] [--table results.md]``.
+
+Each folder gets ``metrics.json``; ``--table`` writes one Markdown row per folder (condition set)
+plus ``results.json`` beside it.
+
+Metrics (reference diffblender.md section 4):
+
+* ``fid``: Frechet distance between the generated and the data's own images through torchmetrics.
+  ``--fid_features inception`` is the published protocol (InceptionV3 pool features; needs the
+  ``torch-fidelity`` package and its weights); ``random`` uses a fixed random convolutional network,
+  a proxy comparable only within one setting (the default of the mini recipe, which is offline).
+* ``clip_score``: text-image CLIP score with a local ``CLIPModel`` folder (``--clip_model``).
+* ``box_iou`` / ``box_iou@0.5`` (synthetic shapes): IoU between each requested box and the drawn
+  shape of its colour, mean and fraction above 0.5; ``color_match``: the image's dominant shape
+  colour equals the first phrase's colour.
+* ``ap50`` / ``detector_mean_iou`` (COCO, the paper's YOLO score): run any detector over
+  ``DIR/images`` and pass its boxes as ``--detections`` (format in
+  :mod:`vision_ssl.diffblender.metrics`); scored against the requested boxes of the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vision_ssl.diffblender.metrics import (RandomConvFeatures, color_match_rate, compute_clip_score, compute_fid,
+                                            detection_alignment, load_detections, shapes_box_iou)
+from vision_ssl.io import write_json
+
+FID_FEATURES = ("inception", "random")
+
+
+def _load_images(folder: Path, paths: list[str]) -> torch.Tensor:
+    arrays = []
+    for rel in paths:
+        path = folder / rel
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image listed in {folder / 'manifest.json'} is missing; re-run sampling")
+        arrays.append(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str | None = None,
+             detections: str | None = None) -> dict:
+    """Metrics of one sample folder (see the module docstring)."""
+    folder = Path(samples)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: not found; run vision_ssl.bin.diffblender_sample first")
+    manifest = json.loads(manifest_path.read_text())
+    records = manifest["samples"]
+    fake = _load_images(folder, [r["image"] for r in records])
+    real = _load_images(folder, [r["real"] for r in records])
+    if fid_features not in FID_FEATURES:
+        raise ValueError(f"fid_features must be one of {FID_FEATURES}, got {fid_features!r}")
+    extractor = RandomConvFeatures() if fid_features == "random" else None
+    metrics: dict = {"modalities": manifest["modalities"], "num_images": len(records), "fid_features": fid_features,
+                     "fid": compute_fid(real, fake, extractor)}
+    if clip_model:
+        metrics["clip_score"] = compute_clip_score(fake, [r["caption"] for r in records], clip_model)
+    with_boxes = [r for r in records if r["boxes"]]
+    if manifest["dataset"] == "shapes" and with_boxes:
+        images = fake[[i for i, r in enumerate(records) if r["boxes"]]]
+        ious = np.asarray(shapes_box_iou(images, [r["boxes"] for r in with_boxes], [r["phrases"] for r in with_boxes]))
+        metrics.update({"box_iou": float(ious.mean()), "box_iou@0.5": float((ious >= 0.5).mean()),
+                        "num_boxes": int(ious.size),
+                        "color_match": color_match_rate(images, [r["phrases"][0].split()[0] for r in with_boxes])})
+    if detections:
+        requested = {r["key"]: (r["boxes"], r["phrases"]) for r in with_boxes}
+        found = detection_alignment(load_detections(detections), requested)
+        metrics.update({"ap50": found["ap50"], "detector_mean_iou": found["mean_iou"]})
+    return metrics
+
+
+TABLE_COLUMNS = ("fid", "clip_score", "box_iou", "box_iou@0.5", "color_match", "ap50", "detector_mean_iou")
+
+
+def to_markdown(rows: dict[str, dict]) -> str:
+    """One row per condition set with the metrics any of them has (``-`` where absent)."""
+    columns = [c for c in TABLE_COLUMNS if any(c in m for m in rows.values())]
+    lines = ["| conditions | images | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for name, m in rows.items():
+        cells = [f"{m[c]:.4f}" if c in m else "-" for c in columns]
+        lines.append(f"| {name} | {m['num_images']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", nargs="+", required=True, help="folders written by diffblender_sample")
+    parser.add_argument("--fid_features", default="random", choices=FID_FEATURES)
+    parser.add_argument("--clip_model", default="", help="local CLIPModel folder for the CLIP score (optional)")
+    parser.add_argument("--detections", default="",
+                        help="detector boxes on the generated images of the first folder (JSON, optional)")
+    parser.add_argument("--table", default="", help="Markdown table over the folders (results.json beside it)")
+    args = parser.parse_args(argv)
+    rows = {}
+    for i, folder in enumerate(args.samples):
+        metrics = evaluate(folder, args.fid_features, args.clip_model or None,
+                           (args.detections or None) if i == 0 else None)
+        write_json(Path(folder) / "metrics.json", metrics)
+        rows[Path(folder).name] = metrics
+        print(f"{folder}: {json.dumps(metrics)}")
+    if args.table:
+        table = Path(args.table)
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(to_markdown(rows))
+        write_json(table.with_name("results.json"), rows)
+        print(table.read_text())
+
+
+if __name__ == "__main__":
+    main()
