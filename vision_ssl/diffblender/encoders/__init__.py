@@ -20,6 +20,8 @@ input of an absent condition, mask 0) and ``forward(condition) -> tokens`` (imag
 
 from __future__ import annotations
 
+import abc
+
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,12 +33,12 @@ if TYPE_CHECKING:
 ENCODERS: dict[str, dict[str, type[ConditionEncoder]]] = {"image": {}, "spatial": {}, "nonspatial": {}}
 
 
-class ConditionEncoder(nn.Module):
-    """Base of every modality encoder."""
+class ConditionEncoder(nn.Module, abc.ABC):
+    """Base of every modality encoder (subclasses implement :meth:`null_condition` and ``forward``)."""
 
+    @abc.abstractmethod
     def null_condition(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The raw condition of ``batch_size`` absent samples (zeros, mask 0)."""
-        raise NotImplementedError
 
 
 def register_encoder(category: str, name: str):
