@@ -38,13 +38,7 @@ nnodes=1                 # nodes for cmd_backend=torchrun
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-if [ ! -f "${conf}" ]; then
-  echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2
-  exit 1
-fi
-[ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
-expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+init_expdir
 dataset="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["dataset"])' "${conf}")"
 [ -n "${data_root}" ] || data_root="${COCO}"
 if "${make_base}"; then

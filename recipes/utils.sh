@@ -53,3 +53,15 @@ require_root() {
 finish_recipe() {
   log "Finished stages ${stage}..${stop_stage}. Results and logs: $(cd "${expdir}" && pwd)"
 }
+
+# init_expdir: fail when ${conf} is missing, default ${tag} to the config's file name, and create
+# ${expdir}=${exp_root}/${tag} with its logs/ folder (templates with one experiment config).
+init_expdir() {
+  if [ ! -f "${conf}" ]; then
+    echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2
+    exit 1
+  fi
+  [ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
+  expdir="${exp_root}/${tag}"
+  mkdir -p "${expdir}/logs"
+}

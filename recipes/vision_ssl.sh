@@ -32,13 +32,7 @@ nnodes=1                 # nodes for cmd_backend=torchrun
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-if [ ! -f "${conf}" ]; then
-  echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2
-  exit 1
-fi
-[ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
-expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+init_expdir
 
 case "${dataset}" in
   cifar10)      dbvar=CIFAR10;      download_hint="Download the CIFAR-10 python version (cifar-10-python.tar.gz, https://www.cs.toronto.edu/~kriz/cifar.html) and unpack it so that <root>/cifar-10-batches-py/ exists." ;;
