@@ -34,6 +34,19 @@ def test_centre_spread_by_hand():
     assert centre_spread(torch.stack([left, torch.zeros(3, 10, 10)])) == 0.0  # one shape only
 
 
+def test_tiny_vae_latent_factor(tmp_path):
+    from vision_ssl.diffblender.tiny import build_tiny_components, tiny_vae_config
+
+    assert tiny_vae_config(2)["block_out_channels"] == (32, 64)
+    assert tiny_vae_config(4)["block_out_channels"] == (32, 64, 64)
+    with pytest.raises(ValueError, match="latent_factor must be a power of two >= 2, got 3"):
+        tiny_vae_config(3)
+    parts = build_tiny_components(tmp_path, latent_factor=4)
+    with torch.no_grad():
+        latents = parts["vae"].encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean
+    assert latents.shape == (1, 4, 8, 8) and parts["unet"].config.sample_size == 16
+
+
 def test_vae_training_stops_on_nan(tmp_path):
     from vision_ssl.diffblender.tiny import build_tiny_components
 

@@ -12,7 +12,7 @@ from vision_ssl.diffblender.config import DiffBlenderConfig, SampleConfig, Train
 from vision_ssl.diffblender.encoders.spatial import fourier_embed
 from vision_ssl.diffblender.guidance import combine_guidance, unconditional, without_modality
 from vision_ssl.diffblender.schedule import gate_schedule
-from vision_ssl.diffblender.task import DiffBlenderTask, drop_conditions
+from vision_ssl.diffblender.task import DiffBlenderTask, drop_conditions, sample_timesteps
 from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
 from vision_ssl.diffblender.weights import (convert_official_state_dict, ldm_block_name, load_adapter,
                                             read_adapter_config, save_adapter)
@@ -281,6 +281,19 @@ def test_condition_dropout():
     assert c["box"]["mask"].sum() == 3  # input untouched
     half = drop_conditions({"color": {"vector": torch.ones(1000, 180), "mask": torch.ones(1000)}}, {"color": 0.5}, g)
     assert 400 < half["color"]["mask"].sum() < 600
+
+
+def test_timestep_sampling():
+    u = torch.rand(5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    cubic = sample_timesteps(5, 1000, "cubic", torch.Generator().manual_seed(3))
+    assert cubic.tolist() == [int((1 - x ** 3) * 1000) for x in u.tolist()]
+    many = sample_timesteps(100_000, 1000, "cubic", torch.Generator().manual_seed(0))
+    assert many.min() >= 0 and many.max() == 999
+    assert (many >= 500).float().mean().item() == pytest.approx(0.5 ** (1 / 3), abs=0.005)  # P(u^3 < 1/2)
+    uniform = sample_timesteps(100_000, 1000, "uniform", torch.Generator().manual_seed(0))
+    assert uniform.min() == 0 and uniform.max() == 999 and (uniform >= 500).float().mean().item() == pytest.approx(0.5, abs=0.005)
+    with pytest.raises(ValueError, match="train.timestep_sampling must be one of"):
+        TrainConfig(timestep_sampling="logit")
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def build_base(out: str | Path, config: BaseTrainingConfig, accelerator: str = "
         return json.loads(done.read_text())
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    components = build_tiny_components(tmp / "tokenizer", seed=config.seed)
+    components = build_tiny_components(tmp / "tokenizer", seed=config.seed, latent_factor=config.latent_factor)
     summary = train_base(components, config, accelerator, logdir=str(tmp / "logs"))
     save_tiny_base(components, tmp)
     summary["eval"] = evaluate_base(components, config)

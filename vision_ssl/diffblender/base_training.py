@@ -36,7 +36,8 @@ from vision_ssl.diffblender.metrics import RandomConvFeatures, color_match_rate,
 class BaseTrainingConfig:
     """Data, steps and optimisation of the tiny base (defaults: about 15 minutes on one CPU thread)."""
 
-    resolution: int = 32  #: image side (latents are half of it with the tiny VAE)
+    resolution: int = 32  #: image side
+    latent_factor: int = 4  #: VAE downsampling: 32 px images give 8 x 8 latents
     count: int = 1024  #: synthetic training images
     shapes_max: int = 2  #: shapes per training image, 1..shapes_max
     seed: int = 0

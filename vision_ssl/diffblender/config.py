@@ -96,6 +96,9 @@ def _gate(value: Any, where: str) -> tuple[float, float, float, float]:
     return gate
 
 
+TIMESTEP_SAMPLINGS = ("uniform", "cubic")
+
+
 @dataclass
 class TrainConfig:
     """Training of the adapter on a frozen base (our choices where the paper is silent)."""
@@ -118,6 +121,9 @@ class TrainConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"  #: SD's schedule (ldm "linear")
+    #: training timesteps: "uniform" (GLIGEN) or "cubic", t = (1 - u^3) T, T2I-Adapter's emphasis on
+    #: the early, high-noise steps where the layout is decided
+    timestep_sampling: str = "uniform"
     seed: int = 0
     # Lightning trainer (multi-GPU: devices / num_nodes; Lightning starts DDP or joins torchrun / SLURM)
     devices: Any = "auto"
@@ -129,6 +135,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"train.timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, "
+                             f"got {self.timestep_sampling!r}")
         for name, p in self.dropout.items():
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"train.dropout.{name} must be a probability, got {p!r}")

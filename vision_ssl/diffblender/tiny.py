@@ -3,7 +3,9 @@
 Sizes follow the tiny UNet diffusers' own tests use (reference diffblender.md section 7): UNet
 block_out_channels (32, 64), layers_per_block 2, cross_attention_dim 32, sample 32; a two-level
 VAE (factor-2 downsampling, so 64 px images give 32 x 32 latents); a 5-layer CLIP text encoder of
-width 32. No hub access exists here, so the tokenizer is a character-level CLIP BPE tokenizer
+width 32. The mini recipe's base uses ``latent_factor=4`` (a three-level VAE: 32 px shapes give
+8 x 8 latents), so that the UNet's transformer blocks see features deep enough, relative to the
+map, to tell where they are: the layout (box) tokens need that to be placed. No hub access exists here, so the tokenizer is a character-level CLIP BPE tokenizer
 made from a vocab.json (the 256 byte-level characters, each also with the ``</w>`` word-end
 suffix, plus the two special tokens) and an empty merges.txt written by :func:`write_char_tokenizer`.
 
@@ -60,10 +62,10 @@ def write_char_tokenizer(folder: str | Path) -> Path:
     return folder
 
 
-def tiny_unet_config() -> dict[str, Any]:
+def tiny_unet_config(sample_size: int = 32) -> dict[str, Any]:
     """Keyword arguments of the tiny ``UNet2DConditionModel`` (one cross-attention level, one plain)."""
     return dict(
-        sample_size=32,
+        sample_size=sample_size,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),
@@ -76,7 +78,25 @@ def tiny_unet_config() -> dict[str, Any]:
     )
 
 
-def build_tiny_components(tokenizer_dir: str | Path, seed: int = 0) -> dict[str, Any]:
+def tiny_vae_config(latent_factor: int = 2) -> dict[str, Any]:
+    """Keyword arguments of the tiny ``AutoencoderKL``: ``log2(latent_factor) + 1`` levels of widths
+    32, 64, 64, ... (each level after the first halves the resolution)."""
+    levels = latent_factor.bit_length()
+    if latent_factor < 2 or latent_factor != 1 << (levels - 1):
+        raise ValueError(f"tiny VAE: latent_factor must be a power of two >= 2, got {latent_factor}")
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=(32,) + (64,) * (levels - 1),
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+    )
+
+
+def build_tiny_components(tokenizer_dir: str | Path, seed: int = 0, latent_factor: int = 2) -> dict[str, Any]:
     """Build ``dict(unet, vae, text_encoder, tokenizer, scheduler)`` with random weights.
 
     ``tokenizer_dir`` receives the tokenizer files (see :func:`write_char_tokenizer`); ``seed``
@@ -89,18 +109,9 @@ def build_tiny_components(tokenizer_dir: str | Path, seed: int = 0) -> dict[str,
     tokenizer = CLIPTokenizer.from_pretrained(str(write_char_tokenizer(tokenizer_dir)), model_max_length=MAX_LENGTH)
     vocab = tokenizer.get_vocab()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**tiny_unet_config())
+    unet = UNet2DConditionModel(**tiny_unet_config(sample_size=64 // latent_factor))
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    )
+    vae = AutoencoderKL(**tiny_vae_config(latent_factor))
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(vocab),
