@@ -34,7 +34,7 @@ from vision_ssl.diffblender.metrics import RandomConvFeatures, color_match_rate,
 
 @dataclass
 class BaseTrainingConfig:
-    """Data, steps and optimisation of the tiny base (defaults: about 15 minutes on one CPU thread)."""
+    """Data, steps and optimisation of the tiny base (defaults: about 3 minutes on one CPU thread)."""
 
     resolution: int = 32  #: image side
     latent_factor: int = 4  #: VAE downsampling: 32 px images give 8 x 8 latents

@@ -11,6 +11,6 @@ exec bash ../../../recipes/diffblender.sh \
   --conf conf/diffblender.yaml \
   --make_base true \
   --sample_sets "none box all" \
-  --num_eval 64 \
+  --num_eval 256 \
   --fid_features random \
   "$@"
