@@ -6,7 +6,7 @@
 # Options: bash run.sh --help
 set -euo pipefail
 cd "$(dirname "$0")"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # tiny models: one thread per process is fastest
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"  # tiny models: two threads (the batch-32 adapter steps use both)
 exec bash ../../../recipes/diffblender.sh \
   --conf conf/diffblender.yaml \
   --make_base true \
