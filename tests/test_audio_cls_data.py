@@ -23,7 +23,7 @@ from audio_cls.data import (
     read_split,
     write_manifest,
 )
-from audio_compress.data.audio import AudioError
+from compact_ssl.audio import AudioError
 
 ICBHI_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icbhi_samples"
 needs_icbhi = pytest.mark.skipif(not ICBHI_SAMPLES.is_dir(),

@@ -111,7 +111,7 @@ def test_real_icbhi_features(tmp_path):
 
 
 def test_unreadable_audio_fails_the_cache_cleanly(tmp_path):
-    from audio_compress.data.audio import AudioError
+    from compact_ssl.audio import AudioError
 
     corpus = prepare_icbhi(make_mini_icbhi(tmp_path / "corpus", seed=2, num_recordings=5).root)
     write_manifest(corpus.cycles["train"], tmp_path / "train" / "cycles.tsv")

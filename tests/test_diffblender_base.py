@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.training import NonFiniteLossError
 from vision_ssl.diffblender.base_training import VAETraining, centre_spread, eval_captions
 from vision_ssl.diffblender.data.shapes import Shape, draw_shapes
 

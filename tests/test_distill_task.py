@@ -13,13 +13,13 @@ import lightning as L
 import pytest
 import torch
 
-from audio_compress.bin.distill import run
+from audio_compress.bin.distill import Distillation
+from compact_ssl.training import NonFiniteLossError
 from audio_compress.dump import dump_teacher_features
 from audio_compress.tasks.config import load_config, save_config
 from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.tasks.distill import (
     DistillationTask,
-    NonFiniteLossError,
     default_teacher_layers,
     needed_teacher_layers,
     warmup_linear_decay,
@@ -159,12 +159,12 @@ def test_interrupted_run_resumes_to_the_same_final_step(wave_dirs, tmp_path):
     cfg = _config(wave_dirs)
     expdir = tmp_path / "exp"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(cfg, expdir, extra_callbacks=[_Interrupt(at_step=5)])
+        Distillation().run(cfg, expdir, callbacks=[_Interrupt(at_step=5)])
     ckpts = expdir / "checkpoints"
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == 4
     assert not list(ckpts.glob("*.tmp"))
     first_step4 = torch.load(ckpts / "step=4.ckpt", weights_only=False)["state_dict"]
-    last = run(cfg, expdir, resume=True)
+    last = Distillation().run(cfg, expdir)["last_checkpoint"]
     final = torch.load(last, weights_only=False)
     assert final["global_step"] == cfg.trainer.max_steps == 6
     assert (ckpts / "step=6.ckpt").is_file()
@@ -216,7 +216,7 @@ def test_every_recipe_config_loads(conf):
 
 def test_bf16_mixed_precision_and_accumulation_train(wave_dirs, tmp_path):
     cfg = _config(wave_dirs, precision="bf16-mixed", accumulate_grad_batches=2, max_steps=2, val_every_n_steps=4)
-    last = run(cfg, tmp_path / "exp", resume=False)
+    last = Distillation().run(cfg, tmp_path / "exp", resume="never")["last_checkpoint"]
     ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == 2  # optimizer steps: 4 batches with accumulation 2
     assert all(torch.isfinite(v).all() for k, v in ckpt["state_dict"].items() if k.startswith("student."))

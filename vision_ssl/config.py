@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
-from audio_compress.tasks.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
 from vision_ssl.augment import AUGMENTATIONS
 from vision_ssl.backbones import BACKBONES, SUBNETS
 from vision_ssl.data import DATASETS

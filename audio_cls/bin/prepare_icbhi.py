@@ -16,7 +16,7 @@ from pathlib import Path
 from audio_cls.data.icbhi import IcbhiError, find_audio_dir, find_split_file
 from audio_cls.data.manifest import write_manifest
 from audio_cls.data.prepare import MISSING_AUDIO, format_counts, prepare_icbhi
-from audio_compress.data.audio import AudioError
+from compact_ssl.audio import AudioError
 
 
 def main(argv: list[str] | None = None) -> None:

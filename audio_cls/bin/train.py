@@ -25,7 +25,7 @@ from audio_cls.data.manifest import class_counts, read_manifest
 from audio_cls.tasks.config import IcbhiConfig, load_config, save_config
 from audio_cls.tasks.datamodule import IcbhiDataModule
 from audio_cls.tasks.icbhi import IcbhiTask
-from audio_compress.bin.distill import AtomicCheckpointIO
+from compact_ssl.training import AtomicCheckpointIO
 
 
 def build_trainer(config: IcbhiConfig, expdir: Path) -> L.Trainer:

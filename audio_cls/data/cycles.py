@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audio_compress.data.audio import audio_info, load_audio
+from compact_ssl.audio import audio_info, load_audio
 
 PAD_TYPES = ("repeat", "zero")
 RESAMPLERS = ("torchaudio", "soxr")
@@ -45,8 +45,8 @@ def load_recording(path: str | Path, sample_rate: int = 16000, resampler: str = 
     """Mono float32 waveform of a recording at ``sample_rate`` with the whole-recording fade.
 
     ``resampler``: ``torchaudio`` (band-limited sinc, what the reference uses) or ``soxr``
-    (:func:`audio_compress.data.audio.resample_audio`). Raises
-    :class:`audio_compress.data.audio.AudioError` naming the file when it is unreadable, empty or
+    (:func:`compact_ssl.audio.resample_audio`). Raises
+    :class:`compact_ssl.audio.AudioError` naming the file when it is unreadable, empty or
     non-finite.
     """
     if resampler not in RESAMPLERS:

@@ -23,7 +23,7 @@ from audio_cls.data.icbhi import (
 )
 from audio_cls.data.manifest import CycleRecord, class_counts
 from audio_cls.data.split import SPLITS, read_split
-from audio_compress.data.audio import AudioError, audio_info
+from compact_ssl.audio import AudioError, audio_info
 
 MISSING_AUDIO = ("fail", "skip")
 

@@ -16,7 +16,7 @@ from typing import Any
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS
-from audio_compress.tasks.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
 
 METHODS = ("ce", "patchmix", "patchmix_cl")
 #: What the mixed projection is pulled towards: the clean feature (with or without gradient) or

@@ -28,7 +28,7 @@ from audio_cls.metrics import confusion_matrix, scores_from_confusion
 from audio_cls.models import Classifier, Projector, build_ast
 from audio_cls.patchmix import draw_lambda, plan_patch_mix
 from audio_cls.tasks.config import IcbhiConfig, config_from_dict
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.training import NonFiniteLossError
 
 
 def cosine_lr(epoch: int, base_lr: float, epochs: int, eta_min_ratio: float = 1e-3) -> float:

@@ -1,7 +1,7 @@
 """Waveform dataset over a Kaldi-style data dir, and padding collation.
 
 The dataset reads ``wav.scp`` and ``utt2num_samples`` (written by data preparation), loads audio
-with :func:`audio_compress.data.audio.load_audio` (so every bad file raises an error naming it),
+with :func:`compact_ssl.audio.load_audio` (so every bad file raises an error naming it),
 and optionally crops long utterances to a fixed number of samples.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from audio_compress.data.audio import load_audio
+from compact_ssl.audio import load_audio
 from audio_compress.data.kaldi import read_kaldi_map
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
 
@@ -96,7 +96,7 @@ class SpeechDataset(Dataset):
         return [min(n, self.crop_samples) for n in self.num_samples]
 
     def __getitem__(self, index: int) -> dict:
-        wav = torch.from_numpy(load_audio(self.paths[index], self.sample_rate, self.resample))
+        wav = torch.from_numpy(load_audio(self.paths[index], self.sample_rate, self.resample, min_samples=RECEPTIVE_FIELD))
         if self.crop_samples is not None and wav.shape[0] > self.crop_samples:
             excess = wav.shape[0] - self.crop_samples
             start = int(torch.randint(0, excess + 1, ()).item()) if self.random_crop else 0

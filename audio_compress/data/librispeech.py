@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from audio_compress.data.audio import AudioError, audio_info, load_audio
+from compact_ssl.audio import AudioError, audio_info, load_audio
 from audio_compress.data.kaldi import DataDir, KaldiFormatError, validate_data_dir
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
 
@@ -203,7 +203,7 @@ def scan_subset(subset_dir: str | Path) -> tuple[list[_Utt], list[AudioProblem]]
 
 
 def resampled_length(num_samples: int, sample_rate: int, target_rate: int = SAMPLE_RATE) -> int:
-    """Length after :func:`audio_compress.data.audio.resample_audio` (librosa: ceil(n * ratio))."""
+    """Length after :func:`compact_ssl.audio.resample_audio` (librosa: ceil(n * ratio))."""
     if sample_rate == target_rate:
         return int(num_samples)
     return int(math.ceil(num_samples * (float(target_rate) / sample_rate)))

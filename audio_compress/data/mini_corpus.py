@@ -53,7 +53,7 @@ from typing import Mapping
 import numpy as np
 import soundfile as sf
 
-from audio_compress.data.audio import resample_audio
+from compact_ssl.audio import resample_audio
 from audio_compress.frames import SAMPLE_RATE
 
 __all__ = [

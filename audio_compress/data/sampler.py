@@ -102,6 +102,7 @@ class DurationBucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self._skip = 0
         buckets = make_buckets(lengths, max_batch_samples, max_batch_size)
         self.batches = split_to_multiple(buckets, num_replicas)
 
@@ -109,13 +110,18 @@ class DurationBucketBatchSampler(Sampler[list[int]]):
         """Select the shuffling of ``epoch`` (called by Lightning before each epoch)."""
         self.epoch = epoch
 
+    def skip(self, count: int) -> None:
+        """Leave out the first ``count`` batches of the next iteration (a resumed epoch)."""
+        self._skip = count
+
     def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(len(self.batches), generator=gen).tolist()
         else:
             order = list(range(len(self.batches)))
-        for pos in order[self.rank :: self.num_replicas]:
+        for pos in order[self.rank :: self.num_replicas][skip:]:
             yield self.batches[pos]
 
     def __len__(self) -> int:

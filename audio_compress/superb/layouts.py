@@ -57,8 +57,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from audio_compress.data.audio import load_audio
-from audio_compress.frames import SAMPLE_RATE
+from compact_ssl.audio import load_audio
+from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
 
 __all__ = [
     "KS_CLASSES",
@@ -190,7 +190,7 @@ def _write_wav(path: Path, wav: np.ndarray, fmt: str | None = None) -> None:
 
 
 def _load(utt: Utt) -> np.ndarray:
-    return load_audio(utt.wav, sample_rate=SAMPLE_RATE, resample=True)
+    return load_audio(utt.wav, sample_rate=SAMPLE_RATE, resample=True, min_samples=RECEPTIVE_FIELD)
 
 
 def _safe(name: str) -> str:

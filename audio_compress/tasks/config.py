@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
+from compact_ssl.config import load_yaml_config, save_yaml_config
+from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 METHODS = ("star", "armhubert", "distilhubert")
 
@@ -63,22 +63,14 @@ class LossConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning trainer settings."""
+class TrainerConfig(CoreTrainerConfig):
+    """Lightning trainer settings: step-based validation and checkpoints."""
 
     max_steps: int = -1  #: optimizer updates (-1: use max_epochs)
-    max_epochs: int = 100
-    precision: str = "bf16-mixed"  #: "32-true", "16-mixed" or "bf16-mixed"
-    accumulate_grad_batches: int = 1
-    devices: Any = "auto"
-    num_nodes: int = 1
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    log_every_n_steps: int = 50
+    precision: str = "bf16-mixed"
     val_every_n_steps: int = 2000  #: validation interval in training batches
     ckpt_every_n_steps: int = 5000  #: periodic checkpoint interval in optimizer steps
     keep_best: int = 3  #: best-on-dev checkpoints kept
-    seed: int = 0
 
 
 @dataclass
@@ -107,92 +99,6 @@ class DistillConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def build_dataclass(cls, values: dict, where: str):
-    """Build the config dataclass ``cls`` (nested dataclasses included) from a mapping.
-
-    Unknown keys raise ``ValueError`` naming ``where`` and the valid keys; numbers written as
-    YAML strings are converted. Shared by the speech, audio and vision config loaders.
-    """
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(known)}")
-    kwargs = {}
-    for name, value in values.items():
-        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = build_dataclass(type(default), value or {}, f"{where}.{name}")
-        elif name == "betas":
-            kwargs[name] = tuple(float(v) for v in value)
-        else:
-            kwargs[name] = _coerce(value, known[name].default, f"{where}.{name}")
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Make numbers written as YAML strings (``1e-3`` is a string in YAML 1.1) numeric."""
-    if isinstance(default, float) and isinstance(value, (str, int)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError as err:
-            raise ValueError(f"{where}: expected a number, got {value!r}") from err
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise ValueError(f"{where}: expected true or false, got {value!r}")
-    return value
-
-
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b=value`` overrides (values parsed as YAML) to a raw config mapping."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
-        key, value = item.split("=", 1)
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _parse_value(value)
-    return raw
-
-
-def load_yaml_config(cls, path: str | Path | None = None, overrides: list[str] | None = None, where: str = "config"):
-    """Build the config dataclass ``cls`` from a YAML file (or defaults) plus ``key=value``
-    overrides; errors name the file. Shared by the speech, audio and vision packages."""
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        where = str(path)
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return build_dataclass(cls, raw, where)
-    except (TypeError, ValueError) as err:
-        if str(err).startswith(where):
-            raise
-        raise ValueError(f"{where}: {err}") from err
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def save_yaml_config(config, path: str | Path) -> None:
-    """Write a resolved config dataclass as YAML (kept next to the checkpoints)."""
-    Path(path).write_text(yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:

@@ -4,7 +4,8 @@ with teacher targets read from a feature dump."""
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader
+
+from compact_ssl.training import ResumableDataLoader
 
 from audio_compress.data.dataset import SpeechDataset, collate_waveforms
 from audio_compress.data.sampler import DurationBucketBatchSampler
@@ -37,7 +38,7 @@ class DistillDataModule(L.LightningDataModule):
             return DumpedSpeechDataset(data_dir, dump_dir, resample=self.config.resample)
         return SpeechDataset(data_dir, crop_samples=crop, random_crop=train, resample=self.config.resample)
 
-    def _loader(self, data_dir: str, dump_dir: str | None, train: bool) -> DataLoader:
+    def _loader(self, data_dir: str, dump_dir: str | None, train: bool) -> ResumableDataLoader:
         dataset = self._dataset(data_dir, dump_dir, train)
         sampler = DurationBucketBatchSampler(
             dataset.lengths,
@@ -47,16 +48,17 @@ class DistillDataModule(L.LightningDataModule):
             seed=self.seed,
         )
         collate = getattr(dataset, "collate", collate_waveforms)
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
+            seed=self.seed,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.config.num_workers,
             persistent_workers=self.config.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.config.train, self.config.dump_dir, train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.config.dev, self.config.dev_dump_dir, train=False)

@@ -31,10 +31,7 @@ from audio_compress.losses import (
 from audio_compress.models import build_student
 from audio_compress.models.teacher_init import init_student_from_teacher
 from audio_compress.tasks.config import DistillConfig
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised to stop training when the loss becomes NaN or infinite."""
+from compact_ssl.training import check_finite_loss
 
 
 def default_teacher_layers(student_layers: int, teacher_layers: int) -> list[int]:
@@ -193,12 +190,7 @@ class DistillationTask(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         losses = self.compute_loss(batch, train=True)
         loss = losses["loss"]
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at step {self.global_step}, batch {batch.utt_ids[:4]}...; "
-                "lower the learning rate, use precision 32-true or bf16-mixed instead of 16-mixed, "
-                "or check the audio of this batch"
-            )
+        check_finite_loss(loss, self.global_step, f"batch {batch.utt_ids[:4]}...")
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items() if v.dim() == 0},
                       prog_bar=False, batch_size=len(batch))
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=len(batch))
@@ -249,5 +241,5 @@ def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-__all__ = ["DistillationTask", "NonFiniteLossError", "default_teacher_layers", "needed_teacher_layers",
+__all__ = ["DistillationTask", "default_teacher_layers", "needed_teacher_layers",
            "warmup_linear_decay"]

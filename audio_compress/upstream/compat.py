@@ -106,7 +106,7 @@ def apply_effects_tensor(
         elif name == "rate":
             target = int(float(args[0]))
             if target != sr:
-                from audio_compress.data.audio import resample_audio
+                from compact_ssl.audio import resample_audio
 
                 wav = torch.from_numpy(
                     np.stack([resample_audio(ch.numpy(), sr, target) for ch in wav])

@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from audio_compress.bin.distill import AtomicCheckpointIO
+from compact_ssl.training import AtomicCheckpointIO
 from vision_ssl.config import TrainerConfig
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from audio_compress.tasks.config import apply_overrides
+from compact_ssl.config import apply_overrides
 from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.backbones import BACKBONES, build_backbone
 from vision_ssl.io import write_json

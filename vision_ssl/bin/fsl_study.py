@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from audio_compress.tasks.config import save_yaml_config
+from compact_ssl.config import save_yaml_config
 from vision_ssl.io import write_json
 from vision_ssl.bin.fewshot_eval import add_source_arguments, load_source, pick_device, run_cell
 from vision_ssl.data import DatasetLayoutError, build_dataset

@@ -24,7 +24,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
 
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.training import NonFiniteLossError
 from vision_ssl.diffblender.data.collate import collate_conditions
 from vision_ssl.diffblender.data.config import DataConfig
 from vision_ssl.diffblender.data.datamodule import DiffBlenderDataModule

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audio_compress.tasks.config import load_yaml_config, save_yaml_config
+from compact_ssl.config import load_yaml_config, save_yaml_config
 from vision_ssl.diffblender.data.config import DataConfig
 
 CATEGORIES = ("image", "spatial", "nonspatial")

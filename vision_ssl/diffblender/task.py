@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.training import NonFiniteLossError
 from vision_ssl.diffblender.adapter import Conditions, DiffBlenderAdapter, encode_latents, encode_text
 from vision_ssl.diffblender.config import DiffBlenderConfig
 

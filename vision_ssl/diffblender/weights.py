@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audio_compress.tasks.config import build_dataclass
+from compact_ssl.config import build_dataclass
 from vision_ssl.diffblender.adapter import DiffBlenderAdapter, block_key
 from vision_ssl.diffblender.config import AdapterConfig
 

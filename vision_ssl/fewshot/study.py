@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audio_compress.tasks.config import load_yaml_config
+from compact_ssl.config import load_yaml_config
 from vision_ssl.fewshot.update import UpdateConfig, update_config
 
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audio_compress.tasks.config import build_dataclass
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.config import build_dataclass
+from compact_ssl.training import NonFiniteLossError
 from vision_ssl.fewshot.augment import (MIX_MODES, MIX_PAIRINGS, SUPPORT_POLICIES, cutmix, mix_partners,
                                         mixed_cross_entropy, mixup, support_transform, tta_logits)
 from vision_ssl.fewshot.refine import rerandomize

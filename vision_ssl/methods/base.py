@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from audio_compress.tasks.distill import NonFiniteLossError
+from compact_ssl.training import NonFiniteLossError
 from vision_ssl.backbones import build_backbone
 from vision_ssl.config import ExperimentConfig, config_from_dict
 from vision_ssl.heads import ProjectionHead

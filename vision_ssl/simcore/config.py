@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from audio_compress.tasks.config import load_yaml_config
+from compact_ssl.config import load_yaml_config
 from vision_ssl.simcore.budget import IMAGENET_TRAIN_SIZE
 
 SAMPLERS = ("simcore", "random")

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
+#: The rate the speech models are trained at, and the default target of :func:`load_audio`.
+SAMPLE_RATE = 16000
 
 
 class AudioError(ValueError):
@@ -51,7 +52,7 @@ def load_audio(
     path: str | Path,
     sample_rate: int = SAMPLE_RATE,
     resample: bool = True,
-    min_samples: int = RECEPTIVE_FIELD,
+    min_samples: int = 1,
 ) -> np.ndarray:
     """Load ``path`` as a mono float32 waveform at ``sample_rate``.
 
@@ -61,8 +62,8 @@ def load_audio(
     Raises:
         AudioError: the file is unreadable, empty, contains NaN/Inf, has the wrong
             sample rate (with ``resample=False``), or is shorter than ``min_samples``
-            after resampling (by default the CNN's 400-sample receptive field, which
-            would give zero frames).
+            after resampling (speech callers pass the CNN's 400-sample receptive field:
+            shorter audio would give zero frames).
     """
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)

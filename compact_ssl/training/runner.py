@@ -1,0 +1,272 @@
+"""The one experiment runner (in the spirit of ESPnet's ``AbsTask.main``).
+
+A training entry point subclasses :class:`Experiment`, says how to build its LightningModule,
+data and checkpoints (:meth:`Experiment.setup`) and what to report (:meth:`Experiment.summarize`),
+and calls :meth:`Experiment.main`. The runner owns everything else, once:
+
+* the CLI: ``--config --expdir --set KEY=VALUE --seeds N [N ...] --resume auto|never|force``;
+* seeds: one run per seed in ``<expdir>/seed<N>/`` (or ``<expdir>`` itself for experiments
+  without seed folders, unless ``--seeds`` is given);
+* the trainer (:func:`compact_ssl.training.trainer.build_trainer`);
+* done markers: a finished run is skipped on rerun, its results untouched;
+* resume semantics:
+
+  - ``auto`` (default): continue from ``checkpoints/last.ckpt`` when there is one, with the
+    metric history and every random state of the interrupted run;
+  - the saved ``config.yaml`` always describes the weights: a rerun whose config differs
+    (apart from :attr:`Experiment.volatile_keys`, such as device counts) is refused with the
+    differing keys listed;
+  - ``force``: continue anyway and record the change (old and new values, time) in
+    ``config_changes.yaml``; a finished run continues training (e.g. more epochs);
+  - ``never``: start from scratch; the previous run's files move to ``archive/<time>/``.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from compact_ssl.config import (
+    ConfigError,
+    apply_overrides,
+    build_dataclass,
+    config_diff,
+    config_to_dict,
+    get_key,
+    read_yaml,
+    replace_key,
+    save_yaml_config,
+)
+from compact_ssl.io import atomic_write_text, read_json, write_json
+from compact_ssl.training.trainer import TrainerConfig, build_trainer
+
+RESUME_MODES = ("auto", "never", "force")
+#: ``--resume true/false`` of earlier versions.
+_LEGACY_RESUME = {"true": "auto", "false": "never"}
+CONFIG = "config.yaml"
+CHANGES = "config_changes.yaml"
+ARCHIVE = "archive"
+#: Run files that belong to one training run (moved together by ``--resume never``).
+RUN_FILES = ("checkpoints", "csv", "tensorboard", CONFIG, CHANGES)
+
+
+class ConfigDriftError(RuntimeError):
+    """A rerun whose config differs from the one the run's weights were trained with."""
+
+
+@dataclass
+class Setup:
+    """What an experiment trains: the module, its data, checkpoints and extra trainer settings."""
+
+    module: L.LightningModule
+    datamodule: L.LightningDataModule | None
+    checkpoints: list[ModelCheckpoint]
+    callbacks: list[Callback] = field(default_factory=list)
+    #: further ``L.Trainer`` arguments (``val_check_interval``, ``use_distributed_sampler`` ...)
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: how often the learning rate is logged: "step" or "epoch"
+    lr_interval: str = "epoch"
+
+
+class Experiment(abc.ABC):
+    """One kind of training run. Subclasses set the class attributes and implement :meth:`setup`."""
+
+    #: the config dataclass (built from the YAML with :func:`compact_ssl.config.build_dataclass`)
+    config_class: type
+    #: dotted config key of the seed
+    seed_key: str = "trainer.seed"
+    #: dotted config key of the trainer section
+    trainer_key: str = "trainer"
+    #: file written when a run finishes (its summary as JSON)
+    done_name: str = "done.json"
+    #: run folder below the seed folder (e.g. "linear" for a probe of a pretrained encoder)
+    subdir: str = ""
+    #: seed<N>/ folders even for a single seed (False: the expdir itself unless --seeds is given)
+    seed_dirs: bool = True
+    #: config keys that may change between a run and its resume: they do not affect the weights
+    volatile_keys: tuple[str, ...] = ("trainer.devices", "trainer.num_nodes", "trainer.accelerator",
+                                      "trainer.strategy", "trainer.log_every_n_steps", "data.num_workers")
+    #: further files of a run, moved with it by ``--resume never``
+    run_outputs: tuple[str, ...] = ()
+    #: text of ``--help``
+    description: str = ""
+
+    # ------------------------------------------------------------------ to implement
+    @abc.abstractmethod
+    def setup(self, config: Any, rundir: Path) -> Setup:
+        """Build the module, data and checkpoints of one run (called on every process)."""
+
+    def summarize(self, config: Any, setup: Setup, trainer: L.Trainer, rundir: Path) -> dict:
+        """The run's summary, written as the done marker (called on every process after fit)."""
+        return {"steps": trainer.global_step, "epochs": trainer.current_epoch}
+
+    def export(self, config: Any, setup: Setup, trainer: L.Trainer, rundir: Path, summary: dict) -> None:
+        """Write the run's products (rank 0 only, before the done marker)."""
+
+    def describe(self, seed: int, summary: dict) -> str:
+        """One line printed per finished seed."""
+        return f"seed {seed}: {summary}"
+
+    def check(self, config: Any, rundir: Path) -> None:
+        """Refuse a config or a run folder that cannot work, before anything is written."""
+
+    # ------------------------------------------------------------------ config
+    def load_config(self, path: str | Path | None, overrides: Sequence[str] = ()) -> Any:
+        """The config from YAML plus ``--set`` overrides."""
+        raw = read_yaml(path) if path is not None else {}
+        return build_dataclass(self.config_class, apply_overrides(raw, list(overrides)), str(path or "config"))
+
+    def trainer_config(self, config: Any) -> TrainerConfig:
+        return get_key(config, self.trainer_key)
+
+    # ------------------------------------------------------------------ one run
+    def run(self, config: Any, rundir: str | Path, resume: str = "auto", callbacks: list[Callback] | None = None) -> dict:
+        """Train (resume, or skip when finished) one run in ``rundir``; returns its summary.
+
+        ``callbacks`` are added to the experiment's own (tests inject faults this way).
+        """
+        resume = _LEGACY_RESUME.get(resume, resume)
+        if resume not in RESUME_MODES:
+            raise ValueError(f"resume must be one of {RESUME_MODES}, got {resume!r}")
+        rundir = Path(rundir)
+        done = rundir / self.done_name
+        last = rundir / "checkpoints" / "last.ckpt"
+        self.check(config, rundir)
+        main_process = rank_zero_only.rank == 0
+        if resume == "never":
+            if main_process:
+                self._archive(rundir)
+        else:
+            changes = self._drift(config, rundir, last, done)
+            if changes and resume == "force" and main_process:
+                self._record_changes(rundir, changes)
+                if done.is_file():
+                    done.unlink()
+            elif changes and resume != "force":
+                raise ConfigDriftError(self._drift_message(rundir, changes))
+            if done.is_file():
+                print(f"{rundir}: already finished; skipping (delete {done} or pass --resume never to retrain)")
+                return read_json(done)
+        rundir.mkdir(parents=True, exist_ok=True)
+        if main_process:
+            save_yaml_config(config, rundir / CONFIG)
+        L.seed_everything(get_key(config, self.seed_key), workers=True)
+        setup = self.setup(config, rundir)
+        ckpt_path = last if resume != "never" and last.is_file() else None
+        trainer = build_trainer(self.trainer_config(config), rundir, setup.checkpoints,
+                                [*setup.callbacks, *(callbacks or [])],
+                                resume_step=_checkpoint_step(ckpt_path) if ckpt_path else None,
+                                lr_interval=setup.lr_interval, **setup.trainer_kwargs)
+        if ckpt_path:
+            print(f"Resuming from {ckpt_path}")
+        trainer.fit(setup.module, datamodule=setup.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        summary = self.summarize(config, setup, trainer, rundir)
+        if trainer.global_rank == 0:
+            self.export(config, setup, trainer, rundir, summary)
+            write_json(done, summary)
+        return summary
+
+    def _drift(self, config: Any, rundir: Path, last: Path, done: Path) -> dict[str, tuple[Any, Any]]:
+        saved = rundir / CONFIG
+        if not saved.is_file():
+            if last.is_file() or done.is_file():
+                return {"<config.yaml>": ("missing: the run's config is unknown", "the config of this run")}
+            return {}
+        old = yaml.safe_load(saved.read_text()) or {}
+        changes = config_diff(old, config_to_dict(config))
+        return {k: v for k, v in changes.items() if k not in self.volatile_keys}
+
+    def _drift_message(self, rundir: Path, changes: dict[str, tuple[Any, Any]]) -> str:
+        lines = [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
+        return (f"{rundir / CONFIG}: the config differs from the one this run was trained with, so its "
+                f"checkpoints would no longer match it:\n" + "\n".join(lines) + "\n"
+                f"To start a fresh run, pass --resume never (the old run moves to {rundir / ARCHIVE}/) or use a "
+                f"new --expdir; to continue this run with the new values deliberately, pass --resume force "
+                f"(the change is recorded in {rundir / CHANGES}).")
+
+    def _record_changes(self, rundir: Path, changes: dict[str, tuple[Any, Any]]) -> None:
+        path = rundir / CHANGES
+        history = (yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+        history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "step": _checkpoint_step(rundir / "checkpoints" / "last.ckpt"),
+                        "changes": {k: {"old": old, "new": new} for k, (old, new) in changes.items()}})
+        atomic_write_text(path, yaml.safe_dump(history, sort_keys=False))
+        print(f"{rundir}: continuing with a changed config (--resume force); recorded in {path}")
+
+    def _archive(self, rundir: Path) -> None:
+        present = [rundir / name for name in (*RUN_FILES, self.done_name, *self.run_outputs) if (rundir / name).exists()]
+        if not present:
+            return
+        target = rundir / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
+        while target.exists():
+            target = target.with_name(target.name + "+")
+        target.mkdir(parents=True)
+        for path in present:
+            shutil.move(str(path), str(target / path.name))
+        print(f"{rundir}: --resume never: the previous run moved to {target}")
+
+    # ------------------------------------------------------------------ CLI
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(description=self.description,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--config", required=True, help="experiment YAML (egs/*/*/conf/*.yaml)")
+        parser.add_argument("--expdir", required=True, help="experiment folder")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config entry, e.g. --set trainer.max_epochs=2 (repeatable)")
+        parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                            help="seeds to train, one run each (default: the config's seed)")
+        parser.add_argument("--resume", default="auto", choices=[*RESUME_MODES, *_LEGACY_RESUME],
+                            help="auto: continue from last.ckpt, refusing a changed config; never: start afresh "
+                                 "(the old run is archived); force: continue with the changed config, recorded")
+        return parser
+
+    def rundirs(self, expdir: Path, config: Any, seeds: list[int] | None) -> list[tuple[int, Path]]:
+        """(seed, run folder) of every run of one invocation."""
+        if seeds is None and not self.seed_dirs:
+            return [(get_key(config, self.seed_key), expdir / self.subdir if self.subdir else expdir)]
+        seeds = seeds if seeds is not None else [get_key(config, self.seed_key)]
+        return [(s, expdir / f"seed{s}" / self.subdir if self.subdir else expdir / f"seed{s}") for s in seeds]
+
+    def main(self, argv: list[str] | None = None) -> list[dict]:
+        """Entry point: parse the CLI and run every seed; errors exit with status 1 and a message."""
+        args = self.parser().parse_args(argv)
+        try:
+            config = self.load_config(args.config, args.overrides)
+        except (ConfigError, FileNotFoundError) as err:
+            _fail(err)
+        summaries = []
+        for seed, rundir in self.rundirs(Path(args.expdir), config, args.seeds):
+            try:
+                summary = self.run(replace_key(config, self.seed_key, seed), rundir, args.resume)
+            except ConfigDriftError as err:
+                _fail(err)
+            print(self.describe(seed, summary))
+            summaries.append(summary)
+        return summaries
+
+
+def _fail(err: Exception) -> None:
+    print(f"ERROR: {err}", file=sys.stderr)
+    raise SystemExit(1) from err
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """Global step stored in a Lightning checkpoint (memory-mapped: the weights are not read)."""
+    if not path.is_file():
+        return None
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+    return int(ckpt.get("global_step", 0))
+
