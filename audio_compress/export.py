@@ -4,28 +4,38 @@ check that it loads as an s3prl upstream."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
 import torch
 
+from audio_compress.methods import METHODS
 from audio_compress.models import StudentModel, get_student_config, save_student
 
 #: s3prl upstream entry for each distillation method.
-UPSTREAM_FOR_METHOD = {"star": "star_local", "armhubert": "armhubert_local", "distilhubert": "distilhubert_local"}
+UPSTREAM_FOR_METHOD = {name: method.upstream for name, method in METHODS.items()}
 
-_VAL_LOSS = re.compile(r"val_loss=([0-9.eE+-]+)\.ckpt$")
+_VAL_LOSS = re.compile(r"val_loss=([0-9.eE+-]+|nan|inf|-inf)\.ckpt$")
 
 
 def select_checkpoint(ckpt_dir: str | Path, which: str = "best") -> Path:
-    """``best``: the ``best-*.ckpt`` with the lowest dev loss (falls back to ``last.ckpt``);
-    ``last``: ``last.ckpt``; anything else is taken as a file name inside ``ckpt_dir``."""
+    """``best``: the ``best-*.ckpt`` with the lowest finite dev loss; ``last``: ``last.ckpt``;
+    anything else is taken as a file name inside ``ckpt_dir``.
+
+    ``best`` never falls back silently: with no best checkpoint of finite dev loss it raises
+    and says to export ``--which last`` deliberately.
+    """
     ckpt_dir = Path(ckpt_dir)
     if which == "best":
         scored = [(float(m.group(1)), p) for p in ckpt_dir.glob("best-*.ckpt") if (m := _VAL_LOSS.search(p.name))]
-        if scored:
-            return min(scored)[1]
-        which = "last"
+        finite = [(loss, p) for loss, p in scored if math.isfinite(loss)]
+        if finite:
+            return min(finite)[1]
+        found = f" (found only non-finite ones: {sorted(p.name for _, p in scored)})" if scored else ""
+        raise FileNotFoundError(
+            f"{ckpt_dir}: no best-*.ckpt with a finite dev loss{found}; has validation run (trainer.val_every_n_steps)? "
+            "Export the last checkpoint deliberately with --which last")
     path = ckpt_dir / ("last.ckpt" if which == "last" else which)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint; has the distillation stage finished?")

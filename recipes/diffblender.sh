@@ -17,14 +17,14 @@ _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
 # ---- options (each line: name=default  # description; listed by --help) ----
 stage=0                  # first stage to run
 stop_stage=100           # last stage to run
-conf=conf/diffblender.yaml  # experiment config (YAML: base, data, adapter, train, sample)
+conf=conf/diffblender.yaml  # experiment config (YAML: base, data, adapter, train, trainer, sample)
 tag=""                   # experiment name (default: the config's file name)
 exp_root=exp             # experiments go to <exp_root>/<tag>
 data_root=""             # COCO root (default: COCO from db.sh); unused by the synthetic shapes
 base=""                  # frozen base: diffusers SD folder or hub id (default: STABLE_DIFFUSION from db.sh)
 make_base=false          # stage 1 trains a tiny base into <expdir>/base (mini recipes)
-base_args=""             # extra options of vision_ssl.bin.diffblender_base, e.g. "--steps 300"
-train_args=""            # extra config overrides for training, e.g. "train.max_steps=1000 data.batch_size=4"
+base_args=""             # extra options of "vision_ssl.bin.diffblender base", e.g. "--steps 300"
+train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=1000 data.batch_size=4"
 sample_args=""           # extra config overrides for sampling, e.g. "sample.num_inference_steps=25"
 sample_sets="all none"   # condition sets to sample and score: all | none | modality names joined by '+'
 num_eval=64              # evaluation images per condition set
@@ -32,7 +32,7 @@ fid_features=inception   # inception (published protocol, needs torch-fidelity) 
 clip_model=""            # local CLIPModel folder for the CLIP score ("": skipped)
 detections=""            # detector boxes on the samples of the first set (JSON; "": skipped)
 cmd_backend=local        # how training starts: local | slurm | torchrun (see recipes/cmd.sh)
-ngpu=1                   # processes per node for cmd_backend=torchrun (train.devices must match)
+ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
@@ -65,12 +65,12 @@ data_stage() {
   fi
   local args
   mapfile -t args < <(overrides "")
-  python -m vision_ssl.bin.diffblender_prepare --config "${conf}" --preview "${expdir}/data_preview.png" "${args[@]}"
+  python -m vision_ssl.bin.diffblender prepare --config "${conf}" --preview "${expdir}/data_preview.png" "${args[@]}"
 }
 
 base_stage() {
   # shellcheck disable=SC2086
-  python -m vision_ssl.bin.diffblender_base --out "${base}" ${base_args}
+  python -m vision_ssl.bin.diffblender base --out "${base}" ${base_args}
 }
 
 train_stage() {
@@ -80,14 +80,14 @@ train_stage() {
   fi
   local args
   mapfile -t args < <(overrides "${train_args}")
-  launch "${ngpu}" "${nnodes}" vision_ssl.bin.diffblender_train --config "${conf}" --expdir "${expdir}/train" "${args[@]}"
+  launch "${ngpu}" "${nnodes}" vision_ssl.bin.diffblender train --config "${conf}" --expdir "${expdir}/train" "${args[@]}"
 }
 
 sample_stage() {
   local set args
   mapfile -t args < <(overrides "${sample_args}")
   for set in ${sample_sets}; do
-    python -m vision_ssl.bin.diffblender_sample --config "${conf}" --adapter "${expdir}/train/adapter.safetensors" \
+    python -m vision_ssl.bin.diffblender sample --config "${conf}" --adapter "${expdir}/train/adapter.safetensors" \
       --out "${expdir}/samples/${set}" --num "${num_eval}" --modalities "${set//+/ }" "${args[@]}"
   done
 }
@@ -95,7 +95,7 @@ sample_stage() {
 eval_stage() {
   local set dirs=()
   for set in ${sample_sets}; do dirs+=("${expdir}/samples/${set}"); done
-  python -m vision_ssl.bin.diffblender_eval --samples "${dirs[@]}" --fid_features "${fid_features}" \
+  python -m vision_ssl.bin.diffblender eval --samples "${dirs[@]}" --fid_features "${fid_features}" \
     --clip_model "${clip_model}" --detections "${detections}" --table "${expdir}/results.md"
 }
 

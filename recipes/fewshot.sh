@@ -36,13 +36,7 @@ device=auto              # auto | cpu | cuda
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-if [ ! -f "${conf}" ]; then
-  echo "ERROR: study table '${conf}' not found (see conf/ of this recipe)" >&2
-  exit 1
-fi
-[ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
-expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+init_expdir
 
 read -r -a target_list <<< "${targets}"
 if "${make_digits}"; then

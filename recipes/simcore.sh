@@ -34,7 +34,7 @@ data_dir=data                # mini: where stage 0 writes digits, target/ and op
 mini_target_classes="3 5 8"  # mini: digit classes of the target
 mini_per_class=40            # mini: target train images per class
 omniglot=""                  # mini: folder with the Omniglot zips to add to the open set (empty: none)
-feature_args=""              # extra flags of vision_ssl.bin.simcore_features, e.g. "--batch_size 512 --num_workers 8"
+feature_args=""              # extra flags of "vision_ssl.bin.simcore features", e.g. "--batch_size 512 --num_workers 8"
 coreset_args=""              # extra coreset config overrides, e.g. "k=50 patience=10"
 pretrain_args=""             # extra config overrides for pretraining, e.g. "data.batch_size=256"
 linear_args=""               # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
@@ -78,7 +78,7 @@ sets() {  # --set flags for each KEY=VALUE argument
 data_stage() {
   if "${make_mini}"; then
     # shellcheck disable=SC2086
-    python -m vision_ssl.bin.simcore_prepare --out "${data_dir}" --target_classes ${mini_target_classes} \
+    python -m vision_ssl.bin.simcore prepare --out "${data_dir}" --target_classes ${mini_target_classes} \
       --per_class "${mini_per_class}" --omniglot "${omniglot}"
   else
     require_root SIMCORE_DATA target_root "${target_root}" \
@@ -108,10 +108,10 @@ target_stage() {
 features_stage() {
   local ckpt="${expdir}/target_only/seed${seed}/checkpoints/last.ckpt"
   # shellcheck disable=SC2086
-  python -m vision_ssl.bin.simcore_features --checkpoint "${ckpt}" --dataset imagefolder --root "${target_root}" \
+  python -m vision_ssl.bin.simcore features --checkpoint "${ckpt}" --dataset imagefolder --root "${target_root}" \
     --split train --out "${featdir}/target" ${feature_args}
   # shellcheck disable=SC2086
-  python -m vision_ssl.bin.simcore_features --checkpoint "${ckpt}" --dataset "${open_dataset}" \
+  python -m vision_ssl.bin.simcore features --checkpoint "${ckpt}" --dataset "${open_dataset}" \
     --root "${open_root}" --split "${open_split}" --out "${featdir}/openset" ${feature_args}
 }
 
@@ -122,7 +122,7 @@ coreset_stage() {
     if [ "${sampler}" = random ] && [[ " ${samplers} " == *" simcore "* ]]; then
       args+=(--match "${expdir}/coreset/simcore")
     fi
-    python -m vision_ssl.bin.simcore_select --config "${coreset_conf}" --target "${featdir}/target" \
+    python -m vision_ssl.bin.simcore select --config "${coreset_conf}" --target "${featdir}/target" \
       --open_set "${featdir}/openset" --out "${expdir}/coreset/${sampler}" "${args[@]}"
   done
 }
@@ -155,7 +155,7 @@ results_stage() {
     labels=(--target_labels ${mini_target_classes})
   fi
   # shellcheck disable=SC2086
-  python -m vision_ssl.bin.simcore_report --expdir "${expdir}" --runs target_only ${samplers} "${labels[@]}"
+  python -m vision_ssl.bin.simcore report --expdir "${expdir}" --runs target_only ${samplers} "${labels[@]}"
 }
 
 run_stage 0 "data: target ${target_root}, open set ${open_dataset} at ${open_root}" data_stage

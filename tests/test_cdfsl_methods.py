@@ -14,10 +14,10 @@ from PIL import Image
 
 from vision_ssl.backbones import count_parameters
 from vision_ssl.bin.common import make_trainer
-from vision_ssl.bin.pretrain import pretrain
-from vision_ssl.cdfsl_datamodule import MixedDataModule, pretrain_datamodule
+from vision_ssl.bin.pretrain import Pretraining
+from vision_ssl.data.mixed import MixedDataModule, pretrain_datamodule
 from vision_ssl.config import load_config
-from vision_ssl.datamodule import PretrainDataModule
+from vision_ssl.data.datamodules import PretrainDataModule
 from vision_ssl.losses import byol_loss, linear_gamma, mixed_supervised_loss
 from vision_ssl.methods import (BYOL, SimCLR, SupervisedSource, build_method, init_from_checkpoint, load_pretrained,
                                 method_class)
@@ -158,7 +158,7 @@ def test_sl_counts_source_classes_and_round_trips(tmp_path, one_thread):
                   "trainer.accelerator=cpu", "trainer.devices=1", "trainer.knn_every_n_epochs=0",
                   "trainer.log_every_n_steps=1", "optim.schedule=multistep", "optim.lr=0.05")
     assert method_class(cfg) is SupervisedSource and isinstance(pretrain_datamodule(cfg), PretrainDataModule)
-    summary = pretrain(cfg, tmp_path / "exp")
+    summary = Pretraining().run(cfg, tmp_path / "exp")
     assert summary["steps"] == 8  # 32 images / 8, 2 epochs
     model = load_pretrained(summary["checkpoint"])
     assert model.config.cdfsl.num_classes == 4 and model.classifier.out_features == 4
@@ -197,7 +197,7 @@ def test_msl_linear_gamma_over_steps_and_two_stage_init(tmp_path, one_thread):
     common = ["data.dataset=imagefolder", "data.num_workers=0", "data.train_aug=plain", "trainer.accelerator=cpu",
               "trainer.devices=1", "trainer.knn_every_n_epochs=0", "trainer.log_every_n_steps=1",
               "optim.schedule=constant", "optim.lr=0.01"]
-    sl = pretrain(_config("method=sl", "data.num_views=1", f"data.root={tmp_path / 'src'}", "data.batch_size=4",
+    sl = Pretraining().run(_config("method=sl", "data.num_views=1", f"data.root={tmp_path / 'src'}", "data.batch_size=4",
                           "trainer.max_epochs=1", *common), tmp_path / "sl")
     stage1 = torch.load(sl["checkpoint"], weights_only=False)["state_dict"]
     cfg = _config("method=msl", "cdfsl.ssl=byol", "cdfsl.gamma_schedule=linear", f"data.root={tmp_path / 'tgt'}",

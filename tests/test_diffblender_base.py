@@ -1,5 +1,5 @@
 """The tiny frozen base of the DiffBlender mini recipe: evaluation helpers, the NaN guard, and a
-short end-to-end run of ``python -m vision_ssl.bin.diffblender_base`` that writes a diffusers SD folder."""
+short end-to-end run of ``python -m vision_ssl.bin.diffblender base`` that writes a diffusers SD folder."""
 
 from __future__ import annotations
 
@@ -61,13 +61,13 @@ def test_vae_training_stops_on_nan(tmp_path):
 def test_base_entry_point_writes_a_diffusers_folder(tmp_path, capsys):
     from diffusers import StableDiffusionPipeline
 
-    from vision_ssl.bin.diffblender_base import main
+    from vision_ssl.bin.diffblender import main
     from vision_ssl.diffblender.tiny import build_tiny_components
 
     out = tmp_path / "base"
-    args = ["--out", str(out), "--steps", "2", "--vae_steps", "2", "--resolution", "16", "--count", "16",
+    args = ["base", "--out", str(out), "--steps", "2", "--vae_steps", "2", "--resolution", "16", "--count", "16",
             "--batch_size", "8", "--eval_samples", "4", "--num_inference_steps", "2", "--accelerator", "cpu"]
-    main(args)
+    assert main(args) == 0
     summary = json.loads((out / "base_training.json").read_text())
     assert summary["config"]["unet_steps"] == 2 and summary["eval"]["eval_samples"] == 4
     assert 0.0 <= summary["eval"]["color_match"] <= 1.0 and summary["eval"]["chance_color_match"] == 0.25

@@ -322,18 +322,17 @@ def test_config_validation(tmp_path):
 
 
 def test_prepare_entry_point(tmp_path, capsys):
-    from vision_ssl.bin.diffblender_prepare import main
+    from vision_ssl.bin.diffblender import main
 
     cache, preview = tmp_path / "cache", tmp_path / "grid.png"
-    main(["--set", "data.dataset=shapes", "--set", "data.resolution=16", "--set", "data.shapes_count=6",
-          "--set", "data.shapes_val_count=2", "--set", f"data.cache_dir={cache}",
-          "--set", "data.modalities=[sketch,box,color]", "--preview", str(preview)])
+    assert main(["prepare", "--set", "data.dataset=shapes", "--set", "data.resolution=16",
+                 "--set", "data.shapes_count=6", "--set", "data.shapes_val_count=2", "--set", f"data.cache_dir={cache}",
+                 "--set", "data.modalities=[sketch,box,color]", "--preview", str(preview)]) == 0
     assert json.loads((cache / "prepared_shapes_train.json").read_text())["items"] == 6
     assert sorted(p.name for p in cache.glob("*.pt")) == ["shapes_train_color.pt", "shapes_val_color.pt"]
     assert Image.open(preview).size == (4 * 128, 6 * (128 + 14))  # sketch, boxes, palette, image x 6 rows
     root = write_coco(tmp_path / "coco")
     (root / "annotations" / "captions_val2017.json").write_text("[]")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--set", f"data.root={root}", "--set", "data.split=val2017", "--set", f"data.cache_dir={cache}"])
-    assert exit_info.value.code == 1
+    assert main(["prepare", "--set", f"data.root={root}", "--set", "data.split=val2017",
+                 "--set", f"data.cache_dir={cache}"]) == 1
     assert "captions_val2017.json: expected a JSON object" in capsys.readouterr().err

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from vision_ssl.bin.diffblender_eval import to_markdown
+from vision_ssl.diffblender.evaluation import to_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["--base_args", "--steps 30 --vae_steps 20 --count 64 --eval_samples 8 --num_inference_steps 5",
-        "--train_args", "train.max_steps=10 data.shapes_count=32 data.shapes_val_count=8",
+        "--train_args", "trainer.max_steps=10 data.shapes_count=32 data.shapes_val_count=8",
         "--sample_args", "sample.num_inference_steps=5", "--num_eval", "8"]
 
 
@@ -73,4 +73,4 @@ def test_mini_recipe_end_to_end(tmp_path):
     # re-running a finished recipe skips the trained base and adapter
     proc = _run("mini_shapes/diffblender", "--exp_root", str(exp), "--stop_stage", "2", *TINY)
     assert proc.returncode == 0 and "tiny base already trained; skipping" in proc.stdout
-    assert "training already finished; skipping" in proc.stdout
+    assert f"{expdir / 'train'}: already finished; skipping" in proc.stdout

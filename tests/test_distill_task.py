@@ -18,12 +18,9 @@ from compact_ssl.training import NonFiniteLossError
 from audio_compress.dump import dump_teacher_features
 from audio_compress.tasks.config import load_config, save_config
 from audio_compress.tasks.datamodule import DistillDataModule
-from audio_compress.tasks.distill import (
-    DistillationTask,
-    default_teacher_layers,
-    needed_teacher_layers,
-    warmup_linear_decay,
-)
+from audio_compress.methods import default_teacher_layers, get_method
+from audio_compress.models import get_student_config
+from audio_compress.tasks.distill import DistillationTask, warmup_linear_decay
 from audio_compress.teachers import load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +69,15 @@ def test_config_strict_keys_and_overrides(tmp_path):
         load_config(None, ["method=fitnet"])
 
 
+def _method(cfg, teacher_layers: int):
+    return get_method(cfg.method)(cfg, get_student_config(cfg.student, **cfg.student_overrides), teacher_layers)
+
+
 def test_needed_teacher_layers_per_method(wave_dirs):
     cfg = _config(wave_dirs)
-    assert needed_teacher_layers(cfg, 3, 4) == [0, 1, 3, 4]
+    assert _method(cfg, 4).teacher_layers() == [0, 1, 3, 4]
     cfg = _config(wave_dirs, method="distilhubert", student="tiny_distil")
-    assert needed_teacher_layers(cfg, 2, 4) == [2, 3, 4]
+    assert _method(cfg, 4).teacher_layers() == [2, 3, 4]
 
 
 def test_arm_projection_width_must_match_teacher(wave_dirs):
@@ -131,7 +132,7 @@ def test_dump_targets_train_like_online(wave_dirs, tmp_path):
     """The star loss computed from dumped targets equals the online one (to fp16 rounding)."""
     cfg = _config(wave_dirs)
     teacher = load_teacher("tiny_hubert")
-    layers = needed_teacher_layers(cfg, 3, teacher.num_layers)
+    layers = _method(cfg, teacher.num_layers).teacher_layers()
     dump = dump_teacher_features(teacher, cfg.data.train, tmp_path / "dump", layers, progress=False)
     cfg.data.max_batch_size = 1  # batch of one: the online teacher then sees exactly what the dump saw
     task = DistillationTask(cfg, teacher=teacher).eval()

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vision_ssl.bin import simcore_select
-from vision_ssl.bin.simcore_report import label_fraction
+from vision_ssl.bin.simcore import label_fraction
 from vision_ssl.config import load_config
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.data.filelist import read_filelist, write_filelist
 from vision_ssl.methods import build_method
 from vision_ssl.simcore import greedy_select, kmeans_centroids, cosine_scores, load_coreset_config
+from vision_ssl.simcore.coreset import write_coreset
 from vision_ssl.simcore.features import FeatureShards, extract_to_shards
 from vision_ssl.simcore.mini import extract_omniglot, make_mini_sets
 
@@ -81,7 +81,7 @@ def test_feature_shards_extract_resume_and_read(tmp_path):
     # a finished folder asked for with other parameters: the old shards go, nothing stale is reused
     extract_to_shards(_encoder(), dataset, out, {"run": 2}, shard_size=4, batch_size=3, num_workers=0)
     assert np.allclose(FeatureShards(out).load(), full, atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="simcore_features"):
+    with pytest.raises(FileNotFoundError, match="vision_ssl.bin.simcore features"):
         FeatureShards(tmp_path)
 
 
@@ -103,7 +103,7 @@ def test_select_entry_point_writes_lists_and_summary(tmp_path):
     _shards(tmp_path / "openset", open_set, [i % 4 for i in range(400)], 64)
     config = load_coreset_config(None, ["k=5", "patience=3", "budget_ratio=2", "max_epochs=50",
                                         "epoch_reference=10", "epoch_visits=10"])
-    s = simcore_select.run(config, tmp_path / "target", tmp_path / "openset", tmp_path / "simcore")
+    s = write_coreset(config, tmp_path / "target", tmp_path / "openset", tmp_path / "simcore")
     expected = greedy_select(cosine_scores(open_set, kmeans_centroids(target, 5)), 60, patience=3,
                              rng=np.random.default_rng(0))
     indices = np.load(tmp_path / "simcore" / "indices.npy")
@@ -114,10 +114,10 @@ def test_select_entry_point_writes_lists_and_summary(tmp_path):
     train, _ = read_filelist(tmp_path / "simcore" / "train.tsv")
     assert coreset == [f"/img/openset/{i}.png" for i in indices] and train[:30] == [
         f"/img/target/{i}.png" for i in range(30)] and train[30:] == coreset
-    rand = simcore_select.run(load_coreset_config(None, ["method=random"]), tmp_path / "target",
-                              tmp_path / "openset", tmp_path / "random", tmp_path / "simcore")
+    rand = write_coreset(load_coreset_config(None, ["method=random"]), tmp_path / "target", tmp_path / "openset",
+                         tmp_path / "random", tmp_path / "simcore")
     assert rand["size"] == s["size"] and rand["matched"]
-    again = simcore_select.run(config, tmp_path / "target", tmp_path / "openset", tmp_path / "simcore")
+    again = write_coreset(config, tmp_path / "target", tmp_path / "openset", tmp_path / "simcore")
     assert again == json.loads((tmp_path / "simcore" / "summary.json").read_text())
 
 

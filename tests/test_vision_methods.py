@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import vision_ssl.methods.mocov2 as mocov2_module
-from vision_ssl.bin.linear_eval import linear_eval
-from vision_ssl.bin.pretrain import pretrain
+from vision_ssl.bin.linear_eval import LinearEvaluation
+from vision_ssl.bin.pretrain import Pretraining
 from vision_ssl.config import load_config
 from vision_ssl.eval import knn_scores
 from vision_ssl.losses import mix_halves, mixco_loss, mixco_simclr_loss, selfcon_loss
@@ -223,26 +223,26 @@ def test_pretrain_crash_resume_then_linear_eval(tmp_path, one_thread):
     cfg = _small_config(root, "selfcon")
     expdir = tmp_path / "exp" / "seed0"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        pretrain(cfg, expdir, extra_callbacks=[_Crash(at_epoch=2)])
+        Pretraining().run(cfg, expdir, callbacks=[_Crash(at_epoch=2)])
     ckpts = expdir / "checkpoints"
     first = torch.load(ckpts / "last.ckpt", weights_only=False)
     assert first["epoch"] == 1 and (ckpts / "epoch=1.ckpt").is_file() and not list(ckpts.glob("*.tmp"))
     assert not (expdir / "pretrain_done.json").exists()
-    summary = pretrain(cfg, expdir)
+    summary = Pretraining().run(cfg, expdir)
     assert summary["epochs"] == 3 and summary["steps"] == 9 and 0 <= summary["knn_top1"] <= 100
-    assert pretrain(cfg, expdir) == summary  # finished: skipped
+    assert Pretraining().run(cfg, expdir) == summary  # finished: skipped
     metrics = (expdir / "csv" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "knn/top1" in metrics
 
     model = load_pretrained(ckpts / "last.ckpt")
     assert isinstance(model, SelfCon) and not model.training
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = linear_eval(cfg, expdir)
+    result = LinearEvaluation().run(cfg, expdir / "linear")
     assert set(result["best_top1"]) == {"backbone", "subnet", "ensemble"}
     assert all(0 <= v <= 100 for v in result["best_top1"].values())
     assert result["best_top1"]["backbone"] >= result["last_top1"]["backbone"]
     assert json.loads((expdir / "linear" / "result.json").read_text()) == result
-    assert linear_eval(cfg, expdir) == result  # finished: skipped
+    assert LinearEvaluation().run(cfg, expdir / "linear") == result  # finished: skipped
     # the probe never touched the encoder: weights and BN running statistics are unchanged
     probe_state = torch.load(expdir / "linear" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     for key, value in before.items():
@@ -253,7 +253,7 @@ def test_moco_checkpoint_roundtrip(tmp_path, one_thread):
     root = _image_folder(tmp_path / "data", per_class=4)
     cfg = _small_config(root, "mocov2", "data.num_views=2", "mixco.enabled=true", "trainer.max_epochs=1",
                         "trainer.knn_every_n_epochs=0", "linear.features=[backbone]")
-    summary = pretrain(cfg, tmp_path / "exp")
+    summary = Pretraining().run(cfg, tmp_path / "exp")
     assert summary["knn_top1"] is None and summary["steps"] == 1
     model = load_pretrained(tmp_path / "exp" / "checkpoints" / "last.ckpt")
     assert isinstance(model, MoCoV2) and model.queue_ptr.item() == 12

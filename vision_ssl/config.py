@@ -15,6 +15,7 @@ from typing import Any
 
 
 from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 from vision_ssl.augment import AUGMENTATIONS
 from vision_ssl.backbones import BACKBONES, SUBNETS
 from vision_ssl.data import DATASETS
@@ -192,16 +193,11 @@ class CDFSLConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning trainer settings of the pretraining, and the kNN monitor."""
+class TrainerConfig(CoreTrainerConfig):
+    """Lightning trainer settings of the pretraining (``seed`` is the experiment's top-level
+    one), and the kNN monitor."""
 
-    max_epochs: int = 100
     precision: str = "32-true"  #: "16-mixed" on GPUs for the published runs
-    devices: Any = "auto"
-    num_nodes: int = 1
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    log_every_n_steps: int = 50
     ckpt_every_n_epochs: int = 10  #: kept periodic checkpoints (last.ckpt is written every epoch)
     knn_every_n_epochs: int = 10  #: kNN monitor interval (0: off)
     knn_k: int = 200

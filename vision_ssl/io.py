@@ -1,15 +1,5 @@
-"""Small file helpers shared by every layer (no heavy imports)."""
+"""File helpers of the vision entry points: the core's atomic writers (:mod:`compact_ssl.io`)."""
 
-from __future__ import annotations
+from compact_ssl.io import write_json
 
-import json
-import os
-from pathlib import Path
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """Write ``data`` as JSON through a temporary file and a rename (never a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+__all__ = ["write_json"]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS
 from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 METHODS = ("ce", "patchmix", "patchmix_cl")
 #: What the mixed projection is pulled towards: the clean feature (with or without gradient) or
@@ -86,16 +86,11 @@ class OptimConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning trainer settings and model selection."""
+class TrainerConfig(CoreTrainerConfig):
+    """Lightning trainer settings (``seed`` is the run's top-level one) and model selection."""
 
     max_epochs: int = 50
-    precision: str = "16-mixed"  #: "32-true", "16-mixed" or "bf16-mixed"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    log_every_n_steps: int = 50
+    precision: str = "16-mixed"
     #: the paper protocol keeps the epoch with the best test Score among those with Se above this (%)
     min_sensitivity: float = 5.0
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
+from compact_ssl.training import ResumableDataLoader
+
 from audio_cls.data.dataset import CycleFeatureDataset
 from audio_cls.features import SpecAugment, build_feature_cache, cache_dir_for, load_feature_cache
 from audio_cls.tasks.config import IcbhiConfig
+from compact_ssl.training import ResumableDataLoader
 
 
 class IcbhiDataModule(L.LightningDataModule):
@@ -43,10 +46,11 @@ class IcbhiDataModule(L.LightningDataModule):
         data = self.config.data
         if train and len(dataset) < data.batch_size:
             raise ValueError(f"{data.train}: {len(dataset)} training cycles, fewer than one batch of {data.batch_size}")
-        return DataLoader(
-            dataset, batch_size=data.batch_size if train else data.eval_batch_size, shuffle=train, drop_last=train,
-            num_workers=data.num_workers, persistent_workers=data.num_workers > 0,
-        )
+        kwargs = dict(batch_size=data.batch_size if train else data.eval_batch_size, drop_last=train,
+                      num_workers=data.num_workers, persistent_workers=data.num_workers > 0)
+        if train:  # order from (seed, epoch): a resumed run continues the interrupted one exactly
+            return ResumableDataLoader(dataset, shuffle=True, seed=self.config.seed, **kwargs)
+        return DataLoader(dataset, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -5,7 +5,7 @@
     python -m audio_compress.bin.dump_teacher --config conf/star.yaml --data data/train --out dump/train
 
 With ``--config`` the layers are those the distillation method of that config consumes
-(:func:`audio_compress.tasks.distill.needed_teacher_layers`) and ``--teacher`` defaults to the
+(:meth:`audio_compress.methods.DistillMethod.teacher_layers`) and ``--teacher`` defaults to the
 config's ``teacher``. Re-running an interrupted dump resumes it; re-running a finished one does
 nothing. Point ``data.dump_dir`` of the distillation config at ``--out`` to train from the dump.
 """
@@ -29,18 +29,17 @@ def parse_layers(text: str) -> list[int]:
 
 def layers_from_config(config_path: str, teacher_num_layers: int, overrides: list[str] | None = None) -> list[int]:
     """Teacher layers a distillation config consumes (for its student and this teacher's depth)."""
+    from audio_compress.methods import get_method
     from audio_compress.models import get_student_config
     from audio_compress.tasks.config import load_config
-    from audio_compress.tasks.distill import needed_teacher_layers
 
     config = load_config(config_path, overrides)
-    if config.method == "armhubert":
-        raise SystemExit(
-            f"{config_path}: method armhubert runs the teacher on masked input at every step; "
-            "a feature dump cannot serve it"
-        )
-    student_layers = get_student_config(config.student, **config.student_overrides).num_layers
-    return needed_teacher_layers(config, student_layers, teacher_num_layers)
+    student = get_student_config(config.student, **config.student_overrides)
+    method = get_method(config.method)(config, student, teacher_num_layers)
+    reason = method.dump_refusal()
+    if reason is not None:
+        raise SystemExit(f"{config_path}: {reason}")
+    return method.teacher_layers()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,10 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio_compress.methods import METHODS as _METHOD_REGISTRY
 from compact_ssl.config import load_yaml_config, save_yaml_config
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
-METHODS = ("star", "armhubert", "distilhubert")
+#: names of the distillation methods (:data:`audio_compress.methods.METHODS`)
+METHODS = tuple(_METHOD_REGISTRY)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class TrainerConfig(CoreTrainerConfig):
     val_every_n_steps: int = 2000  #: validation interval in training batches
     ckpt_every_n_steps: int = 5000  #: periodic checkpoint interval in optimizer steps
     keep_best: int = 3  #: best-on-dev checkpoints kept
+    seed: int = 0
 
 
 @dataclass

@@ -1,17 +1,12 @@
 """Lightning module that distils a frozen teacher into a student (STaR, ARMHuBERT, DistilHuBERT).
 
-One module serves the three methods; what differs is how targets are formed and which pure loss
-from :mod:`audio_compress.losses` is applied:
+The module holds the generic wiring: the student, the frozen teacher, AdamW with a warmup/linear
+decay schedule, logging and the checkpoint hooks. What differs between methods (which teacher
+layers are used, the config checks, the loss of a batch) is the method object of
+:mod:`audio_compress.methods` named by ``config.method``.
 
-* ``star``: temporal Gram matrices of the pre-Transformer input and every layer, 1:1 between
-  student and (mapped) teacher layers; layer-wise + intra-layer terms.
-* ``armhubert``: masking distillation; the teacher runs twice (clean, and masked with its own
-  mask embedding at the same span mask the student gets), the student's layer-wise projections
-  are matched per frame.
-* ``distilhubert``: prediction heads regress teacher layers with L1 + cosine.
-
-Teacher targets come from the online teacher or, for ``star``/``distilhubert``, from a feature
-dump (:mod:`audio_compress.dump`).
+Teacher targets come from the online teacher or, where the method allows it, from a feature dump
+(:mod:`audio_compress.dump`).
 """
 
 from __future__ import annotations
@@ -20,52 +15,23 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from audio_compress.frames import frame_padding_mask, num_frames
-from audio_compress.losses import (
-    distilhubert_loss,
-    masking_distillation_loss,
-    plain_distillation_loss,
-    sample_span_mask,
-    star_loss,
-)
+from audio_compress.data.dataset import WaveBatch
+from audio_compress.methods import get_method
 from audio_compress.models import build_student
 from audio_compress.models.teacher_init import init_student_from_teacher
 from audio_compress.tasks.config import DistillConfig
 from compact_ssl.training import check_finite_loss
 
 
-def default_teacher_layers(student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher hidden-state index for each student layer: 1:1 when the depths match, else evenly
-    spaced (student layer i of L_s takes teacher layer round(i * L_t / L_s))."""
-    if student_layers == teacher_layers:
-        return list(range(1, teacher_layers + 1))
-    return [round((i + 1) * teacher_layers / student_layers) for i in range(student_layers)]
-
-
-def needed_teacher_layers(config: DistillConfig, student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher hidden-state indices a method consumes (what a feature dump must store)."""
-    mapping = config.teacher_layers or default_teacher_layers(student_layers, teacher_layers)
-    if config.method == "star":
-        return [0, *mapping]
-    if config.method == "distilhubert":
-        return list(config.student_overrides.get("pred_layers") or _pred_layers(config))
-    return list(mapping)
-
-
-def _pred_layers(config: DistillConfig) -> list[int]:
-    from audio_compress.models import get_student_config
-
-    layers = get_student_config(config.student, **config.student_overrides).pred_layers
-    if not layers:
-        raise ValueError(f"student {config.student!r} has no prediction heads (pred_layers) for distilhubert")
-    return list(layers)
-
-
 class DistillationTask(L.LightningModule):
-    """Student + frozen teacher + method loss, with AdamW and warmup/linear-decay schedule.
+    """Student + frozen teacher + the method of ``config.method``, with AdamW and warmup/linear-decay
+    schedule.
 
     Batches are :class:`audio_compress.data.dataset.WaveBatch` (online teacher) or
     :class:`audio_compress.dump.DumpBatch` (targets read from a dump).
+
+    Attributes:
+        method: the :class:`~audio_compress.methods.DistillMethod` computing the loss.
     """
 
     def __init__(self, config: DistillConfig, teacher: torch.nn.Module | None = None):
@@ -78,113 +44,22 @@ class DistillationTask(L.LightningModule):
 
             teacher = load_teacher(config.teacher)
         self.teacher = teacher
-        self.num_student_layers = self.student.config.num_layers
         if config.init_from_teacher:
             report = init_student_from_teacher(self.student, teacher, encoder_layers=config.init_teacher_layers)
             print(
                 f"Initialised {len(report['copied'])} student tensors from the teacher; "
                 f"not initialised: {report['student_not_initialised']}; unused teacher tensors: {report['teacher_only']}"
             )
-        self.layer_map = config.teacher_layers or default_teacher_layers(self.num_student_layers, teacher.num_layers)
-        if len(self.layer_map) != self.num_student_layers:
-            raise ValueError(
-                f"teacher_layers has {len(self.layer_map)} entries but the student has {self.num_student_layers} layers"
-            )
-        if config.method == "armhubert" and self.student.config.proj_dim != teacher.hidden_size:
-            raise ValueError(
-                f"armhubert matches projection heads to teacher layers: student {config.student!r} has "
-                f"proj_dim={self.student.config.proj_dim} but the teacher is {teacher.hidden_size} wide; "
-                f"set student_overrides.proj_dim: {teacher.hidden_size}"
-            )
+        self.method = get_method(config.method)(config, self.student.config, teacher.num_layers)
+        self.method.check(teacher.hidden_size)
+        # The methods' per-batch randomness (ARMHuBERT's span masks). As an attribute of this module
+        # its state is in every checkpoint (compact_ssl.training.state), so a resumed run draws what
+        # the uninterrupted one would have; checkpoints written so far know it by this name.
         self._mask_generator = torch.Generator().manual_seed(config.trainer.seed)
 
-    # ------------------------------------------------------------------ targets
-    def _teacher_states(self, batch, frame_mask: Tensor | None = None) -> list[Tensor]:
-        """Teacher hidden states indexed by teacher layer (dict-like list over all layers)."""
-        out = self.teacher(batch.wavs, padding_mask=batch.padding_mask, frame_mask=frame_mask)
-        return out.hidden_states
-
-    def _targets(self, batch, layers: list[int]) -> list[Tensor]:
-        dumped = getattr(batch, "targets", None)
-        if dumped is not None:
-            position = {layer: i for i, layer in enumerate(batch.layers)}
-            missing = [layer for layer in layers if layer not in position]
-            if missing:
-                raise ValueError(f"the feature dump lacks teacher layers {missing} (has {batch.layers}); re-run the dump")
-            return [dumped[position[layer]] for layer in layers]
-        states = self._teacher_states(batch)
-        return [states[layer] for layer in layers]
-
-    # ------------------------------------------------------------------ losses
-    def compute_loss(self, batch, train: bool) -> dict[str, Tensor]:
+    def compute_loss(self, batch: WaveBatch, train: bool) -> dict[str, Tensor]:
         """Method loss for one batch; returns a dict with ``loss`` and its terms."""
-        cfg = self.config.loss
-        method = self.config.method
-        if method == "armhubert":
-            return self._arm_loss(batch, train)
-        if method == "star" and cfg.attn_weight > 0:
-            return self._star_with_attention(batch)
-        out = self.student(batch.wavs, padding_mask=batch.padding_mask)
-        pad = out.padding_mask
-        if method == "star":
-            targets = self._targets(batch, [0, *self.layer_map])
-            return star_loss(
-                [out.pre_transformer, *out.hidden_states],
-                targets,
-                padding_mask=pad,
-                normalize=cfg.normalize,
-                layerwise_weight=cfg.layerwise_weight,
-                intra_weight=cfg.intra_weight,
-            )
-        pred_layers = list(self.student.config.pred_layers)
-        targets = self._targets(batch, pred_layers)
-        frames = min(out.predictions.shape[2], targets[0].shape[1])
-        target = torch.stack([t[:, :frames] for t in targets], dim=1)
-        return distilhubert_loss(out.predictions[:, :, :frames], target, padding_mask=pad[:, :frames], cos_weight=cfg.cos_weight)
-
-    def _star_with_attention(self, batch) -> dict[str, Tensor]:
-        """STaR with the head-averaged attention KL term: both models also return their maps
-        (layer l of the student is matched to its mapped teacher layer)."""
-        cfg = self.config.loss
-        if getattr(batch, "targets", None) is not None:
-            raise ValueError("loss.attn_weight > 0 needs the teacher's attention maps; a feature dump has none")
-        teacher_out = self.teacher(batch.wavs, padding_mask=batch.padding_mask, output_attentions=True)
-        out = self.student(batch.wavs, padding_mask=batch.padding_mask, output_attentions=True)
-        return star_loss(
-            [out.pre_transformer, *out.hidden_states],
-            [teacher_out.hidden_states[layer] for layer in [0, *self.layer_map]],
-            padding_mask=out.padding_mask,
-            normalize=cfg.normalize,
-            layerwise_weight=cfg.layerwise_weight,
-            intra_weight=cfg.intra_weight,
-            attn_weight=cfg.attn_weight,
-            student_attn=out.attentions,
-            teacher_attn=[teacher_out.attentions[layer - 1] for layer in self.layer_map],
-        )
-
-    def _arm_loss(self, batch, train: bool) -> dict[str, Tensor]:
-        cfg = self.config.loss
-        if getattr(batch, "targets", None) is not None:
-            raise ValueError("armhubert needs the teacher on masked input at every step; a feature dump cannot provide it")
-        pad = frame_padding_mask(batch.padding_mask, num_frames(batch.wavs.shape[1]))
-        clean = self._teacher_states(batch)
-        clean = [clean[layer] for layer in self.layer_map]
-        if not train:
-            out = self.student(batch.wavs, padding_mask=batch.padding_mask)
-            return plain_distillation_loss(
-                out.projections, clean, padding_mask=out.padding_mask, last_weight=cfg.last_weight, hint_weight=cfg.hint_weight
-            )
-        mask = sample_span_mask(
-            tuple(pad.shape), cfg.mask_prob, cfg.mask_length, padding_mask=pad, min_masks=cfg.min_masks,
-            generator=self._mask_generator,
-        ).to(batch.wavs.device)
-        masked = self._teacher_states(batch, frame_mask=mask)
-        masked = [masked[layer] for layer in self.layer_map]
-        out = self.student(batch.wavs, padding_mask=batch.padding_mask, frame_mask=mask)
-        return masking_distillation_loss(
-            out.projections, clean, masked, mask, padding_mask=out.padding_mask,
-            last_weight=cfg.last_weight, hint_weight=cfg.hint_weight,
-        )
+        return self.method.compute_loss(batch, self.student, self.teacher, train, self._mask_generator)
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -241,5 +116,4 @@ def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-__all__ = ["DistillationTask", "default_teacher_layers", "needed_teacher_layers",
-           "warmup_linear_decay"]
+__all__ = ["DistillationTask", "warmup_linear_decay"]

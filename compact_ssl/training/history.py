@@ -2,10 +2,11 @@
 
 Lightning's ``CSVLogger`` deletes ``metrics.csv`` when it finds one, so every resume (and every
 rerun of a finished stage) lost the rows written before. :class:`HistoryCSVLogger` appends to
-the existing file instead, and :class:`MetricHistory` makes a resume exact: each checkpoint
-records how many rows the file held when it was written; a run resumed from that checkpoint
-first moves the rows logged after it (which the resumed run is about to log again) to
-``replayed.csv`` beside the history, so ``metrics.csv`` holds each step once and nothing is lost.
+the existing file instead, and :class:`MetricHistory` makes a resume exact: a run resumed from a
+checkpoint of global step ``S`` first moves the rows of steps ``>= S`` (logged by the interrupted
+run after the checkpoint; the resumed run is about to log them again) to ``replayed.csv`` beside
+the history, so ``metrics.csv`` holds each step once and nothing is lost. (Lightning logs the
+metrics of the batch that takes the optimizer to step ``S`` under step ``S - 1``.)
 TensorBoard gets the same effect from ``purge_step`` (see :func:`tensorboard_logger`).
 """
 
@@ -79,29 +80,23 @@ def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> No
 class MetricHistory(Callback):
     """Keeps ``metrics.csv`` consistent with the checkpoints (see the module docstring)."""
 
-    KEY = "metric_history"
-
     def __init__(self, logger: HistoryCSVLogger) -> None:
         self.logger = logger
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if trainer.global_rank != 0:
-            return
-        self.logger.save()
-        path = self.logger.metrics_path
-        checkpoint[self.KEY] = {"csv_rows": len(_read_rows(path)[1]) if path.is_file() else 0}
+        if trainer.global_rank == 0:
+            self.logger.save()
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        if trainer.global_rank != 0 or self.KEY not in checkpoint:
-            return
         path = self.logger.metrics_path
-        if not path.is_file():
+        if trainer.global_rank != 0 or not path.is_file():
             return
-        keep = int(checkpoint[self.KEY]["csv_rows"])
+        step = int(checkpoint["global_step"])
         header, rows = _read_rows(path)
-        if len(rows) <= keep:
+        later = [r for r in rows if r.get("step") and int(r["step"]) >= step]
+        if not later:
             return
         replayed = path.with_name(REPLAYED)
         old_header, old_rows = _read_rows(replayed) if replayed.is_file() else ([], [])
-        _write_rows(replayed, sorted(set(old_header) | set(header)), [*old_rows, *rows[keep:]])
-        _write_rows(path, header, rows[:keep])
+        _write_rows(replayed, sorted(set(old_header) | set(header)), [*old_rows, *later])
+        _write_rows(path, header, [r for r in rows if not (r.get("step") and int(r["step"]) >= step)])

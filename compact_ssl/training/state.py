@@ -148,13 +148,18 @@ class ResumableDataLoader(DataLoader):
     are drawn and dropped).
 
     Args:
-        seed: base seed of the worker seeds (and of nothing else: the sampler has its own).
+        dataset: as for ``DataLoader``.
+        seed: base seed of the worker seeds and, with ``shuffle=True``, of the order.
+        shuffle: an :class:`EpochShuffleSampler` (order from ``(seed, epoch)``) instead of a
+            ``RandomSampler``.
         All other arguments are ``DataLoader``'s.
     """
 
-    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, dataset: Any, *args: Any, seed: int = 0, shuffle: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("generator", torch.Generator())
-        super().__init__(*args, **kwargs)
+        if shuffle:
+            kwargs["sampler"] = EpochShuffleSampler(len(dataset), seed)
+        super().__init__(dataset, *args, **kwargs)
         self.seed = seed
         self._served = 0
         self._skip = 0

@@ -21,8 +21,8 @@ from compact_ssl.training.state import RandomStateCheckpoint
 class TrainerConfig:
     """Lightning trainer settings shared by every training entry point.
 
-    Method packages subclass it to add their own fields (checkpoint intervals, monitors) or to
-    change defaults; the YAML section is ``trainer:``.
+    Method packages subclass it to add their own fields (checkpoint intervals, monitors, the
+    seed where it lives in this section) or to change defaults; the YAML section is ``trainer:``.
     """
 
     max_epochs: int = 100
@@ -34,7 +34,6 @@ class TrainerConfig:
     accelerator: str = "auto"
     strategy: str = "auto"
     log_every_n_steps: int = 50
-    seed: int = 0
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

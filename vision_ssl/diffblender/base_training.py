@@ -2,7 +2,7 @@
 (:func:`vision_ssl.diffblender.tiny.build_tiny_components`) are trained on the synthetic shapes,
 first the VAE (reconstruction + KL), then the UNet (epsilon prediction on the VAE latents, caption
 conditioning through the text encoder), so that the base draws coloured shapes from captions.
-Then the result is saved as a diffusers Stable Diffusion folder and scored.
+Then the result is saved as a diffusers Stable Diffusion folder and scored (:func:`build_base`).
 
 Measured figures (``base_training.json``): the fraction of images generated from one-shape
 captions whose dominant colour (see :mod:`vision_ssl.diffblender.metrics`) is the caption's, the
@@ -14,7 +14,10 @@ real sets (its floor) and between real shapes and noise (its ceiling).
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,13 +26,16 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
+from torchvision.utils import save_image
 
+from compact_ssl.io import read_json, write_json
 from compact_ssl.training import NonFiniteLossError
 from vision_ssl.diffblender.data.collate import collate_conditions
 from vision_ssl.diffblender.data.config import DataConfig
 from vision_ssl.diffblender.data.datamodule import DiffBlenderDataModule
 from vision_ssl.diffblender.data.shapes import SHAPE_COLORS, SHAPE_KINDS, ShapesDataset
 from vision_ssl.diffblender.metrics import RandomConvFeatures, color_match_rate, compute_fid, segment_colors
+from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
 
 
 @dataclass
@@ -225,3 +231,33 @@ def train_base(components: dict[str, Any], config: BaseTrainingConfig, accelerat
         components[name].eval().requires_grad_(False)
     return {**summary, "scaling_factor": float(vae.config.scaling_factor), "config": asdict(config),
             "steps_per_epoch": math.ceil(config.count / config.batch_size)}
+
+
+def build_base(out: str | Path, config: BaseTrainingConfig, accelerator: str = "auto") -> dict:
+    """Train, save and score the tiny base at ``out``; returns ``base_training.json``.
+
+    ``out`` receives ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json`` (readable
+    by ``StableDiffusionPipeline.from_pretrained``), ``samples.png`` (images generated from one-shape
+    captions), ``logs/`` (CSV losses) and ``base_training.json`` (losses and the measured figures).
+    The folder is assembled beside ``out`` and renamed into place; with ``base_training.json``
+    present nothing is done.
+    """
+    out = Path(out)
+    done = out / "base_training.json"
+    if done.is_file():
+        print(f"{out}: tiny base already trained; skipping (delete the folder to retrain)")
+        return read_json(done)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    components = build_tiny_components(tmp / "tokenizer", seed=config.seed, latent_factor=config.latent_factor)
+    summary = train_base(components, config, accelerator, logdir=str(tmp / "logs"))
+    save_tiny_base(components, tmp)
+    summary["eval"] = evaluate_base(components, config)
+    captions, _ = eval_captions(16)
+    save_image(generate(components, captions, config.resolution, config.num_inference_steps, config.guidance_scale,
+                        seed=config.seed), tmp / "samples.png", nrow=8)
+    write_json(tmp / "base_training.json", summary)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return summary

@@ -1,7 +1,8 @@
 """Configuration of DiffBlender: the adapter architecture, its training, and sampling.
 
 The YAML files of the recipes mirror these dataclasses (built with
-:func:`audio_compress.tasks.config.load_yaml_config`; unknown keys are errors). Defaults are the
+:func:`compact_ssl.config.load_yaml_config`; unknown keys are errors): ``train:`` holds the
+method's hyperparameters, ``trainer:`` the Lightning settings shared with every entry point. Defaults are the
 full SD-1.x setting of reference diffblender.md sections 1-3; values the paper does not give
 (training hyperparameters, condition-dropout rates) are marked as our choice.
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compact_ssl.config import load_yaml_config, save_yaml_config
+from compact_ssl.config import load_yaml_config
+from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 from vision_ssl.diffblender.data.config import DataConfig
 
 CATEGORIES = ("image", "spatial", "nonspatial")
@@ -100,6 +102,19 @@ TIMESTEP_SAMPLINGS = ("uniform", "cubic")
 
 
 @dataclass
+class TrainerConfig(CoreTrainerConfig):
+    """Lightning trainer of the adapter training (the ``trainer:`` section; multi-GPU: ``devices`` /
+    ``num_nodes``, Lightning starts DDP or joins torchrun / SLURM)."""
+
+    max_steps: int = 500000
+    max_epochs: int = -1
+    precision: str = "bf16-mixed"
+    ckpt_every_n_steps: int = 1000  #: last.ckpt is rewritten this often (and at every epoch end)
+    grad_clip: float = 1.0  #: gradient-norm clipping (0: none)
+    seed: int = 0  #: seeds everything (the runner's seed key); validation noise is seeded by seed + batch index
+
+
+@dataclass
 class TrainConfig:
     """Training of the adapter on a frozen base (our choices where the paper is silent)."""
 
@@ -107,12 +122,6 @@ class TrainConfig:
     weight_decay: float = 0.0  #: 0 keeps untouched zero-init gates exactly zero
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 10000  #: linear warm-up, then constant
-    max_steps: int = 500000
-    max_epochs: int = -1
-    batch_size: int = 8  #: per device
-    num_workers: int = 4
-    grad_clip: float = 1.0
-    precision: str = "bf16-mixed"  #: Lightning precision of the trainer
     text_dropout: float = 0.1  #: probability of an empty caption (classifier-free guidance)
     #: per-modality probability of nulling a sample's condition (our choice: 0.5 each)
     dropout: dict[str, float] = field(default_factory=lambda: {
@@ -124,14 +133,6 @@ class TrainConfig:
     #: training timesteps: "uniform" (GLIGEN) or "cubic", t = (1 - u^3) T, T2I-Adapter's emphasis on
     #: the early, high-noise steps where the layout is decided
     timestep_sampling: str = "uniform"
-    seed: int = 0
-    # Lightning trainer (multi-GPU: devices / num_nodes; Lightning starts DDP or joins torchrun / SLURM)
-    devices: Any = "auto"
-    num_nodes: int = 1
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    log_every_n_steps: int = 50
-    ckpt_every_n_steps: int = 1000  #: last.ckpt is rewritten this often (and at every epoch end)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -169,12 +170,13 @@ class SampleConfig:
 
 @dataclass
 class DiffBlenderConfig:
-    """One DiffBlender experiment: base model, adapter, training and sampling."""
+    """One DiffBlender experiment: base model, data, adapter, training, trainer and sampling."""
 
     base: str = ""  #: a diffusers Stable Diffusion folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/)
     data: DataConfig = field(default_factory=DataConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
@@ -193,7 +195,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a :class:`DiffBlenderConfig` from YAML (or defaults) plus ``key.sub=value`` overrides."""
     return load_yaml_config(DiffBlenderConfig, path, overrides)
 
-
-def save_config(config: DiffBlenderConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    save_yaml_config(config, path)

@@ -3,7 +3,7 @@
 Lightning is the project's engine and fits here because diffusers' ``UNet2DConditionModel``,
 ``AutoencoderKL`` and the transformers text encoder are plain ``nn.Module``s: the Trainer gives
 DDP, mixed precision, accumulation and checkpoint/resume around them unchanged (the Trainer
-itself is built by the entry point with ``vision_ssl.bin.common.make_trainer``).
+itself is built by the experiment runner, :class:`vision_ssl.diffblender.experiment.AdapterTraining`).
 
 Only the adapter trains: the UNet, VAE and text encoder have ``requires_grad=False``, stay in
 eval mode, are not in the optimiser (AdamW, weight decay 0 by default) and are left out of the
@@ -72,7 +72,7 @@ class DiffBlenderTask(L.LightningModule):
     """Adapter training module.
 
     Args:
-        config: the experiment config (``adapter`` and ``train`` sections are used).
+        config: the experiment config (its ``adapter`` and ``train`` sections and ``trainer.seed``).
         components: the frozen base, ``dict(unet, vae, text_encoder, tokenizer)`` (as from
             :func:`vision_ssl.diffblender.pipeline.load_base_components` or
             :func:`vision_ssl.diffblender.tiny.build_tiny_components`).
@@ -137,13 +137,13 @@ class DiffBlenderTask(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"diffblender: loss is {loss.item()} at step {self.global_step}; lower train.lr or train with "
-                "precision 32-true")
+                "trainer.precision 32-true")
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["pixel_values"].shape[0])
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         """The loss without dropout, with noise and timesteps fixed by ``batch_idx`` (comparable across epochs)."""
-        generator = torch.Generator().manual_seed(self.config.train.seed + batch_idx)
+        generator = torch.Generator().manual_seed(self.config.trainer.seed + batch_idx)
         loss = self.compute_loss(batch, generator=generator, dropout=False)
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["pixel_values"].shape[0], sync_dist=True)
         return loss

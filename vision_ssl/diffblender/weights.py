@@ -14,7 +14,6 @@ official parameter names below those prefixes, so conversion renames prefixes on
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from compact_ssl.config import build_dataclass
+from compact_ssl.io import atomic_write_with
 from vision_ssl.diffblender.adapter import DiffBlenderAdapter, block_key
 from vision_ssl.diffblender.config import AdapterConfig
 
@@ -35,13 +35,9 @@ def save_adapter(adapter: DiffBlenderAdapter, path: str | Path) -> Path:
     """Write the adapter's weights and config to ``path`` (safetensors, written atomically)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(adapter.config.to_dict())})
-    os.replace(tmp, path)
-    return path
+    metadata = {CONFIG_KEY: json.dumps(adapter.config.to_dict())}
+    return atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_adapter_config(path: str | Path) -> AdapterConfig:

@@ -4,7 +4,7 @@
   view per image).
 * ``method: msl``: ``(1 - gamma) CE(source) + gamma SSL(target)`` per step, SSL = SimCLR or BYOL
   (``cdfsl.ssl``) on two views of the unlabeled target (``data.*``); the source batch comes from
-  ``cdfsl.source_*`` (see :class:`vision_ssl.cdfsl_datamodule.MixedDataModule`). Source and
+  ``cdfsl.source_*`` (see :class:`vision_ssl.data.mixed.MixedDataModule`). Source and
   target go through the backbone in separate forward passes, so the CE term is exactly the SL
   loss of the same source batch. ``cdfsl.gamma_schedule: linear`` ramps gamma from 0 at the
   first optimizer step to 1 at the last.

@@ -20,13 +20,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from vision_ssl.io import write_json
+from compact_ssl.io import atomic_write_with, write_json
+
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.data.filelist import read_filelist, write_filelist
 
 
 def _shard_name(i: int) -> str:
     return f"shard_{i:05d}.npy"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save adds no ".npy" to the (temporary) name
+        np.save(f, array)
 
 
 class FeatureShards:
@@ -38,7 +44,7 @@ class FeatureShards:
         meta = self.folder / "features.json"
         if not meta.is_file():
             raise FileNotFoundError(f"{meta} not found: '{self.folder}' is not a finished feature folder "
-                                    "(run the feature-extraction stage, vision_ssl.bin.simcore_features)")
+                                    "(run the feature-extraction stage, python -m vision_ssl.bin.simcore features)")
         self.meta = json.loads(meta.read_text())
 
     def __len__(self) -> int:
@@ -111,9 +117,7 @@ def extract_to_shards(encoder: nn.Module, dataset: LabeledImages, out: str | Pat
     def flush(rows: int) -> None:
         nonlocal buffer, buffered, shard
         block = np.concatenate(buffer)
-        tmp = out / f"{_shard_name(shard)}.tmp.npy"
-        np.save(tmp, block[:rows])
-        os.replace(tmp, out / _shard_name(shard))
+        atomic_write_with(out / _shard_name(shard), lambda tmp: _save_npy(tmp, block[:rows]))
         buffer, buffered, shard = [block[rows:]], buffered - rows, shard + 1
 
     for x, _ in tqdm(loader, desc=f"features -> {out}", initial=start // batch_size,

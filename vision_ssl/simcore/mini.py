@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compact_ssl.io import atomic_write_text, write_json
 from vision_ssl.data.filelist import write_filelist
 
 OMNIGLOT_ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
@@ -39,7 +40,7 @@ def extract_omniglot(zip_dir: str | Path, out: str | Path) -> list[Path]:
                 z.extractall(tmp, [m for m in z.namelist() if m.endswith(".png")])
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        done.write_text(json.dumps({"zips": list(OMNIGLOT_ZIPS)}) + "\n")
+        atomic_write_text(done, json.dumps({"zips": list(OMNIGLOT_ZIPS)}) + "\n")
     return sorted(out.rglob("*.png"))
 
 
@@ -79,5 +80,5 @@ def make_mini_sets(digits_root: str | Path, out: str | Path, target_classes: lis
             "open_set": len(open_set), "open_set_digits": len(open_set) - len(omniglot_images),
             "open_set_target_class": sum(label in target_classes for _, label in open_set),
             "open_set_omniglot": len(omniglot_images)}
-    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(meta_file, meta)
     return meta

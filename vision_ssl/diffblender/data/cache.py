@@ -11,11 +11,12 @@ tensors, lists, dicts, strings and numbers (loaded with ``weights_only=True``).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from compact_ssl.io import atomic_write_with
 
 
 def _canonical(params: dict) -> str:
@@ -47,9 +48,5 @@ class ConditionCache:
 
     def save(self, name: str, params: dict, payload: Any) -> Path:
         """Store ``payload`` under ``name`` with its ``params`` (atomically) and return the file."""
-        path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"params": _canonical(params), "payload": payload}, tmp)
-        os.replace(tmp, path)
-        return path
+        entry = {"params": _canonical(params), "payload": payload}
+        return atomic_write_with(self.path(name), lambda tmp: torch.save(entry, tmp))

@@ -1,19 +1,17 @@
-"""Sample images with a trained DiffBlender adapter under the conditions of evaluation data:
-``python -m vision_ssl.bin.diffblender_sample --config C --adapter A --out DIR [--modalities "box color"]``.
+"""Sampling with a trained DiffBlender adapter under the conditions of evaluation data.
 
-The first ``--num`` images of the evaluation split (COCO ``data.val_split``, or the synthetic
-shapes' validation set) give the captions and conditions; ``--modalities`` chooses which of the
-data's conditions are passed ("none": text only), which is how ablations such as "with / without
-the box condition" are made. ``DIR`` receives ``images/<key>.png``, ``grid.png`` (each condition
-beside its result, first batch), ``real/<key>.png`` (the data's own images, for FID) and
-``manifest.json`` (caption, requested boxes and phrases, image paths, sampling settings), which
-``vision_ssl.bin.diffblender_eval`` scores. Sampling settings come from the config's ``sample``
-section (steps, guidance, gate schedules, mode guidance, seed).
+The first ``num`` images of the evaluation split (COCO ``data.val_split``, or the synthetic
+shapes' validation set) give the captions and conditions; ``modalities`` chooses which of the
+data's conditions are passed (``[]``: text only), which is how ablations such as "with / without
+the box condition" are made. The output folder receives ``images/<key>.png``, ``grid.png`` (each
+condition beside its result, first batch), ``real/<key>.png`` (the data's own images, for FID)
+and ``manifest.json`` (caption, requested boxes and phrases, image paths, sampling settings),
+which :mod:`vision_ssl.diffblender.evaluation` scores. Sampling settings come from the config's
+``sample`` section (steps, guidance, gate schedules, mode guidance, seed).
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,11 +20,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from vision_ssl.diffblender.config import DiffBlenderConfig, load_config
+from compact_ssl.io import write_json
+from vision_ssl.diffblender.config import DiffBlenderConfig
 from vision_ssl.diffblender.data import build_condition_dataset, collate_conditions
 from vision_ssl.diffblender.pipeline import DiffBlenderPipeline
 from vision_ssl.diffblender.visualize import condition_grid
-from vision_ssl.io import write_json
 
 
 def keep_modalities(conditions: dict, names: list[str]) -> dict:
@@ -40,7 +38,8 @@ def keep_modalities(conditions: dict, names: list[str]) -> dict:
 
 def sample(config: DiffBlenderConfig, adapter: str | Path, out: str | Path, num: int,
            modalities: list[str] | None = None, device: str = "cpu") -> dict:
-    """Generate ``num`` images for the evaluation split and write them with a manifest; returns it."""
+    """Generate ``num`` images for the evaluation split with the conditions named in ``modalities``
+    (None: every one the data has) and write them with a manifest; returns the manifest."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "real").mkdir(parents=True, exist_ok=True)
@@ -78,25 +77,3 @@ def sample(config: DiffBlenderConfig, adapter: str | Path, out: str | Path, num:
                 "modalities": names, "sample": asdict(s), "samples": records}
     write_json(out / "manifest.json", manifest)
     return manifest
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML (the training config)")
-    parser.add_argument("--adapter", required=True, help="adapter.safetensors written by diffblender_train")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--num", type=int, default=64, help="evaluation images to generate")
-    parser.add_argument("--modalities", default="all",
-                        help='conditions passed to the model: "all" (every one the data has), "none" (text only), '
-                             'or names, e.g. "box color"')
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, e.g. --set sample.num_inference_steps=25 (repeatable)")
-    args = parser.parse_args(argv)
-    names = {"all": None, "none": []}.get(args.modalities, args.modalities.split())
-    manifest = sample(load_config(args.config, args.overrides), args.adapter, args.out, args.num, names, args.device)
-    print(f"{len(manifest['samples'])} images ({args.modalities}) -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()

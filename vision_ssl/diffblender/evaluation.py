@@ -1,28 +1,23 @@
-"""Score folders written by ``vision_ssl.bin.diffblender_sample``:
-``python -m vision_ssl.bin.diffblender_eval --samples DIR [DIR ...] [--fid_features inception|random]
-[--clip_model CLIP_DIR] [--detections DET.json] [--table results.md]``.
-
-Each folder gets ``metrics.json``; ``--table`` writes one Markdown row per folder (condition set)
-plus ``results.json`` beside it.
+"""Scores of sample folders written by :func:`vision_ssl.diffblender.sampling.sample`.
 
 Metrics (reference diffblender.md section 4):
 
 * ``fid``: Frechet distance between the generated and the data's own images through torchmetrics.
-  ``--fid_features inception`` is the published protocol (InceptionV3 pool features; needs the
-  ``torch-fidelity`` package and its weights); ``random`` uses a fixed random convolutional network,
-  a proxy comparable only within one setting (the default of the mini recipe, which is offline).
-* ``clip_score``: text-image CLIP score with a local ``CLIPModel`` folder (``--clip_model``).
+  ``fid_features="inception"`` is the published protocol (InceptionV3 pool features; needs the
+  ``torch-fidelity`` package and its weights); ``"random"`` uses a fixed random convolutional
+  network, a proxy comparable only within one setting (the default of the mini recipe, which is
+  offline).
+* ``clip_score``: text-image CLIP score with a local ``CLIPModel`` folder (``clip_model``).
 * ``box_iou`` / ``box_iou@0.5`` (synthetic shapes): IoU between each requested box and the drawn
   shape of its colour, mean and fraction above 0.5; ``color_match``: the image's dominant shape
   colour equals the first phrase's colour.
 * ``ap50`` / ``detector_mean_iou`` (COCO, the paper's YOLO score): run any detector over
-  ``DIR/images`` and pass its boxes as ``--detections`` (format in
+  ``<folder>/images`` and pass its boxes as ``detections`` (format in
   :mod:`vision_ssl.diffblender.metrics`); scored against the requested boxes of the manifest.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -30,11 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from compact_ssl.io import atomic_write_text, write_json
 from vision_ssl.diffblender.metrics import (RandomConvFeatures, color_match_rate, compute_clip_score, compute_fid,
                                             detection_alignment, load_detections, shapes_box_iou)
-from vision_ssl.io import write_json
 
 FID_FEATURES = ("inception", "random")
+TABLE_COLUMNS = ("fid", "clip_score", "box_iou", "box_iou@0.5", "color_match", "ap50", "detector_mean_iou")
 
 
 def _load_images(folder: Path, paths: list[str]) -> torch.Tensor:
@@ -53,7 +49,7 @@ def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str 
     folder = Path(samples)
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path}: not found; run vision_ssl.bin.diffblender_sample first")
+        raise FileNotFoundError(f"{manifest_path}: not found; run 'python -m vision_ssl.bin.diffblender sample' first")
     manifest = json.loads(manifest_path.read_text())
     records = manifest["samples"]
     fake = _load_images(folder, [r["image"] for r in records])
@@ -79,9 +75,6 @@ def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str 
     return metrics
 
 
-TABLE_COLUMNS = ("fid", "clip_score", "box_iou", "box_iou@0.5", "color_match", "ap50", "detector_mean_iou")
-
-
 def to_markdown(rows: dict[str, dict]) -> str:
     """One row per condition set with the metrics any of them has (``-`` where absent)."""
     columns = [c for c in TABLE_COLUMNS if any(c in m for m in rows.values())]
@@ -92,29 +85,18 @@ def to_markdown(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", nargs="+", required=True, help="folders written by diffblender_sample")
-    parser.add_argument("--fid_features", default="random", choices=FID_FEATURES)
-    parser.add_argument("--clip_model", default="", help="local CLIPModel folder for the CLIP score (optional)")
-    parser.add_argument("--detections", default="",
-                        help="detector boxes on the generated images of the first folder (JSON, optional)")
-    parser.add_argument("--table", default="", help="Markdown table over the folders (results.json beside it)")
-    args = parser.parse_args(argv)
+def evaluate_folders(folders: list[str | Path], fid_features: str = "random", clip_model: str | None = None,
+                     detections: str | None = None, table: str | Path | None = None) -> dict[str, dict]:
+    """Score each folder into its ``metrics.json`` (``detections`` belong to the first folder); with
+    ``table``, write the Markdown table there and ``results.json`` beside it. Returns
+    ``{folder name: metrics}``."""
     rows = {}
-    for i, folder in enumerate(args.samples):
-        metrics = evaluate(folder, args.fid_features, args.clip_model or None,
-                           (args.detections or None) if i == 0 else None)
+    for i, folder in enumerate(folders):
+        metrics = evaluate(folder, fid_features, clip_model, detections if i == 0 else None)
         write_json(Path(folder) / "metrics.json", metrics)
         rows[Path(folder).name] = metrics
         print(f"{folder}: {json.dumps(metrics)}")
-    if args.table:
-        table = Path(args.table)
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(to_markdown(rows))
-        write_json(table.with_name("results.json"), rows)
-        print(table.read_text())
-
-
-if __name__ == "__main__":
-    main()
+    if table:
+        atomic_write_text(table, to_markdown(rows))
+        write_json(Path(table).with_name("results.json"), rows)
+    return rows

@@ -1,33 +1,26 @@
 """Data stage of the DiffBlender recipes: check a dataset and fill the prepared-condition cache.
 
-``python -m vision_ssl.bin.diffblender_prepare --config C [--set key=value ...] [--preview grid.png]``
-
-Reads the ``data:`` section of ``C`` (see :class:`vision_ssl.diffblender.data.DataConfig`); for
-the training split and, when configured, the validation split it parses the annotations (COCO;
-the parsed index is cached), computes the colour palettes and CLIP style embeddings of every image
-into ``data.cache_dir`` (skipping entries already there with the same settings), checks the depth
-maps, and decodes the first and last sample. ``<cache_dir>/prepared_<name>.json`` records the
-counts. Problems (missing root, malformed annotation file, missing depth maps) exit with status 1
-and a message naming the file. ``--preview`` writes a condition grid of the first training samples.
+For the training split and, when configured, the validation split :func:`prepare` parses the
+annotations (COCO; the parsed index is cached), computes the colour palettes and CLIP style
+embeddings of every image into ``data.cache_dir`` (skipping entries already there with the same
+settings), checks the depth maps, and decodes the first and last sample.
+``<cache_dir>/prepared_<name>.json`` records the counts.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-from vision_ssl.io import write_json
-from vision_ssl.data.base import DatasetLayoutError
-from vision_ssl.diffblender.config import load_config
+from compact_ssl.io import write_json
 from vision_ssl.diffblender.data import ConditionCache, DataConfig, build_condition_dataset
-from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset
+from vision_ssl.diffblender.data.coco import CocoDataset
 from vision_ssl.diffblender.data.collate import collate_conditions
 from vision_ssl.diffblender.visualize import condition_grid
 
 
 def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, dict]:
-    """Prepare every configured split; returns ``{dataset name: summary}``."""
+    """Prepare every configured split (and write a condition grid of the first training samples to
+    ``preview``); returns ``{dataset name: summary}``."""
     if not config.cache_dir:
         raise ValueError("data.cache_dir is empty: set it to the folder that keeps the prepared conditions")
     cache = ConditionCache(config.cache_dir)
@@ -56,21 +49,3 @@ def prepare(config: DataConfig, preview: str | Path | None = None) -> dict[str, 
             condition_grid(batch).save(preview)
             print(f"condition grid of the first samples: {preview}")
     return summaries
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None, help="experiment YAML (its data: section is used)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, e.g. --set data.cache_dir=dump/cache (repeatable)")
-    parser.add_argument("--preview", default=None, help="write a condition grid of the first samples here (PNG)")
-    args = parser.parse_args(argv)
-    try:
-        prepare(load_config(args.config, args.overrides).data, args.preview)
-    except (DatasetLayoutError, AnnotationError, FileNotFoundError, ValueError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

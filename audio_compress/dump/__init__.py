@@ -1,0 +1,60 @@
+"""Teacher feature dump: run the teacher once over a data dir, store chosen layers in fp16.
+
+Distillation with STaR or DistilHuBERT only needs the teacher's hidden states on clean audio, so
+they can be computed once and read back at training time instead of running the teacher online
+every epoch. :func:`dump_teacher_features` (:mod:`.writer`) writes the dump, :class:`TeacherDump`
+(:mod:`.reader`) reads it, and :class:`DumpedSpeechDataset` (:mod:`.dataset`) pairs the audio of a
+data dir with its stored targets (``data.dump_dir`` in the distillation config; see
+:mod:`audio_compress.tasks.datamodule`). :mod:`.layout` holds what writer and reader share.
+
+Why one utterance at a time
+    Every utterance goes through the teacher **alone** (a batch of one, no padding). A padded
+    batch would make the stored targets depend on which utterances happened to share the batch:
+    HuBERT Base / wav2vec 2.0 Base normalise the first CNN block with a GroupNorm over the time
+    axis, and that statistic is taken over the *padded* length, zeros included, so the features
+    of a short utterance change with the length of its longest batch mate. Batch-of-one targets
+    are exactly what the teacher computes for the utterance, and are reproducible.
+
+Layout of ``out_dir``
+    * ``dump_meta.json``: what is being dumped (layers, teacher, data dir, shard plan); written
+      first, so an interrupted dump can be resumed and checked against the request.
+    * ``shard_XXXXX.bin``: raw little-endian fp16, C order, shape ``(frames_in_shard, n_layers, D)``
+      (the frames of one utterance are contiguous: reading one utterance is one slice). Written
+      incrementally, one utterance after the other.
+    * ``shard_XXXXX.json``: the shard's index (``utt_id -> [offset_frames, num_frames]``), written
+      atomically only once the shard's ``.bin`` is complete and synced to disk; a shard counts as
+      done only when its index exists, matches the plan and the ``.bin`` has the expected size.
+    * ``index.json``: the whole dump (layers, hidden size, dtype, teacher, data dir, counts,
+      shards, ``utt_id -> [shard, offset, frames]``), written atomically at the end, followed by
+      the ``done`` marker.
+
+Utterances are processed in sorted-id order and packed into shards in that order until a shard
+holds ``shard_frames`` frames, so the shard assignment is deterministic and a re-run skips the
+completed shards and redoes only the incomplete ones.
+"""
+
+from audio_compress.dump.dataset import DumpBatch, DumpedSpeechDataset
+from audio_compress.dump.layout import (BYTES_PER_VALUE, DEFAULT_SHARD_FRAMES, DISK_MARGIN, DONE_FILE, DTYPE,
+                                        FORMAT_VERSION, INDEX_FILE, META_FILE, DumpError, expected_feature_bytes,
+                                        plan_shards)
+from audio_compress.dump.reader import TeacherDump
+from audio_compress.dump.writer import dump_teacher_features, teacher_identity
+
+__all__ = [
+    "BYTES_PER_VALUE",
+    "DEFAULT_SHARD_FRAMES",
+    "DISK_MARGIN",
+    "DONE_FILE",
+    "DTYPE",
+    "FORMAT_VERSION",
+    "INDEX_FILE",
+    "META_FILE",
+    "DumpError",
+    "DumpBatch",
+    "DumpedSpeechDataset",
+    "TeacherDump",
+    "dump_teacher_features",
+    "expected_feature_bytes",
+    "plan_shards",
+    "teacher_identity",
+]
