@@ -1,6 +1,6 @@
 """Losses of the three methods, as pure functions of tensors.
 
-* :func:`mixed_label_ce`: Patch-Mix with label mixing,
+* Patch-Mix with label mixing is :func:`compact_ssl.nn.mixed_label_cross_entropy`,
   ``lam' * CE(logits, y) + (1 - lam') * CE(logits, y[perm])``.
 * :func:`patchmix_contrastive_loss`: Patch-Mix contrastive learning. With ``u`` the normalized
   mixed (projected) features, ``v`` the normalized targets, ``s_ij = u_i . v_j / tau`` and
@@ -19,13 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 NEGATIVES = ("all", "diff_label")
-
-
-def mixed_label_ce(logits: Tensor, labels: Tensor, perm: Tensor, lam: float, weight: Tensor | None = None) -> Tensor:
-    """Cross-entropy against both labels of a mixed sample, weighted by the effective ratio."""
-    return lam * F.cross_entropy(logits, labels, weight=weight) + (1.0 - lam) * F.cross_entropy(
-        logits, labels[perm], weight=weight
-    )
 
 
 def patchmix_contrastive_loss(

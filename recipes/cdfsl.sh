@@ -42,6 +42,7 @@ episodes=600             # episodes per (model, shots)
 update=lp                # update during the episodes: lp (linear probe) | ft (all parameters)
 eval_args=""             # extra fewshot_eval options, e.g. "--queries 15 --set epochs=100"
 cmd_backend=local        # how pretraining starts: local | slurm | torchrun (see recipes/cmd.sh)
+resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
@@ -135,7 +136,7 @@ pretrain() {
   shift 2
   for kv in "$@" ${pretrain_args}; do args+=(--set "${kv}"); done
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${dir}" --seeds "${seed}" \
-    "${args[@]}"
+    --resume "${resume}" "${args[@]}"
 }
 
 pretrain_stage() {

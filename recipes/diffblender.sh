@@ -32,6 +32,7 @@ fid_features=inception   # inception (published protocol, needs torch-fidelity) 
 clip_model=""            # local CLIPModel folder for the CLIP score ("": skipped)
 detections=""            # detector boxes on the samples of the first set (JSON; "": skipped)
 cmd_backend=local        # how training starts: local | slurm | torchrun (see recipes/cmd.sh)
+resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
@@ -80,7 +81,8 @@ train_stage() {
   fi
   local args
   mapfile -t args < <(overrides "${train_args}")
-  launch "${ngpu}" "${nnodes}" vision_ssl.bin.diffblender train --config "${conf}" --expdir "${expdir}/train" "${args[@]}"
+  launch "${ngpu}" "${nnodes}" vision_ssl.bin.diffblender train --config "${conf}" --expdir "${expdir}/train" \
+    --resume "${resume}" "${args[@]}"
 }
 
 sample_stage() {

@@ -39,6 +39,9 @@ conf=conf/distill.yaml   # distillation config (YAML); the student/teacher above
 use_dump=false           # stage 3 dumps teacher features; training reads them (star, distilhubert)
 dumpdir=dump             # where feature dumps go
 train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=100 optim.lr=1e-3"
+cmd_backend=local        # how the distillation stage starts: local | slurm | torchrun (see recipes/cmd.sh)
+ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
+nnodes=1                 # nodes for cmd_backend=torchrun
 export_which=best        # checkpoint to export: best (lowest dev loss) | last
 superb_upstreams=""      # stage 6 upstreams "name[=ckpt] ..." (default mini: student, teacher, fbank; full: student)
 superb_tasks="pr asr ks qbe sid asv sd ic sf er"  # stage 6 SUPERB tasks (mini: pr ks sid ic)
@@ -102,6 +105,7 @@ teacher_stage() {
 }
 
 dump_stage() {
+  # one process (not through launch): under srun or torchrun every task would write the same dump
   local set
   for set in "${train_name}" "$(dname "${dev_set}")"; do
     python -m audio_compress.bin.dump_teacher --config "${conf}" --teacher "${expdir}/teacher" \
@@ -117,7 +121,7 @@ distill_stage() {
   fi
   local kv
   for kv in ${train_args}; do overrides+=(--set "${kv}"); done
-  python -m audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" "${overrides[@]}"
+  launch "${ngpu}" "${nnodes}" audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" "${overrides[@]}"
 }
 
 export_stage() {

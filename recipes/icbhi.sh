@@ -30,6 +30,7 @@ corpus_seed=0            # seed of the mini corpus
 confs="conf/patchmix_cl.yaml"  # training configs (one method each); stage 3 trains each of them
 seeds="1 2 3 4 5"        # training seeds; results report mean +- std over them
 pretrained=""            # AST checkpoint for model.init audioset/imagenet: transformers folder or .pth
+resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 train_args=""            # extra config overrides, e.g. "trainer.max_epochs=2 optim.lr=1e-4"
 eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper protocol) and/or last
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
@@ -83,7 +84,7 @@ train_stage() {
   for conf in ${confs}; do
     # shellcheck disable=SC2086
     launch 1 1 audio_cls.bin.train --config "${conf}" --expdir "${expdir}/$(cname "${conf}")" \
-      --seeds ${seeds} "${overrides[@]}"
+      --seeds ${seeds} --resume "${resume}" "${overrides[@]}"
   done
 }
 

@@ -39,6 +39,7 @@ coreset_args=""              # extra coreset config overrides, e.g. "k=50 patien
 pretrain_args=""             # extra config overrides for pretraining, e.g. "data.batch_size=256"
 linear_args=""               # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
 cmd_backend=local            # how training stages start: local | slurm | torchrun (see recipes/cmd.sh)
+resume=auto                  # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                       # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                     # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
@@ -98,7 +99,7 @@ pretrain() {  # pretrain RUN OVERRIDES...
   shift
   mapfile -t args < <(sets "$@" ${pretrain_args})
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${expdir}/${run}" \
-    --seeds "${seed}" "${args[@]}"
+    --seeds "${seed}" --resume "${resume}" "${args[@]}"
 }
 
 target_stage() {
@@ -144,7 +145,7 @@ linear_stage() {
   mapfile -t args < <(sets "data.dataset=imagefolder" "data.root=${target_root}" ${linear_args})
   for run in target_only ${samplers}; do
     launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}/${run}" \
-      --seeds "${seed}" "${args[@]}"
+      --seeds "${seed}" --resume "${resume}" "${args[@]}"
   done
 }
 

@@ -26,6 +26,7 @@ seeds="0 1 2"            # seeds: stages 1-2 run each, stage 3 reports mean and 
 pretrain_args=""         # extra config overrides for pretraining, e.g. "trainer.max_epochs=10 data.batch_size=256"
 linear_args=""           # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
 cmd_backend=local        # how training stages start: local | slurm | torchrun (see recipes/cmd.sh)
+resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
@@ -73,7 +74,7 @@ pretrain_stage() {
   mapfile -t args < <(overrides "${pretrain_args}")
   # shellcheck disable=SC2086
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${expdir}" \
-    --seeds ${seeds} "${args[@]}"
+    --seeds ${seeds} --resume "${resume}" "${args[@]}"
 }
 
 linear_stage() {
@@ -81,7 +82,7 @@ linear_stage() {
   mapfile -t args < <(overrides "${linear_args}")
   # shellcheck disable=SC2086
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}" \
-    --seeds ${seeds} "${args[@]}"
+    --seeds ${seeds} --resume "${resume}" "${args[@]}"
 }
 
 results_stage() {

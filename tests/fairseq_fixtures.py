@@ -59,7 +59,8 @@ def transformers_to_fairseq_config(config: PretrainedConfig) -> dict[str, Any]:
 def transformers_to_fairseq_state_dict(
     hf_sd: Mapping[str, torch.Tensor], model_type: str, feat_extract_norm: str | None = None
 ) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`~audio_compress.teachers.fairseq.convert_fairseq_state_dict` (pre-training heads are not produced).
+    """Inverse of :func:`~audio_compress.teachers.fairseq.convert_fairseq_state_dict`
+    (pre-training heads are not produced).
 
     ``feat_extract_norm`` (``"group"``/``"layer"``) is inferred from the keys when
     omitted: LayerNorm mode has a norm in every CNN block. Old-style weight-norm

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from audio_cls.losses import class_weights, mixed_label_ce, patchmix_contrastive_loss
+from audio_cls.losses import class_weights, patchmix_contrastive_loss
+from compact_ssl.nn import mixed_label_cross_entropy
 from audio_cls.patchmix import apply_patch_mix, draw_lambda, effective_lambda, num_swapped, plan_patch_mix
 
 
@@ -53,18 +54,18 @@ def test_mixed_label_ce_worked_example():
     logits = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
     ce_a, ce_b = -math.log(math.e**2 / (math.e**2 + 3)), -math.log(1 / (math.e**2 + 3))
     assert (ce_a, ce_b) == (pytest.approx(0.340753, abs=1e-6), pytest.approx(2.340753, abs=1e-6))
-    loss = mixed_label_ce(logits, torch.tensor([0]), torch.tensor([0]), 0.75)  # perm to itself: y_b = y_a
+    loss = mixed_label_cross_entropy(logits, torch.tensor([0]), torch.tensor([0]), 0.75)  # y_b = y_a
     assert loss.item() == pytest.approx(0.340753, abs=1e-6)
     two = torch.cat([logits, logits])
-    loss = mixed_label_ce(two, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75)
+    loss = mixed_label_cross_entropy(two, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75)
     # sample 0: 0.75 CE(y=0) + 0.25 CE(y=1) = 0.840753; sample 1: 0.75 CE(y=1) + 0.25 CE(y=0)
     assert loss.item() == pytest.approx((0.840753 + (0.75 * 2.340753 + 0.25 * 0.340753)) / 2, abs=1e-6)
     # the reference fixture, twice: logits [2, 0, 0, 0] with y_a = 0, y_b = 1 and its mirror image
     mirror = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]])
-    fixture = mixed_label_ce(mirror, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75)
+    fixture = mixed_label_cross_entropy(mirror, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75)
     assert fixture.item() == pytest.approx(0.840753, abs=1e-6)
     # uniform class weights change nothing
-    weighted = mixed_label_ce(two, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75, weight=torch.ones(4))
+    weighted = mixed_label_cross_entropy(two, torch.tensor([0, 1]), torch.tensor([1, 0]), 0.75, weight=torch.ones(4))
     assert weighted.item() == pytest.approx(loss.item(), abs=1e-6)
 
 

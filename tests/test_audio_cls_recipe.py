@@ -95,13 +95,17 @@ def test_mini_recipe_rerun_and_resume(mini_run):
     proc = _run("mini_icbhi", work, "--stage", "3", "--stop_stage", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("already finished; skipping") == 6
-    # an unfinished run (no done.json) continues from last.ckpt
+    # more epochs is a changed config: refused, naming the key, unless continued deliberately
     run = exp / "ce" / "seed1"
-    (run / "done.json").unlink()
-    proc = _run("mini_icbhi", work, "--stage", "3", "--stop_stage", "3", "--confs", "conf/ce.yaml", "--seeds", "1",
-                "--train_args", "trainer.max_epochs=4")
+    more = ["--stage", "3", "--stop_stage", "3", "--confs", "conf/ce.yaml", "--seeds", "1",
+            "--train_args", "trainer.max_epochs=4"]
+    proc = _run("mini_icbhi", work, *more)
+    assert proc.returncode != 0 and "trainer.max_epochs: 3 -> 4" in proc.stderr and "--resume force" in proc.stderr
+    assert json.loads((run / "done.json").read_text())["epochs"] == 3
+    proc = _run("mini_icbhi", work, *more, "--resume", "force")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"Resuming from {run}/checkpoints/last.ckpt" in proc.stdout
+    assert "trainer.max_epochs" in (run / "config_changes.yaml").read_text()
     assert json.loads((run / "done.json").read_text())["epochs"] == 4
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 3 and ckpt["global_step"] == 4 * (85 // 8)

@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from audio_cls.losses import class_weights
-from audio_cls.tasks import IcbhiTask, cosine_lr, load_config, load_task
+from audio_cls.tasks import IcbhiTask, load_config, load_task
+from compact_ssl.nn import cosine_lr
 from audio_cls.tasks.icbhi import _first_occurrence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +49,9 @@ def test_config_is_strict(tmp_path):
 
 
 def test_cosine_schedule_per_epoch():
-    assert cosine_lr(1, 5e-5, 50) == pytest.approx(4.99507e-5, rel=1e-5)
-    assert cosine_lr(25, 5e-5, 50) == pytest.approx(2.5025e-5, rel=1e-5)
-    assert cosine_lr(50, 5e-5, 50) == pytest.approx(5.0e-8, rel=1e-9)
+    assert cosine_lr(5e-5, 1, 50, 5e-8) == pytest.approx(4.99507e-5, rel=1e-5)
+    assert cosine_lr(5e-5, 25, 50, 5e-8) == pytest.approx(2.5025e-5, rel=1e-5)
+    assert cosine_lr(5e-5, 50, 50, 5e-8) == pytest.approx(5.0e-8, rel=1e-9)
     task = IcbhiTask(_config("ce"), COUNTS)
     task.config.trainer.max_epochs = 50
     task.config.optim.lr = 5e-5

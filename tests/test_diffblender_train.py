@@ -61,7 +61,8 @@ def test_train_run_skip_drift_and_resume(tmp_path, capsys):
     expdir = tmp_path / "train"
     args = ["train", "--config", str(MINI), "--expdir", str(expdir), "--set", f"base={base}",
             "--set", "data.resolution=16", "--set", "data.shapes_count=8", "--set", "data.shapes_val_count=4",
-            "--set", "data.batch_size=4", "--set", "trainer.ckpt_every_n_steps=1", "--set", "trainer.log_every_n_steps=1"]
+            "--set", "data.batch_size=4", "--set", "trainer.ckpt_every_n_steps=1",
+            "--set", "trainer.log_every_n_steps=1"]
     assert main([*args, "--set", "trainer.max_steps=3"]) == 0
     done = json.loads((expdir / "train_done.json").read_text())
     assert done["steps"] == 3 and done["adapter"] == str(expdir / "adapter.safetensors")

@@ -84,6 +84,12 @@ def test_missing_target_root_names_download_and_variable(tmp_path):
     assert proc.returncode != 0 and "Pass --checkpoint" in proc.stderr
 
 
+def test_missing_study_table_is_named(tmp_path):
+    proc = _run(["bash", str(ROOT / "egs/fsl_update/run.sh"), "--exp_root", str(tmp_path), "--conf", "conf/none.yaml"])
+    assert proc.returncode == 1 and "ERROR: config 'conf/none.yaml' not found (see conf/ of this recipe)" in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing made before the check
+
+
 @pytest.mark.slow
 def test_mini_recipes_end_to_end(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "digits"

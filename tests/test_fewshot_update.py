@@ -10,7 +10,8 @@ from PIL import Image
 
 from vision_ssl.backbones import build_backbone, count_parameters
 from vision_ssl.fewshot import finetune_episode, update_config
-from vision_ssl.fewshot.augment import (SUPPORT_POLICIES, cutmix, mix_partners, mixed_cross_entropy, mixup,
+from compact_ssl.nn import mixed_label_cross_entropy
+from vision_ssl.fewshot.augment import (SUPPORT_POLICIES, cutmix, mix_partners, mixup,
                                         support_transform, tta_logits)
 from vision_ssl.fewshot.update import trainable_body_parameters
 
@@ -82,7 +83,7 @@ def test_mixup_cutmix_and_mixed_loss():
     assert out[0, 0].sum().item() <= 25  # box sides sqrt(1 - 0.75) = half of 10
     logits = torch.tensor([[2.0, 0.0]])
     ce0, ce1 = np.log(1 + np.exp(-2.0)), np.log(1 + np.exp(2.0))
-    value = mixed_cross_entropy(logits, torch.tensor([0]), torch.tensor([1]), 0.25).item()
+    value = mixed_label_cross_entropy(logits, torch.tensor([0]), torch.tensor([1]), 0.25).item()
     assert value == pytest.approx(0.25 * ce0 + 0.75 * ce1, rel=1e-6)
 
 

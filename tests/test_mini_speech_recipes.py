@@ -13,7 +13,7 @@ import torch
 from audio_compress.data.kaldi import read_kaldi_map
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # about 3 minutes: every stage of both mini recipes
+pytestmark = pytest.mark.slow  # a few minutes: every stage of the three mini recipes
 
 
 def _run(method: str, work: Path, *args: str) -> subprocess.CompletedProcess:
@@ -55,7 +55,8 @@ def test_stages_0_1_make_data_and_rerun_is_safe(corpus_and_data):
     assert log.is_file() and "stage 1" in log.read_text()
 
 
-@pytest.mark.parametrize("method,student,entry", [("star", "tiny_star", "star_local"), ("armhubert", "tiny_arm", "armhubert_local")])
+@pytest.mark.parametrize("method,student,entry", [("star", "tiny_star", "star_local"), ("armhubert", "tiny_arm", "armhubert_local"),
+                                                   ("distilhubert", "tiny_distil", "distilhubert_local")])
 def test_mini_recipe_distills_and_exports(corpus_and_data, method, student, entry):
     work = corpus_and_data
     proc = _run(method, work, "--stage", "2", "--stop_stage", "5")  # SUPERB stages: tests/test_superb_mini.py
@@ -78,7 +79,7 @@ def test_mini_recipe_distills_and_exports(corpus_and_data, method, student, entr
     upstream = S3PRLUpstream(entry, path_or_url=str(expdir / "student.pt")).eval()
     with torch.no_grad():
         states, lens = upstream(torch.randn(2, 16000), torch.tensor([16000, 8000]))
-    assert len(states) == {"star": 3, "armhubert": 4}[method]
+    assert len(states) == {"star": 3, "armhubert": 4, "distilhubert": 6}[method]  # distilhubert: CNN + 2 layers + 3 heads
     assert states[0].shape[-1] == 64 and lens[0].tolist() == [50, 25]
 
 

@@ -1,5 +1,5 @@
 """SimCore data plumbing: file lists (registered as ``filelist``), feature shards (written with
-resume, read memory-mapped), the coreset entry point, the results table and the mini sets."""
+resume, read memory-mapped), coreset drawing and its sub-command, the results table and the mini sets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vision_ssl.bin.simcore import label_fraction
+from vision_ssl.bin.simcore import label_fraction, main
 from vision_ssl.config import load_config
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.data.filelist import read_filelist, write_filelist
@@ -114,9 +114,13 @@ def test_select_entry_point_writes_lists_and_summary(tmp_path):
     train, _ = read_filelist(tmp_path / "simcore" / "train.tsv")
     assert coreset == [f"/img/openset/{i}.png" for i in indices] and train[:30] == [
         f"/img/target/{i}.png" for i in range(30)] and train[30:] == coreset
-    rand = write_coreset(load_coreset_config(None, ["method=random"]), tmp_path / "target", tmp_path / "openset",
-                         tmp_path / "random", tmp_path / "simcore")
-    assert rand["size"] == s["size"] and rand["matched"]
+    # the random baseline through the command line, as large as the SimCore coreset
+    assert main(["select", "--set", "method=random", "--target", str(tmp_path / "target"),
+                 "--open_set", str(tmp_path / "openset"), "--out", str(tmp_path / "random"),
+                 "--match", str(tmp_path / "simcore")]) == 0
+    rand = json.loads((tmp_path / "random" / "summary.json").read_text())
+    assert rand["size"] == s["size"] and rand["matched"] and rand["method"] == "random"
+    assert len(np.unique(np.load(tmp_path / "random" / "indices.npy"))) == s["size"]
     again = write_coreset(config, tmp_path / "target", tmp_path / "openset", tmp_path / "simcore")
     assert again == json.loads((tmp_path / "simcore" / "summary.json").read_text())
 

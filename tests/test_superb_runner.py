@@ -17,7 +17,7 @@ import soundfile as sf
 import yaml
 
 from audio_compress.data.kaldi import write_kaldi_map
-from audio_compress.superb import layouts, pipeline, runner
+from audio_compress.superb import layouts, pipeline, runner, s3prl_patches
 from audio_compress.superb.score import METRIC_KEYS
 from audio_compress.superb.tasks import (MINI_TASKS, SUPERB_TASKS, TASKS, MissingRootError,
                                          MissingToolFileError, get_task)
@@ -248,7 +248,7 @@ def test_catalyst_stand_in_shards_the_drawn_indices():
     import torch
     from torch.utils.data import WeightedRandomSampler
 
-    runner._install_catalyst_shim()
+    s3prl_patches.install_catalyst_shim()
     from catalyst.data.sampler import DistributedSamplerWrapper
 
     torch.manual_seed(0)
@@ -312,7 +312,7 @@ def test_layouts_are_reused_when_unchanged(mini_layouts):
 
 def test_speech_commands_layout_as_s3prl_splits_it(mini_layouts):
     out, docs, dirs = mini_layouts
-    runner._install_catalyst_shim()
+    s3prl_patches.install_catalyst_shim()
     from s3prl.downstream.speech_commands.dataset import (SpeechCommandsDataset,
                                                           SpeechCommandsTestingDataset)
     from s3prl.downstream.speech_commands.expert import split_dataset
@@ -388,7 +388,7 @@ def test_phone_layout_read_by_our_corpus_reader_and_s3prls_tokenizer(mini_layout
 
 
 def test_ctc_corpus_stand_in_is_importable_where_s3prl_expects_it():
-    source = runner._install_ctc_corpus(None)
+    source = s3prl_patches.install_ctc_corpus(None)
     from s3prl.downstream.ctc.corpus.libriphone import LibriPhoneDataset
 
     assert source in ("s3prl", "audio_compress.superb.ctc_corpus")
@@ -490,7 +490,7 @@ def test_full_recipe_superb_stage_names_what_is_missing(tmp_path):
 def test_runner_fixes_for_scheduler_ctc_loaders_and_voxceleb_cache(tmp_path, monkeypatch):
     import torch
 
-    runner._install_fixes(None)
+    s3prl_patches.install_fixes(None)
     import s3prl.downstream.ctc.data as ctc_data
     import s3prl.downstream.runner as runner_mod
     import s3prl.downstream.voxceleb1.dataset as vox
@@ -501,7 +501,7 @@ def test_runner_fixes_for_scheduler_ctc_loaders_and_voxceleb_cache(tmp_path, mon
     assert cfg == {"name": "linear_schedule_with_warmup", "num_warmup_steps": 2}  # not consumed
 
     args = argparse.Namespace(downstream="ctc", expdir=str(tmp_path), local_rank=None, device="cpu")
-    runner._per_invocation_fixes(args, {}, runner_mod)
+    s3prl_patches.per_invocation_fixes(args, {}, runner_mod)
     seen = []
     # s3prl's load_dataset pops num_workers out of the dict it gets
     monkeypatch.setattr(ctc_data.load_dataset, "original",
@@ -514,9 +514,9 @@ def test_runner_fixes_for_scheduler_ctc_loaders_and_voxceleb_cache(tmp_path, mon
     args = argparse.Namespace(downstream="voxceleb1", expdir=str(tmp_path), local_rank=None, device="cpu")
     cfg_a = {"downstream_expert": {"datarc": {"file_path": "/a", "meta_data": "/a/m.txt"}}}
     cfg_b = {"downstream_expert": {"datarc": {"file_path": "/b", "meta_data": "/b/m.txt"}}}
-    runner._per_invocation_fixes(args, cfg_a, runner_mod)
+    s3prl_patches.per_invocation_fixes(args, cfg_a, runner_mod)
     path_a = vox.CACHE_PATH
-    runner._per_invocation_fixes(args, cfg_b, runner_mod)
+    s3prl_patches.per_invocation_fixes(args, cfg_b, runner_mod)
     assert path_a.startswith(str(tmp_path / ".voxceleb1_cache")) and vox.CACHE_PATH != path_a
 
 

@@ -24,11 +24,11 @@ from audio_compress.teachers import (
     load_teacher,
     parse_conv_feature_layers,
     save_teacher,
-    transformers_to_fairseq_config,
-    transformers_to_fairseq_state_dict,
 )
-from audio_compress.teachers import fairseq as fairseq_mod
 from audio_compress.teachers.configs import model_class_for
+from audio_compress.teachers.fairseq import unpickle as fairseq_unpickle
+from fairseq_fixtures import (format_conv_feature_layers, transformers_to_fairseq_config,
+                              transformers_to_fairseq_state_dict)
 
 TINY = ["tiny_hubert", "tiny_wavlm", "tiny_wav2vec2"]
 
@@ -456,10 +456,10 @@ def test_fairseq_placeholders_and_no_code_execution(tmp_path, monkeypatch):
     torch.save({"model": sd, "cfg": {"model": cfg}, "extra_state": {"meter": AverageMeter(), "x": Evil()}}, path)
     assert not target.exists()
 
-    raw = torch.load(path, weights_only=False, pickle_module=fairseq_mod._checkpoint_pickle)
+    raw = torch.load(path, weights_only=False, pickle_module=fairseq_unpickle.checkpoint_pickle)
     meter = raw["extra_state"]["meter"]
-    assert isinstance(meter, fairseq_mod.Placeholder) and meter._state == {"val": 3.5, "count": 7}
-    assert isinstance(raw["extra_state"]["x"], fairseq_mod.Placeholder)
+    assert isinstance(meter, fairseq_unpickle.Placeholder) and meter._state == {"val": 3.5, "count": 7}
+    assert isinstance(raw["extra_state"]["x"], fairseq_unpickle.Placeholder)
     assert not target.exists()
     _assert_same_outputs(teacher, load_teacher(path))
     assert not target.exists()
@@ -473,7 +473,7 @@ def test_fairseq_omegaconf_cfg_without_omegaconf_classes(tmp_path, monkeypatch):
     sd, cfg = _fairseq_checkpoint(teacher)
     path = tmp_path / "hubert.pt"
     torch.save({"model": sd, "cfg": OmegaConf.create({"model": cfg})}, path)
-    monkeypatch.setattr(fairseq_mod, "_ALLOWED_CLASS_PREFIXES", ("typing", "enum"))
+    monkeypatch.setattr(fairseq_unpickle, "_ALLOWED_CLASS_PREFIXES", ("typing", "enum"))
     ckpt = load_fairseq_checkpoint(path)
     assert ckpt.model_cfg["encoder_layers"] == 4
     assert ckpt.model_cfg["conv_feature_layers"] == cfg["conv_feature_layers"]
@@ -531,7 +531,7 @@ def test_parse_conv_feature_layers():
     layers = parse_conv_feature_layers("[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")
     assert layers == [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
     assert parse_conv_feature_layers("2 * [(32, 3, 2)]") == [(32, 3, 2), (32, 3, 2)]
-    assert parse_conv_feature_layers(fairseq_mod.format_conv_feature_layers([8, 9], [10, 3], [5, 2])) == [
+    assert parse_conv_feature_layers(format_conv_feature_layers([8, 9], [10, 3], [5, 2])) == [
         (8, 10, 5),
         (9, 3, 2),
     ]

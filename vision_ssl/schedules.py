@@ -20,13 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from compact_ssl.nn import cosine_lr
+
 SCHEDULES = ("cosine", "multistep", "constant")
 WARMUPS = ("linear", "constant")
-
-
-def cosine_lr(base_lr: float, epoch: float, total_epochs: float, eta_min: float = 0.0) -> float:
-    """Cosine annealing from ``base_lr`` at epoch 0 to ``eta_min`` at ``total_epochs``."""
-    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * epoch / total_epochs)) / 2
 
 
 def learning_rate(epoch: float, base_lr: float, total_epochs: int, schedule: str = "cosine", eta_min: float = 0.0,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from compact_ssl.io import atomic_write_text
 
 SELECTIONS = {"best": "best epoch on test (paper protocol)", "last": "last epoch"}
 METRICS = (("specificity", "Sp"), ("sensitivity", "Se"), ("score", "Score"),
@@ -64,12 +65,6 @@ def to_markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp", required=True, help="experiment folder holding <method>/seed*/eval/")
@@ -80,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         raise SystemExit(f"ERROR: no */seed*/eval/*/scores.json under {exp}; run evaluation (stage 4) first")
     markdown = to_markdown(rows, args.title or exp.name)
-    _write(exp / "results.md", markdown)
-    _write(exp / "results.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(exp / "results.md", markdown)
+    atomic_write_text(exp / "results.json", json.dumps(rows, indent=2) + "\n")
     print(markdown)
     print(f"Wrote {exp / 'results.md'} and {exp / 'results.json'}")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from audio_cls.data.dataset import CycleFeatureDataset
 from audio_cls.features import build_feature_cache, load_feature_cache
 from audio_cls.metrics import confusion_matrix, plot_confusion_matrix, scores_from_confusion
 from audio_cls.tasks.icbhi import task_from_checkpoint
+from compact_ssl.io import write_json
 
 
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: str | None = None,
@@ -63,9 +63,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
         f.write("id\tlabel\tprediction\t" + "\t".join(f"p{c}" for c in range(prob.shape[1])) + "\n")
         for cycle_id, label, pred, p in zip(cache.ids, y_true, y_pred, prob, strict=True):
             f.write(f"{cycle_id}\t{label}\t{pred}\t" + "\t".join(f"{v:.5f}" for v in p) + "\n")
-    tmp = out / "scores.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out / "scores.json")  # written last: its presence means the evaluation finished
+    write_json(out / "scores.json", result)  # written last: its presence means the evaluation finished
     return result
 
 

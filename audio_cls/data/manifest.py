@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from audio_cls.data.icbhi import CLASS_NAMES, IcbhiError
+from compact_ssl.io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,11 @@ _CASTS = {"float": float, "int": int}
 
 def write_manifest(records: list[CycleRecord], path: str | Path) -> None:
     """Write ``records`` as TSV with a header, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         for record in records:
             writer.writerow(asdict(record))
-    os.replace(tmp, path)
 
 
 def read_manifest(path: str | Path) -> list[CycleRecord]:

@@ -12,12 +12,7 @@ from audio_cls.models.ast import (
     timm_to_hf,
 )
 from audio_cls.models.heads import Classifier, Projector
-
-
-def count_parameters(module) -> int:
-    """Number of parameters of ``module`` (works on the meta device)."""
-    return sum(p.numel() for p in module.parameters())
-
+from compact_ssl.nn import count_parameters
 
 __all__ = [
     "ARCHS", "ASTBackbone", "ASTBackboneConfig", "Classifier", "INITS", "Projector", "adapt_pos_embed", "build_ast",

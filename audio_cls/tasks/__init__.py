@@ -11,7 +11,7 @@ import importlib
 _EXPORTS = {
     "IcbhiConfig": "config", "METHODS": "config", "load_config": "config", "save_config": "config",
     "IcbhiDataModule": "datamodule",
-    "IcbhiTask": "icbhi", "cosine_lr": "icbhi", "load_task": "icbhi", "task_from_checkpoint": "icbhi",
+    "IcbhiTask": "icbhi", "load_task": "icbhi", "task_from_checkpoint": "icbhi",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from compact_ssl.training import ResumableDataLoader
-
 from audio_cls.data.dataset import CycleFeatureDataset
 from audio_cls.features import SpecAugment, build_feature_cache, cache_dir_for, load_feature_cache
 from audio_cls.tasks.config import IcbhiConfig

@@ -2,7 +2,7 @@
 
 * ``ce``: ``CE(f(g(x)), y)`` (class-weighted with ``method_args.weighted_ce``).
 * ``patchmix``: only the Patch-Mixed batch is classified, with the mixed-label loss
-  :func:`audio_cls.losses.mixed_label_ce` weighted by the effective ratio ``lam'``.
+  :func:`compact_ssl.nn.mixed_label_cross_entropy` weighted by the effective ratio ``lam'``.
 * ``patchmix_cl``: clean CE plus ``alpha`` times the Patch-Mix contrastive loss between the
   projected mixed features and targets from the clean pass (``grad_block``: the detached clean
   feature).
@@ -15,7 +15,6 @@ exactly once.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
@@ -23,19 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from audio_cls.losses import class_weights, mixed_label_ce, patchmix_contrastive_loss
+from audio_cls.losses import class_weights, patchmix_contrastive_loss
 from audio_cls.metrics import confusion_matrix, scores_from_confusion
 from audio_cls.models import Classifier, Projector, build_ast
 from audio_cls.patchmix import draw_lambda, plan_patch_mix
 from audio_cls.tasks.config import IcbhiConfig, config_from_dict
+from compact_ssl.nn import cosine_lr, mixed_label_cross_entropy
 from compact_ssl.training import NonFiniteLossError
-
-
-def cosine_lr(epoch: int, base_lr: float, epochs: int, eta_min_ratio: float = 1e-3) -> float:
-    """Learning rate of epoch ``epoch`` (numbered 1..epochs):
-    ``eta_min + (base - eta_min) * (1 + cos(pi * epoch / epochs)) / 2`` with ``eta_min = base * ratio``."""
-    eta_min = base_lr * eta_min_ratio
-    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 class IcbhiTask(L.LightningModule):
@@ -89,7 +82,8 @@ class IcbhiTask(L.LightningModule):
         lam = torch.tensor(plan.lam)
         if self.config.method == "patchmix":
             logits = self.classifier(self.backbone(spec, mix=plan))
-            loss = mixed_label_ce(logits, labels, plan.perm.to(labels.device), plan.lam, self.class_weight)
+            perm = plan.perm.to(labels.device)
+            loss = mixed_label_cross_entropy(logits, labels, labels[perm], plan.lam, self.class_weight)
             return {"loss": loss, "lam": lam}
         clean = self.backbone(spec)
         ce = F.cross_entropy(self.classifier(clean), labels, weight=self.class_weight)
@@ -171,7 +165,7 @@ class IcbhiTask(L.LightningModule):
                                      weight_decay=opt.weight_decay)
         # per-epoch cosine with epochs numbered from 1, as in the reference
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda e: cosine_lr(e + 1, opt.lr, epochs, opt.eta_min_ratio) / opt.lr
+            optimizer, lambda e: cosine_lr(opt.lr, e + 1, epochs, opt.lr * opt.eta_min_ratio) / opt.lr
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 

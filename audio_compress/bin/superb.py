@@ -112,7 +112,7 @@ def _roots(items: list[str], tasks: list[str]) -> dict[str, str]:
 
 
 def main_run(argv: list[str]) -> int:
-    from audio_compress.superb.pipeline import TaskFailed, UpstreamSpec, parse_upstream, run_task
+    from audio_compress.superb.pipeline import RunSpec, TaskFailed, UpstreamSpec, parse_upstream, run
 
     args = run_parser().parse_args(argv)
     tasks = _tasks(args.task)
@@ -165,12 +165,12 @@ def main_run(argv: list[str]) -> int:
 
         start = time.time()
         try:
-            doc = run_task(up, task, expdir, mode=args.mode, device=args.device,
-                           overrides=args.override, lr=args.lr,
-                           paper_deviations=args.paper_deviations, mini=args.mini,
-                           data_root=args.data_root, roots=roots, s3prl_root=s3prl_root,
-                           nproc=args.nproc, force=args.force, seed=args.seed, layers=layers,
-                           threads=args.threads, log=log)
+            doc = run(RunSpec(up, task, expdir, mode=args.mode, device=args.device,
+                              overrides=args.override, lr=args.lr,
+                              paper_deviations=args.paper_deviations, mini=args.mini,
+                              data_root=args.data_root, roots=roots, s3prl_root=s3prl_root,
+                              nproc=args.nproc, force=args.force, seed=args.seed, layers=layers,
+                              threads=args.threads, log=log))
             return up.label, task, doc.get("metrics", {}), None, time.time() - start
         except (TaskFailed, FileNotFoundError, ValueError, KeyError) as err:
             log(f"ERROR {up.label}/{task}: {err}")

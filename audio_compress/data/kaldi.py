@@ -21,11 +21,11 @@ Which files in a directory are per-utterance maps: every regular file whose name
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from compact_ssl.io import atomic_write_text
 
 __all__ = [
     "KaldiFormatError",
@@ -79,21 +79,6 @@ def _check_value(key: str, value: str, path: str | Path) -> None:
         raise KaldiFormatError(path, None, f"value of key {key!r} contains a line break")
 
 
-def _atomic_write_text(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_kaldi_map(path: str | Path, mapping: Mapping[str, object]) -> None:
     """Write ``mapping`` as ``key value`` lines sorted by key (C locale), atomically.
 
@@ -108,7 +93,7 @@ def write_kaldi_map(path: str | Path, mapping: Mapping[str, object]) -> None:
         value = str(mapping[key])
         _check_value(key, value, path)
         lines.append(f"{key} {value}\n")
-    _atomic_write_text(path, "".join(lines))
+    atomic_write_text(path, "".join(lines))
 
 
 def write_kaldi_lists(path: str | Path, mapping: Mapping[str, Iterable[str]]) -> None:

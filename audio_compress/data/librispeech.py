@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from compact_ssl.audio import AudioError, audio_info, load_audio
 from audio_compress.data.kaldi import DataDir, KaldiFormatError, validate_data_dir
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
+from compact_ssl.audio import AudioError, audio_info, load_audio
+from compact_ssl.io import atomic_write_text
 
 __all__ = [
     "LIBRISPEECH_SUBSETS",
@@ -313,9 +313,7 @@ def _metadata_extras(subset_dir: Path, utt_ids: Iterable[str]) -> dict[str, dict
 def _write_bad_list(path: Path, problems: list[AudioProblem]) -> None:
     lines = ["utt_id\tpath\tkind\tproblem"]
     lines += [f"{p.utt_id}\t{p.path}\t{p.kind}\t{p.problem}" for p in problems]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def prepare_librispeech(

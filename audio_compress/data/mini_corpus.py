@@ -53,8 +53,9 @@ from typing import Mapping
 import numpy as np
 import soundfile as sf
 
-from compact_ssl.audio import resample_audio
 from audio_compress.frames import SAMPLE_RATE
+from compact_ssl.audio import resample_audio
+from compact_ssl.io import write_json
 
 __all__ = [
     "KEYWORDS",
@@ -489,7 +490,5 @@ def make_mini_corpus(
         "counts": counts,
         "total_utterances": sum(counts["per_split"].values()),
     }
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, summary_path)
+    write_json(summary_path, summary)
     return MiniCorpus(out_root, ls_dir, summary, reused=False)

@@ -252,12 +252,14 @@ def _check_disk_space(plan: _DumpPlan, complete: Sequence[bool]) -> None:
     out_dir, bytes_per_frame = plan.out_dir, plan.bytes_per_frame
     feature_bytes = sum(plan.frames) * bytes_per_frame
     overhead = _index_overhead_bytes(plan.dataset.utt_ids, len(plan.entries))
-    remaining = sum(e["num_frames"] * bytes_per_frame for e, done in zip(plan.entries, complete) if not done) + overhead
+    todo_frames = sum(e["num_frames"] for e, done in zip(plan.entries, complete) if not done)
+    remaining = todo_frames * bytes_per_frame + overhead
     print(
         f"Teacher dump: {len(plan.dataset)} utterances, {sum(plan.frames)} frames, layers {plan.layers}, "
         f"hidden size {plan.hidden}, {len(plan.entries)} shards -> {out_dir}\n"
         f"Expected size: {feature_bytes} bytes ({_gib(feature_bytes):.3f} GiB) of fp16 features "
-        f"+ ~{overhead} bytes of index = {feature_bytes + overhead} bytes ({_gib(feature_bytes + overhead):.3f} GiB)"
+        f"+ ~{overhead} bytes of index = {feature_bytes + overhead} bytes "
+        f"({_gib(feature_bytes + overhead):.3f} GiB)"
         + (f"; {sum(complete)} shards already done, {remaining} bytes ({_gib(remaining):.3f} GiB) to write"
            if any(complete) else "")
     )

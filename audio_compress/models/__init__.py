@@ -6,7 +6,8 @@
 
 from audio_compress.models.checkpoint import load_student, read_student_checkpoint, save_student
 from audio_compress.models.config import StudentConfig, get_student_config, list_students
-from audio_compress.models.student import StudentModel, StudentOutput, build_student, count_parameters
+from audio_compress.models.student import StudentModel, StudentOutput, build_student
+from compact_ssl.nn import count_parameters
 
 __all__ = [
     "StudentConfig",

@@ -11,8 +11,6 @@ Everything is plain Python types and tensors, so files load with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 
 from audio_compress.models.config import StudentConfig
 from audio_compress.models.student import StudentModel
+from compact_ssl.io import atomic_write_with
 
 CHECKPOINT_FORMAT = "compact-ssl-student"
 CHECKPOINT_VERSION = 1
@@ -41,17 +40,7 @@ def save_student(model: StudentModel, path: str | Path, extra: dict[str, Any] | 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_student_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

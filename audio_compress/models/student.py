@@ -179,9 +179,3 @@ def build_student(name: str, **overrides: Any) -> StudentModel:
     return StudentModel(get_student_config(name, **overrides))
 
 
-def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ()) -> int:
-    """Trainable parameters whose qualified name contains none of the ``exclude`` substrings."""
-    return sum(
-        p.numel() for n, p in model.named_parameters()
-        if p.requires_grad and not any(part in n for part in exclude)
-    )

@@ -1,6 +1,6 @@
 """Train and evaluate one SUPERB task for one upstream through s3prl, and write ``metrics.json``.
 
-:func:`run_task` builds the ``run_downstream.py`` command lines (our config with ``-c``, every
+:func:`run` (or :func:`run_task`) builds the ``run_downstream.py`` command lines (our config with ``-c``, every
 path as an absolute ``-o`` override, the device again for evaluation), runs them in a
 subprocess of :mod:`audio_compress.superb.runner` (which registers our upstreams and applies
 the s3prl fixes), reads the metrics the downstream expert logged, and writes
@@ -19,6 +19,11 @@ Re-running is safe: a finished (upstream, task) with ``metrics.json`` is skipped
 ``force``; an interrupted training resumes from its last ``states-*.ckpt`` (s3prl ``-a``).
 s3prl checkpoints store only the upstream's *name* and checkpoint *path*, so the path must still
 hold the same model at evaluation; its SHA-256 is recorded in ``details``.
+
+A run is described by a :class:`RunSpec`; :func:`plan_run` checks it and prepares the
+experiment folder, :func:`execute_plan` runs s3prl as the task's protocol says and
+:func:`report_run` writes ``metrics.json``. The command lines come from
+:mod:`audio_compress.superb.commands`.
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
-
+from audio_compress.superb.commands import (UpstreamSpec, ckpt_arg, effective_config, evaluate_argv,
+                                            format_overrides, parse_overrides, parse_upstream, task_overrides,
+                                            train_argv)
 from audio_compress.superb.tasks import TaskSpec, get_task
+from compact_ssl.io import write_json
 
 __all__ = [
     "UpstreamSpec",
@@ -52,9 +59,18 @@ __all__ = [
     "evaluate_argv",
     "read_record",
     "metrics_from_record",
+    "RunSpec",
+    "RunPlan",
+    "finished_run",
+    "plan_run",
+    "execute_plan",
+    "report_run",
+    "run",
     "run_task",
     "TaskFailed",
     "file_sha256",
+    "parse_mtwv",
+    "probe_layers",
 ]
 
 RUNNER = "audio_compress.superb.runner"
@@ -64,169 +80,75 @@ class TaskFailed(RuntimeError):
     """A SUPERB run that did not produce its metrics."""
 
 
-@dataclass(frozen=True)
-class UpstreamSpec:
-    """An upstream to evaluate: s3prl hub ``name``, optional checkpoint, result-table ``tag``."""
+@dataclass
+class RunSpec:
+    """One (upstream, task) run, as the command line describes it.
 
-    name: str
-    ckpt: str | None = None
-    tag: str | None = None
+    ``mode`` train / evaluate / both; ``overrides`` are ``key=value`` strings
+    (:func:`parse_overrides`); ``lr`` replaces the config's learning rate; ``mini`` runs the mini
+    config on the layouts in ``data_root`` (full tasks put derived metadata there); ``roots`` are
+    the dataset roots by ``db.sh`` name; ``nproc`` DDP processes per training; ``force`` redoes a
+    finished run; ``layers`` are QbE's layers (default: all); ``threads`` intra-op threads per
+    process (CPU default 1); ``log`` receives every line of progress and runner output.
+    """
+
+    upstream: UpstreamSpec | str
+    task: TaskSpec | str
+    expdir: str | Path
+    mode: str = "both"
+    device: str = "cpu"
+    overrides: Iterable[str] = ()
+    lr: float | None = None
+    paper_deviations: bool = False
+    mini: bool = False
+    data_root: str | Path | None = None
+    roots: Mapping[str, str | Path | None] | None = None
+    s3prl_root: str | Path | None = None
+    nproc: int = 1
+    force: bool = False
+    seed: int = 1337
+    layers: Sequence[int] | None = None
+    threads: int | None = None
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class RunPlan:
+    """A checked :class:`RunSpec`: resolved upstream, task and folders, the s3prl overrides and
+    the environment of the runner subprocesses."""
+
+    spec: RunSpec
+    upstream: UpstreamSpec
+    task: TaskSpec
+    expdir: Path
+    #: the s3prl checkout, ``None`` when not given or not a folder
+    s3prl_root: str | Path | None
+    #: data overrides (paths of the task's data)
+    data: dict[str, object]
+    #: training overrides (learning rate, paper deviations, the user's other overrides)
+    train: dict[str, object]
+    env: dict[str, str]
+    #: how the metrics were obtained; completed by :func:`execute_plan` and :func:`report_run`
+    details: dict
+    #: ``time.time()`` when the run started (for ``wall_s``)
+    start: float
 
     @property
-    def label(self) -> str:
-        return self.tag or self.name
+    def config(self) -> Path:
+        return self.task.config_path(self.spec.mini)
 
+    @property
+    def logfile(self) -> Path:
+        return self.expdir / "runner.log"
 
-def parse_upstream(spec: str) -> UpstreamSpec:
-    """``name``, ``name=ckpt`` or ``tag:name=ckpt`` (e.g. ``star_local=exp/x/student.pt``)."""
-    spec = spec.strip()
-    tag = None
-    head, eq, ckpt = spec.partition("=")
-    if ":" in head:
-        tag, _, head = head.partition(":")
-    if not head:
-        raise ValueError(f"bad upstream spec {spec!r}; expected name[=ckpt] or tag:name[=ckpt]")
-    return UpstreamSpec(head, ckpt if eq and ckpt else None, tag or None)
+    @property
+    def metrics_path(self) -> Path:
+        return self.expdir / "metrics.json"
 
-
-def _literal(text: str):
-    """A Python literal (``1e-3``, ``'x'``, ``[1, 2]``), else YAML (``true``, ``[dev, test]``),
-    else the string itself."""
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, object]:
-    """``key=value`` strings to ``{s3prl_key: value}``. Keys without an ``args.``/``config.``
-    prefix are config keys (``runner.total_steps=50`` -> ``config.runner.total_steps``); values
-    are Python literals or YAML (``1e-3``, ``[dev, test]``, ``true``, strings)."""
-    out: dict[str, object] = {}
-    for item in items:
-        for part in [p for p in str(item).split(",,") if p.strip()]:
-            key, eq, value = part.partition("=")
-            key = key.strip()
-            if not eq or not key:
-                raise ValueError(f"override {part!r} is not key=value")
-            if not key.startswith(("config.", "args.")):
-                key = "config." + key
-            out[key] = _literal(value.strip())
-    return out
-
-
-def format_overrides(overrides: Mapping[str, object]) -> str:
-    """s3prl's ``-o`` string: ``key=<python literal>`` joined by ``,,`` (s3prl splits each
-    field at ``=`` and ``eval``s the value, so values are written as Python literals)."""
-    fields = []
-    for key, value in overrides.items():
-        text = repr(value)
-        if "=" in text or ",," in text:
-            raise ValueError(f"override {key}: value {text} contains '=' or ',,', which s3prl's "
-                             "override parser cannot take")
-        fields.append(f"{key}={text}")
-    return ",,".join(fields)
-
-
-def effective_config(config_path: str | Path, overrides: Mapping[str, object]) -> dict:
-    """The config after ``config.*`` overrides (for reading values such as total_steps)."""
-    config = yaml.safe_load(Path(config_path).read_text()) or {}
-    for key, value in overrides.items():
-        if not key.startswith("config."):
-            continue
-        node = config
-        parts = key.split(".")[1:]
-        for name in parts[:-1]:
-            node = node.setdefault(name, {})
-        node[parts[-1]] = value
-    return config
-
-
-def task_overrides(task: TaskSpec, *, mini: bool, data_root: str | Path | None,
-                   roots: Mapping[str, str | Path | None] | None, s3prl_root: str | Path | None,
-                   lr: float | None, paper_deviations: bool, user: Mapping[str, object]
-                   ) -> tuple[dict[str, object], dict[str, object], dict]:
-    """(data overrides, training overrides, info). Training overrides hold the learning rate,
-    the paper deviations and the user's overrides (these win)."""
-    if mini:
-        if data_root is None:
-            raise ValueError("mini tasks need data_root (the folder with the mini layouts)")
-        layout = Path(data_root) / task.name / "layout.json"
-        if not layout.is_file():
-            raise FileNotFoundError(
-                f"{layout} is missing: build the mini layouts first (python -m "
-                "audio_compress.bin.superb layouts --train DIR --dev DIR --test DIR --out "
-                f"{data_root})")
-        data = task.mini_overrides(data_root)
-    else:
-        data = task.data_overrides(roots or {}, s3prl_root, data_root or "superb_data")
-    config = effective_config(task.config_path(mini), {**data, **user})
-    optimizer = config.get("optimizer") or {}
-    base_lr = float(lr) if lr is not None else optimizer.get("lr")
-    train: dict[str, object] = {}
-    info: dict = {"paper_deviations": bool(paper_deviations)}
-    if task.trains:
-        if base_lr is None:
-            raise ValueError(f"{task.config_path(mini)} has no optimizer.lr")
-        final_lr = float(base_lr) * (task.paper_lr_scale if paper_deviations else 1.0)
-        if lr is not None or final_lr != optimizer.get("lr"):
-            train["config.optimizer.lr"] = final_lr
-        info["lr"] = final_lr
-        total = int(config.get("runner", {}).get("total_steps", 0))
-        info["total_steps"] = total
-        if paper_deviations and task.paper_warmup:
-            warmup = task.paper_warmup if not mini else max(
-                1, round(task.paper_warmup * total / task.protocol_steps))
-            train["config.scheduler"] = {"name": "linear_schedule_with_warmup",
-                                         "num_warmup_steps": int(warmup)}
-            info["scheduler"] = train["config.scheduler"]
-    train.update({k: v for k, v in user.items() if k not in data})
-    data.update({k: v for k, v in user.items() if k in data})
-    return data, train, info
-
-
-def _ckpt_arg(ckpt: str) -> str:
-    """Existing paths become absolute (the run's CWD is the experiment folder); anything else
-    (a named architecture such as ``tiny_hubert``, a URL) is passed unchanged."""
-    return str(Path(ckpt).resolve()) if Path(ckpt).exists() else ckpt
-
-
-def train_argv(task: TaskSpec, upstream: UpstreamSpec, expdir: Path, config: Path, device: str,
-               overrides: Mapping[str, object], *, seed: int = 1337, backend: str | None = None,
-               record: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """``run_downstream.py`` arguments for training (auto-resume on)."""
-    argv = ["-m", "train", "-u", upstream.name]
-    if upstream.ckpt:
-        argv += ["-k", _ckpt_arg(upstream.ckpt)]
-    argv += ["-d", task.downstream, "-c", str(config), "-p", str(expdir), "--device", device,
-             "--seed", str(seed), "-a"]
-    if backend:
-        argv += ["--backend", backend]
-    if overrides:
-        argv += ["-o", format_overrides(overrides)]
-    if record:
-        argv += ["--record", str(record)]
-    return argv + list(extra)
-
-
-def evaluate_argv(ckpt: Path, split: str, device: str, overrides: Mapping[str, object], *,
-                  record: Path | None = None, or_latest: bool = False) -> list[str]:
-    """``run_downstream.py`` arguments to test a saved checkpoint. The device is given again:
-    s3prl restores every other argument from the checkpoint, but not the device."""
-    argv = ["-m", "evaluate", "-e", str(ckpt), "-t", split, "--device", device]
-    if overrides:
-        argv += ["-o", format_overrides(overrides)]
-    if record:
-        argv += ["--record", str(record)]
-    if or_latest:
-        argv += ["--or_latest"]
-    return argv
+    @property
+    def backend(self) -> str | None:
+        """gloo for DDP on CPU (s3prl's default, nccl, needs GPUs)."""
+        return "gloo" if self.spec.nproc > 1 and self.spec.device.startswith("cpu") else None
 
 
 def read_record(path: str | Path) -> dict:
@@ -268,32 +190,26 @@ def file_sha256(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
-def _write_json(path: Path, doc: Mapping) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _run_runner(args: Sequence[str], logfile: Path, log: Callable[[str], None], *,
-                nproc: int = 1, s3prl_root: str | Path | None = None, cwd: Path | None = None,
-                env: Mapping[str, str] | None = None) -> None:
+def _run_runner(plan: RunPlan, args: Sequence[str], nproc: int = 1) -> None:
+    """Run the runner on ``args`` in the experiment folder, appending its output to the log
+    (and to ``spec.log``); a non-zero exit raises :class:`TaskFailed` with the output's tail."""
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     cmd += ["-m", RUNNER]
-    if s3prl_root:
-        cmd += ["--s3prl_root", str(Path(s3prl_root).resolve())]
+    if plan.s3prl_root:
+        cmd += ["--s3prl_root", str(Path(plan.s3prl_root).resolve())]
     cmd += list(args)
     full_env = {**os.environ, "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "5"),
-                "PYTHONUNBUFFERED": "1", **(env or {})}
+                "PYTHONUNBUFFERED": "1", **plan.env}
+    log, logfile = plan.spec.log, plan.logfile
     logfile.parent.mkdir(parents=True, exist_ok=True)
     log(f"running: {' '.join(cmd)}")
     with open(logfile, "a") as lf:
         lf.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n")
         lf.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=str(cwd) if cwd else None, env=full_env, bufsize=1)
+                                cwd=str(plan.expdir), env=full_env, bufsize=1)
         tail: list[str] = []
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -331,25 +247,43 @@ def _layout_info(data_root: str | Path | None, task: str) -> dict:
             if k in doc}
 
 
-def run_task(upstream: UpstreamSpec | str, task: TaskSpec | str, expdir: str | Path, *,
-             mode: str = "both", device: str = "cpu", overrides: Iterable[str] = (),
-             lr: float | None = None, paper_deviations: bool = False, mini: bool = False,
-             data_root: str | Path | None = None, roots: Mapping[str, str | Path | None] | None = None,
-             s3prl_root: str | Path | None = None, nproc: int = 1, force: bool = False,
-             seed: int = 1337, layers: Sequence[int] | None = None,
-             threads: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train (``mode`` train/both) and test (evaluate/both) ``task`` for ``upstream`` in
-    ``expdir``; returns the ``metrics.json`` document (also written there)."""
-    up = parse_upstream(upstream) if isinstance(upstream, str) else upstream
-    spec = get_task(task) if isinstance(task, str) else task
-    if mode not in ("train", "evaluate", "both"):
-        raise ValueError(f"mode must be train, evaluate or both, got {mode!r}")
-    expdir = Path(expdir).resolve()
+# ------------------------------------------------------------------------------------ plan
+
+def _resolve(spec: RunSpec) -> tuple[UpstreamSpec, TaskSpec, Path]:
+    up = parse_upstream(spec.upstream) if isinstance(spec.upstream, str) else spec.upstream
+    task = get_task(spec.task) if isinstance(spec.task, str) else spec.task
+    if spec.mode not in ("train", "evaluate", "both"):
+        raise ValueError(f"mode must be train, evaluate or both, got {spec.mode!r}")
+    return up, task, Path(spec.expdir).resolve()
+
+
+def finished_run(spec: RunSpec) -> dict | None:
+    """The ``metrics.json`` document of a finished run that is neither forced nor train-only
+    (it is then skipped), else ``None``."""
+    up, task, expdir = _resolve(spec)
     metrics_path = expdir / "metrics.json"
-    if metrics_path.is_file() and not force and mode != "train":
-        log(f"{up.label} / {spec.name}: {metrics_path} exists, skipped (force to redo)")
+    if metrics_path.is_file() and not spec.force and spec.mode != "train":
+        spec.log(f"{up.label} / {task.name}: {metrics_path} exists, skipped (force to redo)")
         return json.loads(metrics_path.read_text())
-    if force and expdir.exists() and mode != "evaluate":
+    return None
+
+
+def _runner_env(spec: RunSpec) -> dict[str, str]:
+    if spec.device.startswith("cpu"):
+        # Small CPU runs: one intra-op thread per process. With several threads per process, a
+        # busy machine slows tiny ops down by 10-50x (threads wait for descheduled siblings);
+        # several runs in parallel (nj) use the cores instead.
+        return {"OMP_NUM_THREADS": str(spec.threads or os.environ.get("OMP_NUM_THREADS") or 1)}
+    if spec.threads:
+        return {"OMP_NUM_THREADS": str(spec.threads)}
+    return {}
+
+
+def plan_run(spec: RunSpec) -> RunPlan:
+    """Check ``spec`` and prepare its experiment folder (wiped first when forced, except for
+    evaluation) and, for a full task, the derived metadata s3prl reads."""
+    up, task, expdir = _resolve(spec)
+    if spec.force and expdir.exists() and spec.mode != "evaluate":
         shutil.rmtree(expdir)
     expdir.mkdir(parents=True, exist_ok=True)
     if (up.ckpt and "://" not in up.ckpt and not Path(up.ckpt).exists()
@@ -357,100 +291,85 @@ def run_task(upstream: UpstreamSpec | str, task: TaskSpec | str, expdir: str | P
         # (a bare name such as ``tiny_hubert`` may be a named architecture: ssl_teacher_local;
         # ``*_url`` upstreams take URLs)
         raise FileNotFoundError(f"upstream checkpoint {up.ckpt} does not exist")
-    if s3prl_root is not None and not Path(s3prl_root).is_dir():
-        s3prl_root = None
-    user = parse_overrides(overrides)
-    data, train_ovr, info = task_overrides(spec, mini=mini, data_root=data_root, roots=roots,
-                                           s3prl_root=s3prl_root, lr=lr,
-                                           paper_deviations=paper_deviations, user=user)
-    if not mini:
+    s3prl_root = spec.s3prl_root if spec.s3prl_root is not None and Path(spec.s3prl_root).is_dir() else None
+    data, train, info = task_overrides(task, mini=spec.mini, data_root=spec.data_root, roots=spec.roots,
+                                       s3prl_root=s3prl_root, lr=spec.lr,
+                                       paper_deviations=spec.paper_deviations,
+                                       user=parse_overrides(spec.overrides))
+    if not spec.mini:
         from audio_compress.superb.layouts import prepare_full_task
 
-        prepare_full_task(spec.name, spec.resolve_roots(roots or {}), data_root or "superb_data")
-    config = spec.config_path(mini)
-    backend = "gloo" if nproc > 1 and device.startswith("cpu") else None
-    logfile = expdir / "runner.log"
+        prepare_full_task(task.name, task.resolve_roots(spec.roots or {}), spec.data_root or "superb_data")
     start = time.time()
-    env = {}
-    if device.startswith("cpu"):
-        # Small CPU runs: one intra-op thread per process. With several threads per process, a
-        # busy machine slows tiny ops down by 10-50x (threads wait for descheduled siblings);
-        # several runs in parallel (nj) use the cores instead.
-        env["OMP_NUM_THREADS"] = str(threads or os.environ.get("OMP_NUM_THREADS") or 1)
-    elif threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    common = dict(nproc=1, s3prl_root=s3prl_root, cwd=expdir, env=env)
-    details: dict = {"upstream_name": up.name, "upstream_ckpt": _ckpt_arg(up.ckpt) if up.ckpt else None,
-                     "upstream_sha256": file_sha256(up.ckpt), "mini": mini, "device": device,
-                     "config": str(config), "eval_split": spec.eval_split,
-                     "selection": spec.selection, "overrides": {**data, **train_ovr},
+    details: dict = {"upstream_name": up.name, "upstream_ckpt": ckpt_arg(up.ckpt) if up.ckpt else None,
+                     "upstream_sha256": file_sha256(up.ckpt), "mini": spec.mini, "device": spec.device,
+                     "config": str(task.config_path(spec.mini)), "eval_split": task.eval_split,
+                     "selection": task.selection, "overrides": {**data, **train},
                      "s3prl_version": _s3prl_version(), **info}
+    return RunPlan(spec, up, task, expdir, s3prl_root, data, train, _runner_env(spec), details, start)
 
-    def one_run(run_dir: Path, extra_data: Mapping[str, object]) -> tuple[dict[str, float], dict]:
-        data_all = {**data, **extra_data}
-        ovr = {**data_all, **train_ovr}
-        rec_train = run_dir / "scalars-train.json"
-        rec_eval = run_dir / f"scalars-evaluate-{spec.eval_split}.json"
-        groups: list[str] = []
-        if mode in ("train", "both"):
-            groups += train_argv(spec, up, run_dir, config, device, ovr, seed=seed,
-                                 backend=backend, record=rec_train)
-        ckpt = run_dir / spec.best_ckpt
-        if spec.selection == "dev-best" and mode in ("evaluate", "both"):
-            ev = evaluate_argv(ckpt, spec.eval_split, device, data_all, record=rec_eval,
-                               or_latest=True)
-            if groups and nproc == 1:
-                groups += ["--then", *ev]
-                _run_runner(groups, logfile, log, **common)
-            else:
-                if groups:
-                    _run_runner(groups, logfile, log, **{**common, "nproc": nproc})
-                _run_runner(ev, logfile, log, **common)
-            record = read_record(rec_eval)
-            return metrics_from_record(spec, record, spec.eval_split), {
-                "checkpoint": (record.get("args") or {}).get("init_ckpt", str(ckpt))}
-        if groups:
-            _run_runner(groups, logfile, log, **{**common, "nproc": nproc})
-        if mode == "train":
-            return {}, {}
-        if spec.selection == "all-states":
-            return _evaluate_all_states(spec, run_dir, device, data_all, logfile, log, common)
-        raise TaskFailed(f"task {spec.name}: selection {spec.selection!r} is handled elsewhere")
 
-    if spec.selection == "no-train":
-        metrics, extra = _run_qbe(spec, up, expdir, config, device, data, layers, roots, logfile,
-                                  log, common)
-    elif spec.folds:
-        per_fold: dict[str, dict[str, float]] = {}
-        for fold in spec.folds:
-            log(f"{up.label} / {spec.name}: {fold}")
-            per_fold[fold], _ = one_run(expdir / fold, {spec.fold_override: fold})
-        if mode == "train":
-            metrics, extra = {}, {}
+# ------------------------------------------------------------------------------------- run
+
+def _run_once(plan: RunPlan, run_dir: Path, extra_data: Mapping[str, object]) -> tuple[dict[str, float], dict]:
+    """Train and/or test in ``run_dir`` (a fold's folder, or the experiment folder)."""
+    spec, task = plan.spec, plan.task
+    data_all = {**plan.data, **extra_data}
+    ovr = {**data_all, **plan.train}
+    rec_train = run_dir / "scalars-train.json"
+    rec_eval = run_dir / f"scalars-evaluate-{task.eval_split}.json"
+    groups: list[str] = []
+    if spec.mode in ("train", "both"):
+        groups += train_argv(task, plan.upstream, run_dir, plan.config, spec.device, ovr, seed=spec.seed,
+                             backend=plan.backend, record=rec_train)
+    ckpt = run_dir / task.best_ckpt
+    if task.selection == "dev-best" and spec.mode in ("evaluate", "both"):
+        ev = evaluate_argv(ckpt, task.eval_split, spec.device, data_all, record=rec_eval, or_latest=True)
+        if groups and spec.nproc == 1:  # train, then test in the same process
+            _run_runner(plan, [*groups, "--then", *ev])
         else:
-            metrics = {k: sum(m[k] for m in per_fold.values()) / len(per_fold)
-                       for k in spec.metric_keys()}
-            extra = {"folds": per_fold}
-    else:
-        metrics, extra = one_run(expdir, {})
-    details.update(extra)
-    details["wall_s"] = round(time.time() - start, 1)
-    details.update(_layout_info(data_root, spec.name) if mini else {})
-    if mode == "train":
-        log(f"{up.label} / {spec.name}: trained in {details['wall_s']} s (no evaluation: mode=train)")
-        return {"upstream": up.label, "task": spec.name, "metrics": {}, "details": details}
-    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-    if bad:
-        raise TaskFailed(f"task {spec.name}: non-finite metrics {bad}")
-    doc = {"upstream": up.label, "task": spec.name, "metrics": metrics, "details": details}
-    _write_json(metrics_path, doc)
-    log(f"{up.label} / {spec.name}: " + ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
-        + f" ({details['wall_s']} s) -> {metrics_path}")
-    return doc
+            if groups:
+                _run_runner(plan, groups, nproc=spec.nproc)
+            _run_runner(plan, ev)
+        record = read_record(rec_eval)
+        return metrics_from_record(task, record, task.eval_split), {
+            "checkpoint": (record.get("args") or {}).get("init_ckpt", str(ckpt))}
+    if groups:
+        _run_runner(plan, groups, nproc=spec.nproc)
+    if spec.mode == "train":
+        return {}, {}
+    if task.selection == "all-states":
+        return _evaluate_all_states(plan, run_dir, data_all)
+    raise TaskFailed(f"task {task.name}: selection {task.selection!r} is handled elsewhere")
 
 
-def _evaluate_all_states(spec: TaskSpec, run_dir: Path, device: str, data: Mapping[str, object],
-                         logfile: Path, log, common) -> tuple[dict[str, float], dict]:
+def _run_folds(plan: RunPlan) -> tuple[dict[str, float], dict]:
+    """One run per fold; the metrics are the mean over the folds."""
+    task = plan.task
+    per_fold: dict[str, dict[str, float]] = {}
+    for fold in task.folds:
+        plan.spec.log(f"{plan.upstream.label} / {task.name}: {fold}")
+        per_fold[fold], _ = _run_once(plan, plan.expdir / fold, {task.fold_override: fold})
+    if plan.spec.mode == "train":
+        return {}, {}
+    metrics = {k: sum(m[k] for m in per_fold.values()) / len(per_fold) for k in task.metric_keys()}
+    return metrics, {"folds": per_fold}
+
+
+def execute_plan(plan: RunPlan) -> tuple[dict[str, float], dict]:
+    """Run s3prl as the task's protocol says; returns (metrics, how they were obtained).
+    The metrics are empty for ``mode="train"``."""
+    if plan.task.selection == "no-train":
+        return _run_qbe(plan)
+    if plan.task.folds:
+        return _run_folds(plan)
+    return _run_once(plan, plan.expdir, {})
+
+
+def _evaluate_all_states(plan: RunPlan, run_dir: Path, data: Mapping[str, object]
+                         ) -> tuple[dict[str, float], dict]:
+    """Test every saved ``states-*.ckpt`` and keep the best one (ASV's protocol)."""
+    task = plan.task
     states = _states(run_dir)
     if not states:
         raise TaskFailed(f"no states-*.ckpt in {run_dir}; was the task trained?")
@@ -458,17 +377,17 @@ def _evaluate_all_states(spec: TaskSpec, run_dir: Path, device: str, data: Mappi
     records = {}
     for ckpt in states:
         out = run_dir / f"eval-{ckpt.stem}"
-        records[ckpt] = out / f"scalars-evaluate-{spec.eval_split}.json"
+        records[ckpt] = out / f"scalars-evaluate-{task.eval_split}.json"
         if records[ckpt].is_file():
             continue
-        ev = evaluate_argv(ckpt, spec.eval_split, device, {**data, "args.expdir": str(out)},
+        ev = evaluate_argv(ckpt, task.eval_split, plan.spec.device, {**data, "args.expdir": str(out)},
                            record=records[ckpt])
         groups += (["--then"] if groups else []) + ev
     if groups:
-        _run_runner(groups, logfile, log, **common)
-    per_ckpt = {c.name: metrics_from_record(spec, read_record(r), spec.eval_split)
+        _run_runner(plan, groups)
+    per_ckpt = {c.name: metrics_from_record(task, read_record(r), task.eval_split)
                 for c, r in records.items()}
-    key = spec.metrics[0]
+    key = task.metrics[0]
     best = (max if key.higher_is_better else min)(per_ckpt, key=lambda c: per_ckpt[c][key.key])
     return per_ckpt[best], {"checkpoint": str(run_dir / best), "per_checkpoint": per_ckpt}
 
@@ -482,11 +401,12 @@ def parse_mtwv(text: str) -> float | None:
     return float(found[-1]) if found else None
 
 
-def probe_layers(up: UpstreamSpec, device: str, s3prl_root=None) -> int:
-    """Number of hidden states of an upstream (runs the runner's ``--probe``)."""
+def probe_layers(up: UpstreamSpec, device: str) -> int:
+    """Number of hidden states of an upstream (runs the runner's ``--probe``; s3prl's hub
+    alone is enough, the checkout is not needed)."""
     cmd = [sys.executable, "-m", RUNNER, "--probe", "-u", up.name, "--device", device]
     if up.ckpt:
-        cmd += ["-k", _ckpt_arg(up.ckpt)]
+        cmd += ["-k", ckpt_arg(up.ckpt)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -494,33 +414,35 @@ def probe_layers(up: UpstreamSpec, device: str, s3prl_root=None) -> int:
     return int(json.loads(lines[-1])["num_layers"])
 
 
-def _run_qbe(spec, up, expdir, config, device, data, layers, roots, logfile, log, common):
+def _run_qbe(plan: RunPlan) -> tuple[dict[str, float], dict]:
     """QbE: DTW on every layer for dev and test (no training), score each with the corpus's
     scoring script, report the test MTWV of the layer best on dev."""
-    root = Path((roots or {}).get("QUESST14") or "")
+    spec, up = plan.spec, plan.upstream
+    root = Path((spec.roots or {}).get("QUESST14") or "")
     scoring = root / "scoring"
     if not (scoring / "score-TWV-Cnxe.sh").is_file():
         raise TaskFailed(f"{scoring}/score-TWV-Cnxe.sh is missing; QbE is scored with the "
                          "QUESST14 database's own scoring script")
+    layers = spec.layers
     if layers is None:
-        layers = list(range(probe_layers(up, device, common.get("s3prl_root"))))
+        layers = list(range(probe_layers(up, spec.device)))
     groups: list[str] = []
-    base = ["-u", up.name] + (["-k", _ckpt_arg(up.ckpt)] if up.ckpt else [])
+    base = ["-u", up.name] + (["-k", ckpt_arg(up.ckpt)] if up.ckpt else [])
     for layer in layers:
         for split in ("dev", "test"):
-            out = expdir / f"layer{layer}_{split}"
+            out = plan.expdir / f"layer{layer}_{split}"
             if (out / "benchmark.stdlist.xml").is_file():
                 continue
             groups += (["--then"] if groups else []) + [
-                "-m", "evaluate", "-t", split, *base, "-d", spec.downstream, "-c", str(config),
-                "-l", str(layer), "-p", str(out), "--device", device,
-                "-o", format_overrides(data)]
+                "-m", "evaluate", "-t", split, *base, "-d", plan.task.downstream, "-c", str(plan.config),
+                "-l", str(layer), "-p", str(out), "--device", spec.device,
+                "-o", format_overrides(plan.data)]
     if groups:
-        _run_runner(groups, logfile, log, **common)
+        _run_runner(plan, groups)
     scores: dict[str, dict[int, float]] = {"dev": {}, "test": {}}
     for layer in layers:
         for split, truth in (("dev", "groundtruth_quesst14_dev"), ("test", "groundtruth_quesst14_eval")):
-            out = expdir / f"layer{layer}_{split}"
+            out = plan.expdir / f"layer{layer}_{split}"
             proc = subprocess.run(["bash", "score-TWV-Cnxe.sh", str(out), truth, "-10"],
                                   cwd=scoring, capture_output=True, text=True)
             text = proc.stdout + proc.stderr
@@ -532,3 +454,42 @@ def _run_qbe(spec, up, expdir, config, device, data, layers, roots, logfile, log
             scores[split][layer] = value
     best = max(scores["dev"], key=scores["dev"].get)
     return {"QbE_mtwv": scores["test"][best]}, {"best_layer": best, "mtwv": scores}
+
+
+# ---------------------------------------------------------------------------------- report
+
+def report_run(plan: RunPlan, metrics: Mapping[str, float], extra: Mapping) -> dict:
+    """The ``metrics.json`` document (written to the experiment folder unless ``mode="train"``)."""
+    spec, up, task, details = plan.spec, plan.upstream, plan.task, plan.details
+    details.update(extra)
+    details["wall_s"] = round(time.time() - plan.start, 1)
+    details.update(_layout_info(spec.data_root, task.name) if spec.mini else {})
+    if spec.mode == "train":
+        spec.log(f"{up.label} / {task.name}: trained in {details['wall_s']} s (no evaluation: mode=train)")
+        return {"upstream": up.label, "task": task.name, "metrics": {}, "details": details}
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise TaskFailed(f"task {task.name}: non-finite metrics {bad}")
+    doc = {"upstream": up.label, "task": task.name, "metrics": metrics, "details": details}
+    write_json(plan.metrics_path, doc)
+    spec.log(f"{up.label} / {task.name}: " + ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
+             + f" ({details['wall_s']} s) -> {plan.metrics_path}")
+    return doc
+
+
+def run(spec: RunSpec) -> dict:
+    """Train (``mode`` train/both) and test (evaluate/both) ``spec.task`` for ``spec.upstream``
+    in ``spec.expdir``; returns the ``metrics.json`` document (also written there). A finished
+    run is read back, not redone (unless ``force``)."""
+    done = finished_run(spec)
+    if done is not None:
+        return done
+    plan = plan_run(spec)
+    metrics, extra = execute_plan(plan)
+    return report_run(plan, metrics, extra)
+
+
+def run_task(upstream: UpstreamSpec | str, task: TaskSpec | str, expdir: str | Path, **options: Any) -> dict:
+    """:func:`run` for ``RunSpec(upstream, task, expdir, **options)`` (the options are the other
+    fields of :class:`RunSpec`)."""
+    return run(RunSpec(upstream, task, expdir, **options))

@@ -222,6 +222,58 @@ def render_markdown(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str
 # Figure
 # --------------------------------------------------------------------------------------------
 
+_Panel = tuple[str, str, dict[str, float], set[str]]  # key, title, upstream -> value, partial upstreams
+
+
+def _panels(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str, Mapping]) -> list[_Panel]:
+    """One panel per metric present in ``ours``, then the aggregate scores that exist."""
+    panels: list[_Panel] = []
+    for k in METRIC_KEYS:
+        if not any(k in m for m in ours.values()):
+            continue
+        info = METRIC_INFO[k]
+        unit = " (%)" if info.unit == "%" else ""
+        panels.append((k, f"{info.task} {info.name}{unit} {'↓' if info.lower_is_better else '↑'}",
+                       {u: m[k] for u, m in ours.items() if k in m}, set()))
+    for kind, label in (("overall", "Overall ↑"), ("superb", "SUPERB score ↑")):
+        vals = {u: float(s[kind]) for u, s in scores.items() if s[kind] is not None}
+        if vals:
+            part = {u for u, s in scores.items() if s[kind] is not None and s[kind].partial}
+            panels.append((kind, label + (" (partial)" if part else ""), vals, part))
+    return panels
+
+
+def _draw_panel(ax, panel: _Panel, upstreams: list[str], colors: list, named_ticks: bool) -> None:
+    """Bars of one panel (partial scores hatched, missing upstreams marked n/a)."""
+    key, label, vals, part = panel
+    xs = [i for i, u in enumerate(upstreams) if u in vals]
+    ys = [vals[upstreams[i]] for i in xs]
+    bars = ax.bar(xs, ys, color=[colors[i] for i in xs], width=0.75,
+                  edgecolor="black", linewidth=0.5)
+    for b, i in zip(bars, xs):
+        if upstreams[i] in part:
+            b.set_hatch("//")
+    fmt = "{:.0f}" if key == "superb" else ("{:.4f}" if key == "QbE_mtwv" else "{:.1f}")
+    ax.bar_label(bars, labels=[fmt.format(y) for y in ys], fontsize=8, padding=2)
+    for i, u in enumerate(upstreams):
+        if u not in vals:
+            ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
+    ax.set_title(label, fontsize=10)
+    ax.set_xticks(range(len(upstreams)))
+    if named_ticks:
+        ax.set_xticklabels(upstreams, fontsize=8, rotation=30, ha="right",
+                           rotation_mode="anchor")
+    else:
+        ax.set_xticklabels([str(i + 1) for i in range(len(upstreams))], fontsize=8)
+    ax.set_xlim(-0.6, len(upstreams) - 0.4)
+    top = max([0.0] + ys)
+    low = min([0.0] + ys)
+    ax.set_ylim(low * 1.35 if low < 0 else 0.0, top * 1.18 if top > 0 else 1.0)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
 def plot_results(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str, Mapping],
                  path: str | Path, *, title: str, mini: bool | None) -> Path:
     """Bar chart: one panel per metric present in ``ours`` plus the Overall score, one bar per
@@ -234,19 +286,7 @@ def plot_results(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str, M
 
     path = Path(path)
     upstreams = list(ours)
-    present = [k for k in METRIC_KEYS if any(k in m for m in ours.values())]
-    panels: list[tuple[str, str, dict[str, float], set[str]]] = []
-    for k in present:
-        info = METRIC_INFO[k]
-        unit = " (%)" if info.unit == "%" else ""
-        panels.append((k, f"{info.task} {info.name}{unit} {'↓' if info.lower_is_better else '↑'}",
-                       {u: m[k] for u, m in ours.items() if k in m}, set()))
-    for kind, label in (("overall", "Overall ↑"), ("superb", "SUPERB score ↑")):
-        vals = {u: float(s[kind]) for u, s in scores.items() if s[kind] is not None}
-        if vals:
-            part = {u for u, s in scores.items() if s[kind] is not None and s[kind].partial}
-            panels.append((kind, label + (" (partial)" if part else ""), vals, part))
-
+    panels = _panels(ours, scores)
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     named_ticks = len(upstreams) <= 6  # names under the bars; otherwise numbers + legend
@@ -267,33 +307,8 @@ def plot_results(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str, M
     colors = [matplotlib.colormaps["tab10"](i % 10) for i in range(len(upstreams))]
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, (key, label, vals, part) in zip(axes.flat, panels):
-        xs = [i for i, u in enumerate(upstreams) if u in vals]
-        ys = [vals[upstreams[i]] for i in xs]
-        bars = ax.bar(xs, ys, color=[colors[i] for i in xs], width=0.75,
-                      edgecolor="black", linewidth=0.5)
-        for b, i in zip(bars, xs):
-            if upstreams[i] in part:
-                b.set_hatch("//")
-        fmt = "{:.0f}" if key == "superb" else ("{:.4f}" if key == "QbE_mtwv" else "{:.1f}")
-        ax.bar_label(bars, labels=[fmt.format(y) for y in ys], fontsize=8, padding=2)
-        for i, u in enumerate(upstreams):
-            if u not in vals:
-                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, color="0.4")
-        ax.set_title(label, fontsize=10)
-        ax.set_xticks(range(len(upstreams)))
-        if named_ticks:
-            ax.set_xticklabels(upstreams, fontsize=8, rotation=30, ha="right",
-                               rotation_mode="anchor")
-        else:
-            ax.set_xticklabels([str(i + 1) for i in range(len(upstreams))], fontsize=8)
-        ax.set_xlim(-0.6, len(upstreams) - 0.4)
-        top = max([0.0] + ys)
-        low = min([0.0] + ys)
-        ax.set_ylim(low * 1.35 if low < 0 else 0.0, top * 1.18 if top > 0 else 1.0)
-        ax.tick_params(axis="y", labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
+    for ax, panel in zip(axes.flat, panels):
+        _draw_panel(ax, panel, upstreams, colors, named_ticks)
     fig.suptitle(title + (f"\n{sub}" if sub else ""), fontsize=11, y=1 - 0.15 / fig_h,
                  va="top")
     handles = [Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="black", linewidth=0.5)

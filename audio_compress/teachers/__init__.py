@@ -16,8 +16,6 @@ from audio_compress.teachers.fairseq import (
     fairseq_to_transformers_config,
     load_fairseq_checkpoint,
     parse_conv_feature_layers,
-    transformers_to_fairseq_config,
-    transformers_to_fairseq_state_dict,
 )
 from audio_compress.teachers.teacher import FrozenTeacher, TeacherOutput, load_teacher, save_teacher
 
@@ -35,6 +33,4 @@ __all__ = [
     "load_teacher",
     "parse_conv_feature_layers",
     "save_teacher",
-    "transformers_to_fairseq_config",
-    "transformers_to_fairseq_state_dict",
 ]

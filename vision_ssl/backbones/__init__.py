@@ -15,9 +15,9 @@ name               architecture                                           parame
 
 from __future__ import annotations
 
-from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from compact_ssl.nn import count_parameters
 from vision_ssl.backbones.resnet import ResNet, init_weights, make_stage
 from vision_ssl.backbones.subnet import SUBNETS, build_subnetwork
 
@@ -40,11 +40,6 @@ def build_backbone(name: str) -> ResNet:
         raise ValueError(f"unknown backbone {name!r}; choose one of {list(BACKBONES)}")
     block, layers = _DEPTHS[base]
     return ResNet(block, layers, stem="cifar" if layout else "imagenet")
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (BN running statistics are buffers and never counted)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 __all__ = ["BACKBONES", "SUBNETS", "ResNet", "build_backbone", "build_subnetwork", "count_parameters",

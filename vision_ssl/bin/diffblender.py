@@ -28,7 +28,7 @@ PROG = "python -m vision_ssl.bin.diffblender"
 
 
 def _parser(command: str, doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"{PROG} {command}", description=doc,
+    return argparse.ArgumentParser(prog=f"{PROG} {command}".strip(), description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
@@ -138,11 +138,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sub-command named by the first argument; returns the exit status."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the sub-command's options")
-    args = parser.parse_args(argv)
-    return COMMANDS[args.command](args.args)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser("", __doc__)
+    parser.add_argument("command", choices=COMMANDS, help="the sub-command; its options follow it")
+    return COMMANDS[parser.parse_args(argv[:1]).command](argv[1:])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from compact_ssl.io import atomic_path
 from vision_ssl.data.base import LabeledImages, layout_error
 
 LAYOUT = ("<root>/<list file>: one image per line, 'path<TAB>label' (label: integer class index, -1 for "
@@ -33,14 +34,11 @@ def read_filelist(path: str | Path) -> tuple[list[str], list[int]]:
 
 def write_filelist(path: str | Path, entries: Iterable[tuple[str | Path, int]]) -> int:
     """Write ``(path, label)`` entries atomically (temporary file, then rename); returns the count."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         for name, label in entries:
             f.write(f"{name}\t{int(label)}\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 

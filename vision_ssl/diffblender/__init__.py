@@ -1,14 +1,17 @@
 """DiffBlender (arXiv 2305.15194): multimodal conditioning of a frozen text-to-image diffusion
 model, built on diffusers' ``UNet2DConditionModel`` without forking it.
 
-Modules (lower never import higher): ``config`` (AdapterConfig, TrainConfig, SampleConfig,
-DiffBlenderConfig) -> ``encoders`` (registry per category: image / spatial / nonspatial),
-``fusers`` (gated self-attention with a runtime scale), ``processors`` (attention processors that
-install the fusers), ``schedule`` and ``guidance`` (pure functions) -> ``adapter``
+Modules (lower never import higher): ``config`` (AdapterConfig, TrainConfig, TrainerConfig,
+SampleConfig, DiffBlenderConfig) -> ``encoders`` (registry per category: image / spatial /
+nonspatial), ``fusers`` (gated self-attention with a runtime scale), ``processors`` (attention
+processors that install the fusers), ``schedule`` and ``guidance`` (pure functions) -> ``adapter``
 (``DiffBlenderAdapter``: all trainable networks; ``prepare`` / ``encode`` / ``predict``) ->
 ``weights`` (adapter-only safetensors, official-checkpoint converter) -> ``task`` (Lightning
-training module) and ``pipeline`` (``DiffBlenderPipeline``); ``tiny`` builds a tiny random SD
-base for CPU tests and the mini recipe. Nothing heavy is imported here.
+training module) and ``pipeline`` (``DiffBlenderPipeline``) -> the recipe steps behind
+``python -m vision_ssl.bin.diffblender``: ``prepare`` (data check, condition cache),
+``experiment`` (adapter training through the experiment runner), ``sampling`` and
+``evaluation``; ``tiny`` builds a tiny random SD base for CPU tests and the mini recipe, which
+``base_training`` trains. Nothing heavy is imported here.
 
 Raw-condition contract (a missing modality key means absent, i.e. null for the whole batch)::
 

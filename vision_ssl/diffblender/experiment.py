@@ -1,16 +1,5 @@
 """Adapter training on a frozen Stable Diffusion base through the experiment runner
-(:class:`compact_ssl.training.Experiment`).
-
-The run folder receives ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (adapter weights and
-optimiser state only, every ``trainer.ckpt_every_n_steps`` steps and at epoch ends), TensorBoard
-logs and the metric history ``csv/metrics.csv``, and at the end ``adapter.safetensors`` (the
-adapter alone, loadable with ``DiffBlenderPipeline.from_pretrained(base, adapter=...)``) and
-``train_done.json``. Rerunning skips a finished run and resumes an interrupted one from
-``last.ckpt`` (the base is reloaded from ``base``); a changed config is refused unless
-``--resume never`` (fresh run) or ``--resume force`` (continue, recorded). The ``sample:`` section
-does not touch the weights and may change freely. Multi-GPU: ``trainer.devices`` /
-``trainer.num_nodes``; ``data.batch_size`` is per device.
-"""
+(:class:`compact_ssl.training.Experiment`): ``python -m vision_ssl.bin.diffblender train``."""
 
 from __future__ import annotations
 
@@ -36,11 +25,24 @@ def check_modalities(config: DiffBlenderConfig) -> None:
     missing = sorted(set(config.data.modalities) - set(config.adapter.modalities))
     if missing:
         raise ConfigError(f"data.modalities {missing} have no encoder in adapter.modalities "
-                         f"({sorted(config.adapter.modalities)}); add them to the adapter or drop them from the data")
+                          f"({sorted(config.adapter.modalities)}); add them to the adapter or drop them from the data")
 
 
 class AdapterTraining(Experiment):
-    """One adapter training run in the experiment folder itself (``--seeds`` gives seed<N>/ folders)."""
+    """Train the DiffBlender adapter on a frozen Stable Diffusion base, in the experiment folder
+    itself (``--seeds`` gives seed<N>/ folders).
+
+    The run folder receives ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (adapter weights
+    and optimiser state only, every ``trainer.ckpt_every_n_steps`` steps and at epoch ends),
+    TensorBoard logs and the metric history ``csv/metrics.csv``, and at the end
+    ``adapter.safetensors`` (the adapter alone, loadable with
+    ``DiffBlenderPipeline.from_pretrained(base, adapter=...)``) and ``train_done.json``. Rerunning
+    skips a finished run and resumes an interrupted one from ``last.ckpt`` (the base is reloaded
+    from ``base``); a changed config is refused unless ``--resume never`` (fresh run) or
+    ``--resume force`` (continue, recorded). The ``sample:`` section does not touch the weights and
+    may change freely. Multi-GPU: ``trainer.devices`` / ``trainer.num_nodes``; ``data.batch_size``
+    is per device.
+    """
 
     config_class = DiffBlenderConfig
     seed_dirs = False
@@ -52,7 +54,7 @@ class AdapterTraining(Experiment):
     def check(self, config: DiffBlenderConfig, rundir: Path) -> None:
         if not config.base:
             raise ConfigError("base is empty: set it to a diffusers Stable Diffusion folder (unet/ vae/ text_encoder/ "
-                             "tokenizer/ scheduler/), e.g. --set base=/path/to/stable-diffusion-v1-4")
+                              "tokenizer/ scheduler/), e.g. --set base=/path/to/stable-diffusion-v1-4")
         check_modalities(config)
 
     def setup(self, config: DiffBlenderConfig, rundir: Path) -> Setup:
@@ -73,7 +75,8 @@ class AdapterTraining(Experiment):
         save_adapter(setup.module.adapter, rundir / ADAPTER)
 
     def describe(self, seed: int, summary: dict) -> str:
-        return f"{summary['steps']} steps, {summary['trainable_parameters']:,} trainable parameters -> {summary['adapter']}"
+        return (f"{summary['steps']} steps, {summary['trainable_parameters']:,} trainable parameters -> "
+                f"{summary['adapter']}")
 
     def parser(self) -> argparse.ArgumentParser:
         parser = super().parser()

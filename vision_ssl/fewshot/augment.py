@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import transforms as T
 
@@ -110,11 +109,6 @@ def cutmix(x: Tensor, x2: Tensor, lam: float, rng: np.random.Generator) -> tuple
     out = x.clone()
     out[..., y0:y1, x0:x1] = x2[..., y0:y1, x0:x1]
     return out, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
-
-
-def mixed_cross_entropy(logits: Tensor, y: Tensor, y2: Tensor, lam: float) -> Tensor:
-    """``lam CE(logits, y) + (1 - lam) CE(logits, y2)`` (mean over the batch)."""
-    return lam * F.cross_entropy(logits, y) + (1.0 - lam) * F.cross_entropy(logits, y2)
 
 
 @torch.no_grad()

@@ -26,9 +26,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from compact_ssl.config import build_dataclass
+from compact_ssl.nn import mixed_label_cross_entropy
 from compact_ssl.training import NonFiniteLossError
-from vision_ssl.fewshot.augment import (MIX_MODES, MIX_PAIRINGS, SUPPORT_POLICIES, cutmix, mix_partners,
-                                        mixed_cross_entropy, mixup, support_transform, tta_logits)
+from vision_ssl.fewshot.augment import (
+    MIX_MODES,
+    MIX_PAIRINGS,
+    SUPPORT_POLICIES,
+    cutmix,
+    mix_partners,
+    mixup,
+    support_transform,
+    tta_logits,
+)
 from vision_ssl.fewshot.refine import rerandomize
 
 BODY_PARTS = ("stem", "layer1", "layer2", "layer3", "layer4", "bn")
@@ -194,7 +203,7 @@ def finetune_episode(pretrained: nn.Module, support: Sequence, support_labels: S
             else:
                 x, x2 = inputs(idx), inputs(partner[idx])
                 x, weight = mixup(x, x2, lam) if c.mix == "mixup" else cutmix(x, x2, lam, rng)
-                loss = mixed_cross_entropy(head(features(x)), target, y[torch.as_tensor(partner[idx], device=device)],
+                loss = mixed_label_cross_entropy(head(features(x)), target, y[torch.as_tensor(partner[idx], device=device)],
                                            weight)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"few-shot fine-tuning: loss is {loss.item()} at step {steps}; "

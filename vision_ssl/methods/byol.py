@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from compact_ssl.nn import ema_update
 from vision_ssl.config import ExperimentConfig
 from vision_ssl.heads import ProjectionHead
 from vision_ssl.losses import byol_loss
@@ -49,8 +50,7 @@ class BYOL(PretrainMethod):
         """``target = ema * target + (1 - ema) * online`` for backbone and projector parameters."""
         ema = self.config.byol.ema
         for online, target in ((self.backbone, self.target_backbone), (self.head, self.target_head)):
-            for o, t in zip(online.parameters(), target.parameters()):
-                t.mul_(ema).add_(o.detach(), alpha=1 - ema)
+            ema_update(target, online, ema)
 
     @torch.no_grad()
     def reset_target(self) -> None:

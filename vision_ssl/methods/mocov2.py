@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from compact_ssl.nn import ema_update
 from vision_ssl.config import ExperimentConfig
 from vision_ssl.losses import mix_halves, mixco_moco_loss, moco_logits, moco_loss, sample_mix_lambda
 from vision_ssl.methods.base import PretrainMethod, frozen_copy
@@ -36,8 +37,7 @@ class MoCoV2(PretrainMethod):
         """``key = m * key + (1 - m) * query`` for every parameter of backbone and head."""
         m = self.config.moco.momentum
         for q_mod, k_mod in ((self.backbone, self.key_backbone), (self.head, self.key_head)):
-            for q, k in zip(q_mod.parameters(), k_mod.parameters()):
-                k.mul_(m).add_(q.detach(), alpha=1 - m)
+            ema_update(k_mod, q_mod, m)
 
     @torch.no_grad()
     def encode_keys(self, x: Tensor) -> Tensor:

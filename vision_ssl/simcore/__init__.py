@@ -5,6 +5,7 @@ on a small target set.
   streamed over feature chunks, same result);
 * :mod:`~vision_ssl.simcore.budget`: coreset budget, random baseline, epoch recomputation;
 * :mod:`~vision_ssl.simcore.features`: features on disk as memory-mapped shards;
+* :mod:`~vision_ssl.simcore.coreset`: drawing a coreset from feature folders into the pretraining lists;
 * :mod:`~vision_ssl.simcore.config`: the recipe's coreset settings;
 * :mod:`~vision_ssl.simcore.mini`: the mini recipe's digits (+ Omniglot) target and open set.
 """
