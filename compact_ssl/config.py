@@ -53,6 +53,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: the error of X names the exact place
+            return coerce(value, options[0], where)
         errors = []
         for option in options:
             try:

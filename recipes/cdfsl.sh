@@ -173,7 +173,7 @@ fewshot_stage() {
 
 results_stage() {
   # shellcheck disable=SC2086
-  python -m vision_ssl.bin.cdfsl_results --exp_root "${exp_root}" --schemes ${schemes} --targets ${targets} \
+  python -m vision_ssl.bin.results cdfsl --exp_root "${exp_root}" --schemes ${schemes} --targets ${targets} \
     --out "${expdir}/results.md"
 }
 

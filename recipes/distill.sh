@@ -39,6 +39,7 @@ conf=conf/distill.yaml   # distillation config (YAML); the student/teacher above
 use_dump=false           # stage 3 dumps teacher features; training reads them (star, distilhubert)
 dumpdir=dump             # where feature dumps go
 train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=100 optim.lr=1e-3"
+resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 cmd_backend=local        # how the distillation stage starts: local | slurm | torchrun (see recipes/cmd.sh)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
@@ -121,7 +122,8 @@ distill_stage() {
   fi
   local kv
   for kv in ${train_args}; do overrides+=(--set "${kv}"); done
-  launch "${ngpu}" "${nnodes}" audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" "${overrides[@]}"
+  launch "${ngpu}" "${nnodes}" audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" \
+    --resume "${resume}" "${overrides[@]}"
 }
 
 export_stage() {

@@ -93,7 +93,7 @@ eval_stage() {
   for conf in ${confs}; do dirs+=("${expdir}/$(cname "${conf}")"); done
   # shellcheck disable=SC2086
   python -m audio_cls.bin.evaluate --expdir "${dirs[@]}" --which ${eval_which}
-  python -m audio_cls.bin.collect_results --exp "${expdir}" --title "ICBHI results: ${tag}"
+  python -m audio_cls.bin.results --exp "${expdir}" --title "ICBHI results: ${tag}"
 }
 
 run_stage 0 "corpus: ${corpus_root}" corpus_stage

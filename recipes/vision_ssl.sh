@@ -86,7 +86,7 @@ linear_stage() {
 }
 
 results_stage() {
-  python -m vision_ssl.bin.results --expdir "${expdir}" --out "${expdir}/results.md"
+  python -m vision_ssl.bin.results linear --expdir "${expdir}" --out "${expdir}/results.md"
 }
 
 run_stage 0 "data: ${dataset} at ${data_root}" data_stage

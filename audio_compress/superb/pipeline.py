@@ -152,6 +152,7 @@ class RunPlan:
 
 
 def read_record(path: str | Path) -> dict:
+    """The scalars and arguments the runner's ``--record`` wrote for one invocation."""
     path = Path(path)
     if not path.is_file():
         raise TaskFailed(f"{path} was not written: the s3prl run did not finish (see the log)")

@@ -1,4 +1,4 @@
-"""Results table over seeds: ``python -m audio_cls.bin.collect_results --exp exp/<tag>``.
+"""Results table over seeds: ``python -m audio_cls.bin.results --exp exp/<tag>``.
 
 Reads ``<exp>/<method>/seed*/eval/<which>/scores.json`` and writes ``<exp>/results.md`` and
 ``<exp>/results.json`` with, per method and checkpoint selection, mean and standard deviation over
