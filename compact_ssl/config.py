@@ -15,6 +15,7 @@ wrong type fails at load time naming the key:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import types
@@ -188,6 +189,13 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
             node = child
         node[parts[-1]] = yaml.safe_load(text)
     return raw
+
+
+def add_override_argument(parser: argparse.ArgumentParser, example: str = "trainer.max_epochs=2") -> None:
+    """The ``--set KEY=VALUE`` option of every entry point (repeatable; values parsed as YAML),
+    collected in ``args.overrides`` for :func:`apply_overrides`."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config entry, e.g. --set {example} (repeatable)")
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from audio_compress.bin.distill import Distillation
-from compact_ssl.training import NonFiniteLossError
 from audio_compress.dump import dump_teacher_features
-from audio_compress.tasks.config import load_config, save_config
-from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.methods import default_teacher_layers, get_method
 from audio_compress.models import get_student_config
+from audio_compress.tasks.config import load_config, save_config
+from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.tasks.distill import DistillationTask, warmup_linear_decay
 from audio_compress.teachers import load_teacher
+from compact_ssl.training import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -55,7 +55,8 @@ def test_stages_0_1_make_data_and_rerun_is_safe(corpus_and_data):
     assert log.is_file() and "stage 1" in log.read_text()
 
 
-@pytest.mark.parametrize("method,student,entry", [("star", "tiny_star", "star_local"), ("armhubert", "tiny_arm", "armhubert_local"),
+@pytest.mark.parametrize("method,student,entry", [("star", "tiny_star", "star_local"),
+                                                   ("armhubert", "tiny_arm", "armhubert_local"),
                                                    ("distilhubert", "tiny_distil", "distilhubert_local")])
 def test_mini_recipe_distills_and_exports(corpus_and_data, method, student, entry):
     work = corpus_and_data
@@ -79,7 +80,8 @@ def test_mini_recipe_distills_and_exports(corpus_and_data, method, student, entr
     upstream = S3PRLUpstream(entry, path_or_url=str(expdir / "student.pt")).eval()
     with torch.no_grad():
         states, lens = upstream(torch.randn(2, 16000), torch.tensor([16000, 8000]))
-    assert len(states) == {"star": 3, "armhubert": 4, "distilhubert": 6}[method]  # distilhubert: CNN + 2 layers + 3 heads
+    # distilhubert: projected CNN features + 2 layers + 3 head predictions
+    assert len(states) == {"star": 3, "armhubert": 4, "distilhubert": 6}[method]
     assert states[0].shape[-1] == 64 and lens[0].tolist() == [50, 25]
 
 

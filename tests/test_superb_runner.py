@@ -19,8 +19,14 @@ import yaml
 from audio_compress.data.kaldi import write_kaldi_map
 from audio_compress.superb import layouts, pipeline, runner, s3prl_patches
 from audio_compress.superb.score import METRIC_KEYS
-from audio_compress.superb.tasks import (MINI_TASKS, SUPERB_TASKS, TASKS, MissingRootError,
-                                         MissingToolFileError, get_task)
+from audio_compress.superb.tasks import (
+    MINI_TASKS,
+    SUPERB_TASKS,
+    TASKS,
+    MissingRootError,
+    MissingToolFileError,
+    get_task,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -313,8 +319,7 @@ def test_layouts_are_reused_when_unchanged(mini_layouts):
 def test_speech_commands_layout_as_s3prl_splits_it(mini_layouts):
     out, docs, dirs = mini_layouts
     s3prl_patches.install_catalyst_shim()
-    from s3prl.downstream.speech_commands.dataset import (SpeechCommandsDataset,
-                                                          SpeechCommandsTestingDataset)
+    from s3prl.downstream.speech_commands.dataset import SpeechCommandsDataset, SpeechCommandsTestingDataset
     from s3prl.downstream.speech_commands.expert import split_dataset
 
     train, valid = split_dataset(out / "ks" / "train")

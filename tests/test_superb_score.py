@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 
-from audio_compress.bin import superb_results as cli
+from audio_compress.bin import superb as cli
 from audio_compress.superb import (METRIC_KEYS, PUBLISHED, REFERENCE_POINTS, MetricsFileError,
                                    MetricsOverrideWarning, MissingMetricsError, Score,
                                    UnknownMetricError, collect_metrics, overall_score,
@@ -262,7 +262,7 @@ def test_collect_metrics_malformed_files_name_the_file(tmp_path, content, match)
 def test_cli(tmp_path, capsys):
     _write_metric(tmp_path / "runs" / "a" / "metrics.json", "up1", "KS", {"KS_acc": 80.0})
     _write_metric(tmp_path / "runs" / "b" / "metrics.json", "up1", "IC", {"IC_acc": 60.0})
-    rc = cli.main(["--metrics", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+    rc = cli.main(["results", "--metrics", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
                    "--title", "CLI test", "--published", "HuBERT Base,STaRHuBERT-L", "--mini"])
     printed = capsys.readouterr().out
     assert rc == 0
@@ -272,5 +272,5 @@ def test_cli(tmp_path, capsys):
     _check_png(tmp_path / "out" / "results.png")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    assert cli.main(["--metrics", str(bad), "--out", str(tmp_path / "o2")]) == 1
+    assert cli.main(["results", "--metrics", str(bad), "--out", str(tmp_path / "o2")]) == 1
     assert "bad.json" in capsys.readouterr().err

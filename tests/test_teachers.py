@@ -9,6 +9,11 @@ import types
 
 import pytest
 import torch
+from fairseq_fixtures import (
+    format_conv_feature_layers,
+    transformers_to_fairseq_config,
+    transformers_to_fairseq_state_dict,
+)
 from torch import nn
 from transformers import HubertModel, Wav2Vec2Model, WavLMModel
 
@@ -27,8 +32,6 @@ from audio_compress.teachers import (
 )
 from audio_compress.teachers.configs import model_class_for
 from audio_compress.teachers.fairseq import unpickle as fairseq_unpickle
-from fairseq_fixtures import (format_conv_feature_layers, transformers_to_fairseq_config,
-                              transformers_to_fairseq_state_dict)
 
 TINY = ["tiny_hubert", "tiny_wavlm", "tiny_wav2vec2"]
 

@@ -12,13 +12,13 @@ import argparse
 
 from audio_cls.features import build_feature_cache, load_feature_cache
 from audio_cls.tasks.config import load_config
+from compact_ssl.config import add_override_argument
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", nargs="+", required=True, help="training YAML(s) (egs/*/*/conf/*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry (repeatable)")
+    add_override_argument(parser, "features.num_mel_bins=128")
     args = parser.parse_args(argv)
     for conf in args.config:
         config = load_config(conf, args.overrides)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from audio_compress.dump import DEFAULT_SHARD_FRAMES, dump_teacher_features
+from compact_ssl.config import add_override_argument
 
 
 def parse_layers(text: str) -> list[int]:
@@ -50,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder of the dump")
     parser.add_argument("--layers", type=parse_layers, help="teacher hidden-state indices, e.g. 0,4,8,12")
     parser.add_argument("--config", help="distillation YAML to derive --layers (and --teacher) from")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an entry of --config (repeatable)")
+    add_override_argument(parser, "data.resample=true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--shard_frames", type=int, default=DEFAULT_SHARD_FRAMES,
                         help=f"frames per shard file (default {DEFAULT_SHARD_FRAMES})")

@@ -34,9 +34,19 @@ completed shards and redoes only the incomplete ones.
 """
 
 from audio_compress.dump.dataset import DumpBatch, DumpedSpeechDataset
-from audio_compress.dump.layout import (BYTES_PER_VALUE, DEFAULT_SHARD_FRAMES, DISK_MARGIN, DONE_FILE, DTYPE,
-                                        FORMAT_VERSION, INDEX_FILE, META_FILE, DumpError, expected_feature_bytes,
-                                        plan_shards)
+from audio_compress.dump.layout import (
+                                        BYTES_PER_VALUE,
+                                        DEFAULT_SHARD_FRAMES,
+                                        DISK_MARGIN,
+                                        DONE_FILE,
+                                        DTYPE,
+                                        FORMAT_VERSION,
+                                        INDEX_FILE,
+                                        META_FILE,
+                                        DumpError,
+                                        expected_feature_bytes,
+                                        plan_shards,
+)
 from audio_compress.dump.reader import TeacherDump
 from audio_compress.dump.writer import dump_teacher_features, teacher_identity
 

@@ -29,7 +29,7 @@ class DumpBatch(WaveBatch):
     targets: list[torch.Tensor]
     layers: list[int]
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "DumpBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DumpBatch:
         return DumpBatch(
             self.wavs.to(device, non_blocking=non_blocking),
             self.padding_mask.to(device, non_blocking=non_blocking),

@@ -5,7 +5,7 @@ Shared by the writer and the reader so that both agree on one definition of the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from audio_compress.frames import num_frames
 

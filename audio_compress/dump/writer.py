@@ -10,18 +10,29 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from audio_compress.data.dataset import SpeechDataset
-from audio_compress.dump.layout import (BYTES_PER_VALUE, DEFAULT_SHARD_FRAMES, DISK_MARGIN, DONE_FILE, DTYPE,
-                                        FORMAT_VERSION, INDEX_FILE, META_FILE, DumpError, plan_shards,
-                                        shard_name)
+from audio_compress.dump.layout import (
+    BYTES_PER_VALUE,
+    DEFAULT_SHARD_FRAMES,
+    DISK_MARGIN,
+    DONE_FILE,
+    DTYPE,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    META_FILE,
+    DumpError,
+    plan_shards,
+    shard_name,
+)
 from audio_compress.frames import num_frames
 from compact_ssl.io import atomic_write_text, read_json
 

@@ -184,10 +184,10 @@ def intra_layer_tgm_loss(
     cropped, padding_mask = crop_to_common_length([*student_states, *teacher_states], padding_mask)
     s, t = cropped[:n], cropped[n:]
     total = None
-    for l in range(1, n):
+    for layer in range(1, n):
         term = gram_mse(
-            temporal_gram(s[l - 1], s[l], padding_mask=padding_mask, normalize=normalize),
-            temporal_gram(t[l - 1], t[l], padding_mask=padding_mask, normalize=normalize),
+            temporal_gram(s[layer - 1], s[layer], padding_mask=padding_mask, normalize=normalize),
+            temporal_gram(t[layer - 1], t[layer], padding_mask=padding_mask, normalize=normalize),
             padding_mask,
         )
         total = term if total is None else total + term

@@ -112,7 +112,9 @@ class DistillMethod(abc.ABC):
             position = {layer: i for i, layer in enumerate(batch.layers)}
             missing = [layer for layer in layers if layer not in position]
             if missing:
-                raise ValueError(f"the feature dump lacks teacher layers {missing} (has {batch.layers}); re-run the dump")
+                raise ValueError(
+                    f"the feature dump lacks teacher layers {missing} (has {batch.layers}); re-run the dump"
+                )
             return [batch.targets[position[layer]] for layer in layers]
         states = teacher(batch.wavs, padding_mask=batch.padding_mask).hidden_states
         return [states[layer] for layer in layers]

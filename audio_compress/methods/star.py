@@ -36,7 +36,8 @@ class STaR(DistillMethod):
     def loss(self, batch: WaveBatch, student: StudentModel, teacher: FrozenTeacher, train: bool,
              generator: torch.Generator) -> dict[str, Tensor]:
         cfg = self.config.loss
-        weights = {"normalize": cfg.normalize, "layerwise_weight": cfg.layerwise_weight, "intra_weight": cfg.intra_weight}
+        weights = {"normalize": cfg.normalize, "layerwise_weight": cfg.layerwise_weight,
+                   "intra_weight": cfg.intra_weight}
         if cfg.attn_weight > 0:
             # both models also return their maps; student layer l is matched to its mapped teacher layer
             teacher_out = teacher(batch.wavs, padding_mask=batch.padding_mask, output_attentions=True)

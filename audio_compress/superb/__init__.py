@@ -6,17 +6,35 @@
   published per-task rows (HuBERT Base, DistilHuBERT, ARMHuBERT, STaRHuBERT, ...).
 * :mod:`audio_compress.superb.results`: merge the runner's per-task ``metrics.json`` files and
   write ``results.json`` / ``results.md`` / ``results.png``
-  (CLI: ``python -m audio_compress.bin.superb_results``).
+  (CLI: ``python -m audio_compress.bin.superb results``).
 """
 
-from audio_compress.superb.results import (DEFAULT_PUBLISHED, MetricsFileError,
-                                           MetricsOverrideWarning, collect_metrics,
-                                           find_metric_files, read_results, write_results)
-from audio_compress.superb.score import (LOWER_IS_BETTER, METRIC_INFO, METRIC_KEYS, METRIC_TASK,
-                                         PUBLISHED, REFERENCE_POINTS, TASKS, MissingMetricsError,
-                                         PublishedModel, ReferencePoint, Score,
-                                         UnknownMetricError, overall_score, superb_score,
-                                         validate_metrics)
+from audio_compress.superb.results import (
+                                           DEFAULT_PUBLISHED,
+                                           MetricsFileError,
+                                           MetricsOverrideWarning,
+                                           collect_metrics,
+                                           find_metric_files,
+                                           read_results,
+                                           write_results,
+)
+from audio_compress.superb.score import (
+                                           LOWER_IS_BETTER,
+                                           METRIC_INFO,
+                                           METRIC_KEYS,
+                                           METRIC_TASK,
+                                           PUBLISHED,
+                                           REFERENCE_POINTS,
+                                           TASKS,
+                                           MissingMetricsError,
+                                           PublishedModel,
+                                           ReferencePoint,
+                                           Score,
+                                           UnknownMetricError,
+                                           overall_score,
+                                           superb_score,
+                                           validate_metrics,
+)
 
 __all__ = [
     "LOWER_IS_BETTER", "METRIC_INFO", "METRIC_KEYS", "METRIC_TASK", "PUBLISHED",

@@ -38,39 +38,32 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from audio_compress.superb.commands import (UpstreamSpec, ckpt_arg, effective_config, evaluate_argv,
-                                            format_overrides, parse_overrides, parse_upstream, task_overrides,
-                                            train_argv)
+from audio_compress.superb.commands import (
+    UpstreamSpec,
+    ckpt_arg,
+    effective_config,
+    evaluate_argv,
+    format_overrides,
+    parse_overrides,
+    parse_upstream,
+    task_overrides,
+    train_argv,
+)
 from audio_compress.superb.tasks import TaskSpec, get_task
 from compact_ssl.io import write_json
 
 __all__ = [
-    "UpstreamSpec",
-    "parse_upstream",
-    "parse_overrides",
-    "format_overrides",
-    "effective_config",
-    "task_overrides",
-    "train_argv",
-    "evaluate_argv",
-    "read_record",
-    "metrics_from_record",
-    "RunSpec",
-    "RunPlan",
-    "finished_run",
-    "plan_run",
-    "execute_plan",
-    "report_run",
-    "run",
-    "run_task",
-    "TaskFailed",
-    "file_sha256",
-    "parse_mtwv",
-    "probe_layers",
+    # re-exported from audio_compress.superb.commands
+    "UpstreamSpec", "parse_upstream", "parse_overrides", "format_overrides", "effective_config",
+    "task_overrides", "train_argv", "evaluate_argv",
+    # a run: spec -> plan -> execution -> report
+    "RunSpec", "RunPlan", "finished_run", "plan_run", "execute_plan", "report_run", "run", "run_task",
+    "TaskFailed", "read_record", "metrics_from_record", "file_sha256", "parse_mtwv", "probe_layers",
 ]
 
 RUNNER = "audio_compress.superb.runner"

@@ -19,10 +19,21 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from audio_compress.superb.score import (METRIC_INFO, METRIC_KEYS, PUBLISHED, REFERENCE_POINTS,
-                                         REFERENCE_POINTS_SOURCE, SOURCES, MissingMetricsError,
-                                         Score, format_metric, get_published, overall_score,
-                                         superb_score, validate_metrics)
+from audio_compress.superb.score import (
+    METRIC_INFO,
+    METRIC_KEYS,
+    PUBLISHED,
+    REFERENCE_POINTS,
+    REFERENCE_POINTS_SOURCE,
+    SOURCES,
+    MissingMetricsError,
+    Score,
+    format_metric,
+    get_published,
+    overall_score,
+    superb_score,
+    validate_metrics,
+)
 
 __all__ = ["DEFAULT_PUBLISHED", "MetricsFileError", "MetricsOverrideWarning", "collect_metrics",
            "find_metric_files", "score_row", "render_markdown", "plot_results", "write_results",

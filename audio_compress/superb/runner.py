@@ -46,8 +46,8 @@ import builtins
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from audio_compress.superb.s3prl_patches import RECORDER, EmptyDataloaderError, ScalarRecorder, install_fixes
 

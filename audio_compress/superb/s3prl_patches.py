@@ -41,8 +41,8 @@ import json
 import os
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from compact_ssl.io import write_json
 
@@ -258,10 +258,9 @@ def _install_empty_loader_check(runner_mod) -> None:
 def install_fixes(s3prl_root: str | None) -> str:
     """Everything that does not depend on the invocation's arguments; returns where the ctc
     corpus readers come from (see :func:`install_ctc_corpus`)."""
-    from tensorboardX import SummaryWriter
-
     import s3prl.downstream.runner as runner_mod
     import s3prl.run_downstream as rd
+    from tensorboardX import SummaryWriter
 
     _install_ddp_step_counter(runner_mod)
     _install_empty_loader_check(runner_mod)

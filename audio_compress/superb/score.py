@@ -35,9 +35,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from audio_compress.superb.metrics import (LOWER_IS_BETTER, METRIC_INFO, METRIC_KEYS, METRIC_TASK, TASKS,
-                                           MetricInfo, MissingMetricsError, UnknownMetricError, format_metric,
-                                           validate_metrics)
+from audio_compress.superb.metrics import (
+    LOWER_IS_BETTER,
+    METRIC_INFO,
+    METRIC_KEYS,
+    METRIC_TASK,
+    TASKS,
+    MetricInfo,
+    MissingMetricsError,
+    UnknownMetricError,
+    format_metric,
+    validate_metrics,
+)
 from audio_compress.superb.published import PUBLISHED, SOURCES, PublishedModel, get_published
 
 __all__ = [

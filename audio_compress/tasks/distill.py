@@ -48,7 +48,8 @@ class DistillationTask(L.LightningModule):
             report = init_student_from_teacher(self.student, teacher, encoder_layers=config.init_teacher_layers)
             print(
                 f"Initialised {len(report['copied'])} student tensors from the teacher; "
-                f"not initialised: {report['student_not_initialised']}; unused teacher tensors: {report['teacher_only']}"
+                f"not initialised: {report['student_not_initialised']}; "
+                f"unused teacher tensors: {report['teacher_only']}"
             )
         self.method = get_method(config.method)(config, self.student.config, teacher.num_layers)
         self.method.check(teacher.hidden_size)

@@ -41,6 +41,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from compact_ssl.config import (
     ConfigError,
+    add_override_argument,
     apply_overrides,
     build_dataclass,
     config_diff,
@@ -224,8 +225,7 @@ class Experiment(abc.ABC):
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--config", required=True, help="experiment YAML (egs/*/*/conf/*.yaml)")
         parser.add_argument("--expdir", required=True, help="experiment folder")
-        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a config entry, e.g. --set trainer.max_epochs=2 (repeatable)")
+        add_override_argument(parser)
         parser.add_argument("--seeds", nargs="+", type=int, default=None,
                             help="seeds to train, one run each (default: the config's seed)")
         parser.add_argument("--resume", default="auto", choices=[*RESUME_MODES, *_LEGACY_RESUME],

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from compact_ssl.config import apply_overrides
+from compact_ssl.config import add_override_argument, apply_overrides
 from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.backbones import BACKBONES, build_backbone
-from vision_ssl.io import write_json
 from vision_ssl.data import DATASETS, DatasetLayoutError, build_dataset
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.fewshot import UPDATE_PRESETS, UpdateConfig, evaluate_fewshot, update_config
 from vision_ssl.fewshot.study import load_study
+from vision_ssl.io import write_json
 
 
 @dataclass
@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode seed (same seed: same episodes)")
     parser.add_argument("--update", nargs="+", default=["lp"], help="update method name(s)")
     parser.add_argument("--table", default=None, help="study YAML whose 'updates' rows define the names")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an update field, e.g. --set epochs=10 (repeatable)")
+    add_override_argument(parser, "epochs=10")
     parser.add_argument("--out", required=True, help="result JSON")
     args = parser.parse_args(argv)
     try:

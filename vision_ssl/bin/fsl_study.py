@@ -19,11 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from compact_ssl.config import save_yaml_config
-from vision_ssl.io import write_json
+from compact_ssl.config import add_override_argument, save_yaml_config
 from vision_ssl.bin.fewshot_eval import add_source_arguments, load_source, pick_device, run_cell
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.fewshot.study import StudyConfig, load_study, plot_accuracy_vs_shots, to_markdown
+from vision_ssl.io import write_json
 
 
 def run_study(study: StudyConfig, args: argparse.Namespace) -> dict:
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     add_source_arguments(run)
     run.add_argument("--table", required=True, help="study YAML (vision_ssl.fewshot.study)")
     run.add_argument("--outdir", required=True, help="folder for the cells and summary.json")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a table entry, e.g. --set episodes=20 or --set defaults.epochs=10 (repeatable)")
+    add_override_argument(run, "defaults.epochs=10")
     rep = sub.add_parser("report", help="table and plot over finished studies")
     rep.add_argument("--outdirs", nargs="+", required=True, help="folders written by 'run'")
     rep.add_argument("--out", required=True, help="Markdown table (a .json twin is written beside it)")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from audio_compress.superb.layouts.common import LayoutError, Utt
 from audio_compress.superb.layouts.ic import build_ic_layout

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from audio_compress.frames import SAMPLE_RATE
-from audio_compress.superb.layouts.common import (KS_CLASSES, SPLITS, LayoutError, Utt, by_split, finish_layout,
-                                                  fresh_layout, load_utt, safe_name, signature, start_layout,
-                                                  write_wav)
+from audio_compress.superb.layouts.common import (
+    KS_CLASSES,
+    SPLITS,
+    LayoutError,
+    Utt,
+    by_split,
+    finish_layout,
+    fresh_layout,
+    load_utt,
+    safe_name,
+    signature,
+    start_layout,
+    write_wav,
+)
 
 __all__ = ["build_ks_layout", "speech_commands_split"]
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from audio_compress.superb.layouts.common import (SPLITS, LayoutError, Utt, by_split, finish_layout, fresh_layout,
-                                                  load_utt, signature, start_layout, write_wav)
+from audio_compress.superb.layouts.common import (
+    SPLITS,
+    LayoutError,
+    Utt,
+    by_split,
+    finish_layout,
+    fresh_layout,
+    load_utt,
+    signature,
+    start_layout,
+    write_wav,
+)
 
 __all__ = ["build_pr_layout"]
 

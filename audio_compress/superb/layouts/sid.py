@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from audio_compress.superb.layouts.common import (SPLITS, LayoutError, Utt, by_split, finish_layout, fresh_layout,
-                                                  load_utt, safe_name, signature, start_layout, write_wav)
+from audio_compress.superb.layouts.common import (
+    SPLITS,
+    LayoutError,
+    Utt,
+    by_split,
+    finish_layout,
+    fresh_layout,
+    load_utt,
+    safe_name,
+    signature,
+    start_layout,
+    write_wav,
+)
 
 __all__ = ["build_sid_layout"]
 

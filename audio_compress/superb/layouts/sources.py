@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from audio_compress.superb.layouts.common import KS_CLASSES, NONE, SPLITS, LayoutError, Utt
 

@@ -13,12 +13,22 @@ The inverse direction (transformers -> fairseq names, to write fixture checkpoin
 the tests (``tests/fairseq_fixtures.py``): nothing in the toolkit writes fairseq files.
 """
 
-from audio_compress.teachers.fairseq.checkpoint import (FairseqCheckpoint, FairseqConversionError,
-                                                        load_fairseq_checkpoint)
-from audio_compress.teachers.fairseq.config import (DEFAULT_CONV_FEATURE_LAYERS, detect_model_type,
-                                                    fairseq_to_transformers_config, parse_conv_feature_layers)
-from audio_compress.teachers.fairseq.state_dict import (IGNORED_PREFIXES, build_model_from_fairseq,
-                                                        convert_fairseq_state_dict)
+from audio_compress.teachers.fairseq.checkpoint import (
+                                                        FairseqCheckpoint,
+                                                        FairseqConversionError,
+                                                        load_fairseq_checkpoint,
+)
+from audio_compress.teachers.fairseq.config import (
+                                                        DEFAULT_CONV_FEATURE_LAYERS,
+                                                        detect_model_type,
+                                                        fairseq_to_transformers_config,
+                                                        parse_conv_feature_layers,
+)
+from audio_compress.teachers.fairseq.state_dict import (
+                                                        IGNORED_PREFIXES,
+                                                        build_model_from_fairseq,
+                                                        convert_fairseq_state_dict,
+)
 from audio_compress.teachers.fairseq.unpickle import Placeholder, to_plain
 
 __all__ = [

@@ -14,9 +14,11 @@ fairseq                                                         transformers
 ``encoder.layer_norm.*``                                        ``encoder.layer_norm.*``
 ``encoder.layers.{i}.self_attn.{q,k,v,out}_proj.*``             ``encoder.layers.{i}.attention.{q,k,v,out}_proj.*``
 ``encoder.layers.{i}.self_attn_layer_norm.*``                   ``encoder.layers.{i}.layer_norm.*``
-``encoder.layers.{i}.fc1.*`` / ``fc2.*``                        ``...feed_forward.intermediate_dense.*`` / ``output_dense.*``
+``encoder.layers.{i}.fc1.*`` / ``fc2.*``                        ``...feed_forward.intermediate_dense.*`` /
+                                                                ``...feed_forward.output_dense.*``
 ``encoder.layers.{i}.final_layer_norm.*``                       ``encoder.layers.{i}.final_layer_norm.*``
-WavLM ``self_attn.grep_linear.*`` / ``grep_a`` /                ``attention.gru_rel_pos_linear.*`` / ``gru_rel_pos_const`` /
+WavLM ``self_attn.grep_linear.*`` / ``grep_a`` /                ``attention.gru_rel_pos_linear.*`` /
+                                                                ``attention.gru_rel_pos_const`` /
 ``self_attn.relative_attention_bias.weight``                    ``attention.rel_attn_embed.weight``
 ==============================================================  =====================================================
 
@@ -36,8 +38,7 @@ from transformers import PreTrainedModel
 
 from audio_compress.teachers.configs import MODEL_CLASSES
 from audio_compress.teachers.fairseq.checkpoint import FairseqCheckpoint, FairseqConversionError
-from audio_compress.teachers.fairseq.config import (check_model_type, detect_model_type,
-                                                    fairseq_to_transformers_config)
+from audio_compress.teachers.fairseq.config import check_model_type, detect_model_type, fairseq_to_transformers_config
 
 __all__ = [
     "IGNORED_PREFIXES",
