@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast sysdeps clean
+.PHONY: setup demo test test-fast lint sysdeps clean
 
 # espeak-ng synthesizes the mini speech corpus; install it when missing (root: apt-get).
 sysdeps:
@@ -21,12 +21,16 @@ setup: sysdeps $(STAMP)
 demo: setup
 	bash egs/mini_speech/star/run.sh
 
-# The whole suite, integration runs of the mini recipes and the 2-process DDP test included.
-test: setup
+# ruff (pyproject.toml's [tool.ruff]) over the whole tree.
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# The lint, then the whole suite, integration runs of the mini recipes and the 2-process DDP test included.
+test: lint
 	$(VPY) -m pytest -q
 
 # Unit tests only (skips tests marked slow).
-test-fast: setup
+test-fast: lint
 	$(VPY) -m pytest -q -m "not slow"
 
 clean:

@@ -134,7 +134,7 @@ def time_regions(body: Callable[[Callable[[str], None]], None], warmup: int, rep
         sync(device)
         last = time.perf_counter()
 
-        def mark(name: str) -> None:
+        def mark(name: str, laps: dict[str, float] = laps) -> None:
             nonlocal last
             sync(device)
             now = time.perf_counter()
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         step_s = median(times["step"])
         parts_s = median(parts_sum)
         emit(**common, what="train_step_vs_parts", ratio=round(step_s / parts_s, 4), seconds=round(step_s, 5),
-             reference="teacher_fwd x%d + student_fwd_bwd (trivial loss) + optimizer_step" % bench.teacher_forwards,
+             reference=f"teacher_fwd x{bench.teacher_forwards} + student_fwd_bwd (trivial loss) + optimizer_step",
              reference_seconds=round(parts_s, 5),
              teacher_fwd_seconds=round(median(times["teacher_fwd"]), 5),
              student_fwd_bwd_seconds=round(median(times["student_fwd_bwd"]), 5),

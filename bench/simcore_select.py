@@ -55,8 +55,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vision_ssl.simcore import coreset_budget, cosine_scores, greedy_select, greedy_select_streamed  # noqa: E402
-from vision_ssl.simcore import kmeans_centroids  # noqa: E402
+from vision_ssl.simcore import (  # noqa: E402
+    coreset_budget,
+    cosine_scores,
+    greedy_select,
+    greedy_select_streamed,
+    kmeans_centroids,
+)
 from vision_ssl.simcore.features import FeatureShards  # noqa: E402
 
 IMPLS = ("full_matrix", "streamed")

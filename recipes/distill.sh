@@ -170,7 +170,7 @@ superb_stage() {
 results_stage() {
   local kind=--full
   if "${superb_mini}"; then kind=--mini; fi
-  python -m audio_compress.bin.superb_results --metrics "${expdir}/superb" --out "${expdir}/superb" \
+  python -m audio_compress.bin.superb results --metrics "${expdir}/superb" --out "${expdir}/superb" \
     --title "SUPERB: ${tag}" "${kind}"
 }
 

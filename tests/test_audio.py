@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from compact_ssl.audio import AudioError, audio_info, load_audio
 from audio_compress.frames import frame_padding_mask, num_frames
+from compact_ssl.audio import AudioError, audio_info, load_audio
 
 
 @pytest.mark.parametrize("samples,frames", [(16000, 49), (32000, 99), (250000, 781), (400, 1), (399, 0), (719, 1), (720, 2)])

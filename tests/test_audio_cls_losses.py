@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from audio_cls.losses import class_weights, patchmix_contrastive_loss
-from compact_ssl.nn import mixed_label_cross_entropy
 from audio_cls.patchmix import apply_patch_mix, draw_lambda, effective_lambda, num_swapped, plan_patch_mix
+from compact_ssl.nn import mixed_label_cross_entropy
 
 
 @pytest.mark.parametrize("lam,k,lam_eff", [(0.3, 663, 0.300633), (0.5, 474, 0.5), (0.9, 94, 0.900844),

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from audio_cls.losses import class_weights
 from audio_cls.tasks import IcbhiTask, load_config, load_task
-from compact_ssl.nn import cosine_lr
 from audio_cls.tasks.icbhi import _first_occurrence
+from compact_ssl.nn import cosine_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = ROOT / "egs" / "icbhi" / "patchmix" / "conf"

@@ -5,6 +5,7 @@ batches; two-stage initialisation and checkpoint round trips."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -12,15 +13,22 @@ import pytest
 import torch
 from PIL import Image
 
+from compact_ssl.training import build_trainer
 from vision_ssl.backbones import count_parameters
-from vision_ssl.bin.common import make_trainer
 from vision_ssl.bin.pretrain import Pretraining
-from vision_ssl.data.mixed import MixedDataModule, pretrain_datamodule
 from vision_ssl.config import load_config
 from vision_ssl.data.datamodules import PretrainDataModule
+from vision_ssl.data.mixed import MixedDataModule, pretrain_datamodule
 from vision_ssl.losses import byol_loss, linear_gamma, mixed_supervised_loss
-from vision_ssl.methods import (BYOL, SimCLR, SupervisedSource, build_method, init_from_checkpoint, load_pretrained,
-                                method_class)
+from vision_ssl.methods import (
+    BYOL,
+    SimCLR,
+    SupervisedSource,
+    build_method,
+    init_from_checkpoint,
+    load_pretrained,
+    method_class,
+)
 from vision_ssl.methods.cdfsl import MSLBYOL, MSLSimCLR
 
 TINY = ["model.backbone=tiny_resnet", "byol.hidden_dim=32", "byol.out_dim=16", "data.image_size=8"]
@@ -217,7 +225,8 @@ def test_msl_linear_gamma_over_steps_and_two_stage_init(tmp_path, one_thread):
                 assert torch.equal(module.target_backbone.conv1.weight, stage1["backbone.conv1.weight"])
             seen.append(module.gamma())
 
-    trainer = make_trainer(cfg.trainer, tmp_path / "msl", 2, "32-true", callbacks=[Spy()])
+    trainer = build_trainer(replace(cfg.trainer, max_epochs=2, precision="32-true"), tmp_path / "msl", [],
+                            callbacks=[Spy()], enable_checkpointing=False)
     trainer.fit(model, datamodule=pretrain_datamodule(cfg))
     assert trainer.global_step == 6  # 12 target images / 4 per step, 2 epochs
     assert seen == pytest.approx([t / 5 for t in range(6)])  # gamma_t = t / (T - 1)

@@ -77,7 +77,8 @@ def test_help_lists_scheme_options():
 
 
 def test_results_table_rows_and_missing_summary(tmp_path):
-    from vision_ssl.bin.results import cdfsl_markdown as to_markdown, collect_cdfsl as collect
+    from vision_ssl.bin.results import cdfsl_markdown as to_markdown
+    from vision_ssl.bin.results import collect_cdfsl as collect
 
     for scheme, acc in (("sl", 60.0), ("msl_simclr", 70.0)):
         (tmp_path / scheme / "eurosat").mkdir(parents=True)

@@ -22,7 +22,7 @@ from compact_ssl.config import (
     save_yaml_config,
 )
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
-from compact_ssl.nn import count_parameters, cosine_lr, ema_update, mixed_label_cross_entropy
+from compact_ssl.nn import cosine_lr, count_parameters, ema_update, mixed_label_cross_entropy
 
 
 @dataclass

@@ -9,11 +9,23 @@ import pytest
 import soundfile as sf
 
 from audio_compress.bin import prepare_librispeech as prep_cli
-from audio_compress.data.kaldi import (DataDir, DataDirError, KaldiFormatError, read_kaldi_lists,
-                                       read_kaldi_map, spk2utt_from_utt2spk, validate_data_dir,
-                                       write_kaldi_map)
-from audio_compress.data.librispeech import (BadAudioError, CorpusNotFoundError, check_audio_file,
-                                             prepare_librispeech, resampled_length)
+from audio_compress.data.kaldi import (
+    DataDir,
+    DataDirError,
+    KaldiFormatError,
+    read_kaldi_lists,
+    read_kaldi_map,
+    spk2utt_from_utt2spk,
+    validate_data_dir,
+    write_kaldi_map,
+)
+from audio_compress.data.librispeech import (
+    BadAudioError,
+    CorpusNotFoundError,
+    check_audio_file,
+    prepare_librispeech,
+    resampled_length,
+)
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "librispeech_samples"
 

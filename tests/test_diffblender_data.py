@@ -13,10 +13,19 @@ import torch
 from PIL import Image
 
 from vision_ssl.data.base import DatasetLayoutError
-from vision_ssl.diffblender.data import (ConditionCache, DataConfig, DiffBlenderDataModule, MissingDepthError,
-                                         collate_conditions, color_histogram, extract_sketch, load_depth,
-                                         palette_rgb, srgb_to_lab)
 from vision_ssl.diffblender.config import load_config
+from vision_ssl.diffblender.data import (
+    ConditionCache,
+    DataConfig,
+    DiffBlenderDataModule,
+    MissingDepthError,
+    collate_conditions,
+    color_histogram,
+    extract_sketch,
+    load_depth,
+    palette_rgb,
+    srgb_to_lab,
+)
 from vision_ssl.diffblender.data.coco import AnnotationError, CocoDataset, parse_coco
 from vision_ssl.diffblender.data.shapes import SHAPE_COLORS, Shape, ShapesDataset, caption_for, draw_shapes
 

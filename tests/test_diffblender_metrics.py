@@ -12,9 +12,18 @@ import torch
 
 from vision_ssl.diffblender.data import DataConfig, collate_conditions
 from vision_ssl.diffblender.data.shapes import SHAPE_COLORS, Shape, ShapesDataset, draw_shapes
-from vision_ssl.diffblender.metrics import (RandomConvFeatures, average_precision, color_match_rate, compute_clip_score,
-                                            compute_fid, detection_alignment, dominant_colors, load_detections,
-                                            segment_colors, shapes_box_iou)
+from vision_ssl.diffblender.metrics import (
+    RandomConvFeatures,
+    average_precision,
+    color_match_rate,
+    compute_clip_score,
+    compute_fid,
+    detection_alignment,
+    dominant_colors,
+    load_detections,
+    segment_colors,
+    shapes_box_iou,
+)
 
 
 class ChannelMeans(torch.nn.Module):

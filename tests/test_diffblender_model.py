@@ -14,8 +14,13 @@ from vision_ssl.diffblender.guidance import combine_guidance, unconditional, wit
 from vision_ssl.diffblender.schedule import gate_schedule
 from vision_ssl.diffblender.task import DiffBlenderTask, drop_conditions, sample_timesteps
 from vision_ssl.diffblender.tiny import build_tiny_components, save_tiny_base
-from vision_ssl.diffblender.weights import (convert_official_state_dict, ldm_block_name, load_adapter,
-                                            read_adapter_config, save_adapter)
+from vision_ssl.diffblender.weights import (
+    convert_official_state_dict,
+    ldm_block_name,
+    load_adapter,
+    read_adapter_config,
+    save_adapter,
+)
 
 B, PX = 2, 32  # 32 px images -> 16 x 16 latents with the tiny VAE
 
@@ -35,7 +40,8 @@ def raw_conditions(seed: int = 0) -> dict:
         "depth": {"image": torch.rand(B, 3, PX, PX, generator=g), "mask": torch.ones(B)},
         "box": {"boxes": torch.rand(B, 30, 4, generator=g), "phrases": [["a cat", "a dog"], ["a tree"]],
                 "mask": box_mask},
-        "keypoint": {"points": torch.rand(B, 8, 17, 2, generator=g), "mask": (torch.rand(B, 8, 17, generator=g) > 0.5).float()},
+        "keypoint": {"points": torch.rand(B, 8, 17, 2, generator=g),
+                     "mask": (torch.rand(B, 8, 17, generator=g) > 0.5).float()},
         "color": {"vector": torch.rand(B, 180, generator=g), "mask": torch.ones(B)},
         "style": {"vector": torch.randn(B, 32, generator=g), "mask": torch.ones(B)},
     }
@@ -203,7 +209,8 @@ def test_residual_list_hygiene(parts, adapter):
     assert torch.equal(first, again)
     scales = GateScales(1, 1, 0.7)
     assert torch.equal(adapter.predict(unet, x, t, text, enc, scales), adapter.predict(unet, x, t, text, enc, scales))
-    assert all(torch.equal(a, b) for a, b in zip(enc.image, adapter.encode(prepare(adapter, parts, raw_conditions()), B).image))
+    again = adapter.encode(prepare(adapter, parts, raw_conditions()), B)
+    assert all(torch.equal(a, b) for a, b in zip(enc.image, again.image))
 
 
 @torch.no_grad()
@@ -213,7 +220,8 @@ def test_determinism_of_image_latents(parts, adapter):
     assert torch.equal(a, prepare(adapter, parts, c)["sketch"]["latent"])
     unseeded = adapter.prepare(c, B, vae=parts["vae"], image_size=(PX, PX))["sketch"]["latent"]
     assert not torch.equal(a, unseeded)
-    modes = [adapter.prepare(c, B, vae=parts["vae"], image_size=(PX, PX), posterior="mode")["sketch"]["latent"] for _ in range(2)]
+    modes = [adapter.prepare(c, B, vae=parts["vae"], image_size=(PX, PX), posterior="mode")["sketch"]["latent"]
+             for _ in range(2)]
     assert torch.equal(*modes)
 
 
@@ -291,7 +299,8 @@ def test_timestep_sampling():
     assert many.min() >= 0 and many.max() == 999
     assert (many >= 500).float().mean().item() == pytest.approx(0.5 ** (1 / 3), abs=0.005)  # P(u^3 < 1/2)
     uniform = sample_timesteps(100_000, 1000, "uniform", torch.Generator().manual_seed(0))
-    assert uniform.min() == 0 and uniform.max() == 999 and (uniform >= 500).float().mean().item() == pytest.approx(0.5, abs=0.005)
+    assert uniform.min() == 0 and uniform.max() == 999
+    assert (uniform >= 500).float().mean().item() == pytest.approx(0.5, abs=0.005)
     with pytest.raises(ValueError, match="train.timestep_sampling must be one of"):
         TrainConfig(timestep_sampling="logit")
 
@@ -300,7 +309,8 @@ def test_timestep_sampling():
 def test_training_freezes_base_bitwise(tmp_path):
     torch.manual_seed(0)
     parts = build_tiny_components(tmp_path / "tok")
-    config = DiffBlenderConfig(adapter=tiny_adapter_config(), train=TrainConfig(lr=1e-3, warmup_steps=1, text_dropout=0.0))
+    config = DiffBlenderConfig(adapter=tiny_adapter_config(),
+                               train=TrainConfig(lr=1e-3, warmup_steps=1, text_dropout=0.0))
     task = DiffBlenderTask(config, parts)
     snapshot = {m: copy.deepcopy(getattr(task, m).state_dict()) for m in ("unet", "vae", "text_encoder")}
     before = copy.deepcopy(task.adapter.state_dict())

@@ -34,12 +34,14 @@ def test_trainer_section_holds_the_lightning_settings():
         load_config(MINI, ["train.max_steps=10"])
 
 
-def test_train_checks_base_and_modalities_before_writing(tmp_path):
+def test_train_checks_base_and_modalities_before_writing(tmp_path, capsys):
     expdir = tmp_path / "train"
-    with pytest.raises(ConfigError, match="base is empty: set it to a diffusers Stable Diffusion folder"):
-        main(["train", "--config", str(MINI), "--expdir", str(expdir), "--set", "base=''"])
-    with pytest.raises(ConfigError, match=r"data.modalities \['keypoint'\] have no encoder in adapter.modalities"):
-        main(["train", "--config", str(MINI), "--expdir", str(expdir), "--set", "data.modalities=[box,keypoint]"])
+    for override, message in (("base=''", "ERROR: base is empty: set it to a diffusers Stable Diffusion folder"),
+                              ("data.modalities=[box,keypoint]",
+                               "ERROR: data.modalities ['keypoint'] have no encoder in adapter.modalities")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--config", str(MINI), "--expdir", str(expdir), "--set", override])
+        assert exit_info.value.code == 1 and message in capsys.readouterr().err
     assert not expdir.exists()
 
 

@@ -295,4 +295,5 @@ def test_cli_layers_and_config(data_dir, tmp_path, capsys, reference):
           "--progress", "false"])
     printed = capsys.readouterr().out
     assert "Layers from" in printed
-    assert TeacherDump(out2).layers == [0, 1, 3, 4]  # tiny_star (3 layers) over the 4-layer tiny teacher: X^0 + layers round(4i/3)
+    # tiny_star (3 layers) over the 4-layer tiny teacher: X^0 + layers round(4i/3)
+    assert TeacherDump(out2).layers == [0, 1, 3, 4]

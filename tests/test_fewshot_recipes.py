@@ -55,7 +55,8 @@ def test_fewshot_eval_json_contract(tmp_path):
         assert r["ci95"] == pytest.approx(1.96 * np.std(r["per_episode"], ddof=1) / np.sqrt(3))
         assert all(round(a * 12 / 100, 6).is_integer() for a in r["per_episode"])  # k / 12 queries correct
     proc = _run([sys.executable, "-m", "vision_ssl.bin.fewshot_eval", "--backbone", "tiny_resnet", "--weights",
-                 str(tmp_path / "w.pt"), "--dataset", "eurosat", "--root", str(tmp_path / "nowhere"), "--out", str(out)])
+                 str(tmp_path / "w.pt"), "--dataset", "eurosat", "--root", str(tmp_path / "nowhere"),
+                 "--out", str(out)])
     assert proc.returncode == 1 and "eurosat at" in proc.stderr and "EuroSAT RGB" in proc.stderr
 
 

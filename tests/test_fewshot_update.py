@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from compact_ssl.nn import mixed_label_cross_entropy
 from vision_ssl.backbones import build_backbone, count_parameters
 from vision_ssl.fewshot import finetune_episode, update_config
-from compact_ssl.nn import mixed_label_cross_entropy
-from vision_ssl.fewshot.augment import (SUPPORT_POLICIES, cutmix, mix_partners, mixup,
-                                        support_transform, tta_logits)
+from vision_ssl.fewshot.augment import SUPPORT_POLICIES, cutmix, mix_partners, mixup, support_transform, tta_logits
 from vision_ssl.fewshot.update import trainable_body_parameters
 
 NORM = ((0.5,) * 3, (0.5,) * 3)

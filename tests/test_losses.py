@@ -510,7 +510,7 @@ def test_gradcheck_float64():
     s = [_randn(2, 5, 3, seed=i).requires_grad_() for i in range(3)]
     t = [_randn(2, 5, 4, seed=10 + i) for i in range(3)]
     for norm in ("none", "dim", "cosine"):
-        assert torch.autograd.gradcheck(lambda *xs: star_loss(list(xs), t, pm, norm)["loss"], s)
+        assert torch.autograd.gradcheck(lambda *xs, norm=norm: star_loss(list(xs), t, pm, norm)["loss"], s)
     a = torch.softmax(_randn(2, 2, 5, 5, seed=3), -1).requires_grad_()
     b = torch.softmax(_randn(2, 3, 5, 5, seed=4), -1)
     assert torch.autograd.gradcheck(lambda x: avg_attention_kl([x], [b], pm), (a,))

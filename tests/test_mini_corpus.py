@@ -15,9 +15,15 @@ import soundfile as sf
 from audio_compress.bin import make_mini_corpus as mini_cli
 from audio_compress.data.kaldi import validate_data_dir
 from audio_compress.data.librispeech import prepare_librispeech
-from audio_compress.data.mini_corpus import (INTENTS, KEYWORDS, EspeakNotFoundError,
-                                             make_mini_corpus, make_sentence, phoneme_tokens,
-                                             read_metadata)
+from audio_compress.data.mini_corpus import (
+    INTENTS,
+    KEYWORDS,
+    EspeakNotFoundError,
+    make_mini_corpus,
+    make_sentence,
+    phoneme_tokens,
+    read_metadata,
+)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (apt-get install espeak-ng / "

@@ -74,7 +74,7 @@ def test_run_stage_logs_and_fails_loudly(tmp_path):
     assert not (tmp_path / "exp/logs/stage2.log").exists()
 
 
-@pytest.mark.parametrize("method", ["star", "armhubert"])
+@pytest.mark.parametrize("method", ["star", "armhubert", "distilhubert"])
 def test_mini_recipe_help(method):
     r = subprocess.run(["bash", str(ROOT / f"egs/mini_speech/{method}/run.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

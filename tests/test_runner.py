@@ -12,6 +12,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -25,7 +26,6 @@ from compact_ssl.training import (
     TrainerConfig,
     last_checkpoint,
 )
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 NUM_ITEMS, BATCH = 24, 4  # 6 batches per epoch
 

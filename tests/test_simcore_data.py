@@ -16,7 +16,7 @@ from vision_ssl.config import load_config
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.data.filelist import read_filelist, write_filelist
 from vision_ssl.methods import build_method
-from vision_ssl.simcore import greedy_select, kmeans_centroids, cosine_scores, load_coreset_config
+from vision_ssl.simcore import cosine_scores, greedy_select, kmeans_centroids, load_coreset_config
 from vision_ssl.simcore.coreset import write_coreset
 from vision_ssl.simcore.features import FeatureShards, extract_to_shards
 from vision_ssl.simcore.mini import extract_omniglot, make_mini_sets

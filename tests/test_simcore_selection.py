@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision_ssl.simcore import (coreset_budget, cosine_scores, greedy_select, greedy_select_streamed,
-                                kmeans_centroids, random_coreset, recompute_epochs, select_coreset)
+from vision_ssl.simcore import (
+    coreset_budget,
+    cosine_scores,
+    greedy_select,
+    greedy_select_streamed,
+    kmeans_centroids,
+    random_coreset,
+    recompute_epochs,
+    select_coreset,
+)
 
 TOY = np.array([[.9, .1], [.8, .2], [.1, .95], [.2, .7], [0, 0]])
 

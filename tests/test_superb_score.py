@@ -15,12 +15,22 @@ import warnings
 import pytest
 
 from audio_compress.bin import superb as cli
-from audio_compress.superb import (METRIC_KEYS, PUBLISHED, REFERENCE_POINTS, MetricsFileError,
-                                   MetricsOverrideWarning, MissingMetricsError, Score,
-                                   UnknownMetricError, collect_metrics, overall_score,
-                                   read_results, superb_score, write_results)
-from audio_compress.superb.score import (LOWER_IS_BETTER, TASKS, overall_values,
-                                         superb_metric_scores, superb_task_scores)
+from audio_compress.superb import (
+    METRIC_KEYS,
+    PUBLISHED,
+    REFERENCE_POINTS,
+    MetricsFileError,
+    MetricsOverrideWarning,
+    MissingMetricsError,
+    Score,
+    UnknownMetricError,
+    collect_metrics,
+    overall_score,
+    read_results,
+    superb_score,
+    write_results,
+)
+from audio_compress.superb.score import LOWER_IS_BETTER, TASKS, overall_values, superb_metric_scores, superb_task_scores
 
 # Inputs copied from the tables (key order = METRIC_KEYS:
 # PR_per ASR_wer KS_acc QbE_mtwv SID_acc ASV_eer SD_der IC_acc SF_f1 SF_cer ER_acc).

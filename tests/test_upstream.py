@@ -58,7 +58,7 @@ def test_s3prl_upstream_and_featurizer_on_teacher(hub, teacher_dir):
 def test_legacy_hub_call_contract(hub, teacher_dir):
     """The legacy runner calls hub.<name>(ckpt=..., model_config=..., refresh=...) and reads
     get_downsample_rates; outputs follow the frame formula, short clips still give one frame."""
-    expert = getattr(hub, "ssl_teacher_local")(ckpt=str(teacher_dir), model_config=None, refresh=False)
+    expert = hub.ssl_teacher_local(ckpt=str(teacher_dir), model_config=None, refresh=False)
     assert expert.get_downsample_rates("hidden_states") == 320
     with torch.no_grad():
         out = expert([torch.randn(16000), torch.randn(300)])

@@ -135,7 +135,9 @@ def test_simclr_mixco_global_batch_under_two_ranks(monkeypatch):
     got = _two_rank_loss(model, [b0, b1], monkeypatch)
     # reference: one process with the global batch in [first halves, second halves] order
     with torch.no_grad():
-        z = lambda x: model.head(model.backbone(x))
+        def z(x):
+            return model.head(model.backbone(x))
+
         glob = [torch.cat([b0[0][v][:4], b1[0][v][:4], b0[0][v][4:], b1[0][v][4:]]) for v in range(2)]
         lam1, lam2 = torch.cat([lams[0], lams[2]]), torch.cat([lams[1], lams[3]])
         want = mixco_simclr_loss(z(glob[0]), z(glob[1]), z(mix_halves(glob[0], lam1)), z(mix_halves(glob[1], lam2)),

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 from vision_ssl.augment import AUGMENTATIONS

@@ -28,7 +28,6 @@ class IcbhiTraining(Experiment):
 
     config_class = IcbhiConfig
     seed_key = "seed"
-    description = __doc__
 
     def setup(self, config: IcbhiConfig, rundir: Path) -> Setup:
         ckpt_dir = rundir / "checkpoints"

@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS

@@ -26,7 +26,6 @@ class Distillation(Experiment):
 
     config_class = DistillConfig
     seed_dirs = False
-    description = __doc__
 
     def setup(self, config: DistillConfig, rundir: Path) -> Setup:
         tcfg, ckpt_dir = config.trainer, rundir / "checkpoints"

@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from audio_compress.data.mini_corpus import (DEFAULT_UTTS_PER_SPEAKER, SPLITS,
-                                             EspeakNotFoundError, make_mini_corpus)
+from audio_compress.data.mini_corpus import DEFAULT_UTTS_PER_SPEAKER, SPLITS, EspeakNotFoundError, make_mini_corpus
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,7 @@ import argparse
 import sys
 
 from audio_compress.data.kaldi import KaldiFormatError
-from audio_compress.data.librispeech import (BadAudioError, CorpusNotFoundError,
-                                             prepare_librispeech)
+from audio_compress.data.librispeech import BadAudioError, CorpusNotFoundError, prepare_librispeech
 
 
 def str2bool(value: str) -> bool:

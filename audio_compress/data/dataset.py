@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from compact_ssl.audio import load_audio
 from audio_compress.data.kaldi import read_kaldi_map
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
+from compact_ssl.audio import load_audio
 
 
 @dataclass
@@ -34,7 +34,7 @@ class WaveBatch:
     lengths: torch.Tensor
     utt_ids: list[str]
 
-    def to(self, device: torch.device | str) -> "WaveBatch":
+    def to(self, device: torch.device | str) -> WaveBatch:
         return WaveBatch(self.wavs.to(device), self.padding_mask.to(device), self.lengths.to(device), self.utt_ids)
 
     def __len__(self) -> int:

@@ -21,9 +21,9 @@ Which files in a directory are per-utterance maps: every regular file whose name
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from compact_ssl.io import atomic_write_text
 
@@ -217,7 +217,7 @@ class DataDir:
     def __len__(self) -> int:
         return len(self.wav_scp)
 
-    def subset(self, utt_ids: Iterable[str]) -> "DataDir":
+    def subset(self, utt_ids: Iterable[str]) -> DataDir:
         """A new data dir restricted to ``utt_ids``."""
         keep = set(utt_ids)
 
@@ -256,7 +256,7 @@ class DataDir:
         return path
 
     @classmethod
-    def read(cls, path: str | Path) -> "DataDir":
+    def read(cls, path: str | Path) -> DataDir:
         """Read a data dir (``wav.scp`` and ``utt2spk`` required; everything else optional).
 
         ``spk2utt`` is not read (it is derived); use :func:`validate_data_dir` to check it.

@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from audio_compress.data.kaldi import DataDir, KaldiFormatError, validate_data_dir
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE

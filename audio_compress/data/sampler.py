@@ -12,7 +12,7 @@ and every rank runs the same number of steps (unequal counts would hang DDP's co
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist

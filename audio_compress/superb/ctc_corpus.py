@@ -20,8 +20,8 @@ labels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from torch.utils.data import Dataset
 

@@ -30,9 +30,9 @@ from the mini corpus (or FSDD); :meth:`TaskSpec.mini_overrides` points them at t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 __all__ = [
     "CONFIG_DIR",

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import lightning as L
 
-from compact_ssl.training import ResumableDataLoader
-
 from audio_compress.data.dataset import SpeechDataset, collate_waveforms
 from audio_compress.data.sampler import DurationBucketBatchSampler
 from audio_compress.tasks.config import DataConfig
+from compact_ssl.training import ResumableDataLoader
 
 
 class DistillDataModule(L.LightningDataModule):

@@ -25,7 +25,7 @@ keeps the model in eval mode; masking is only done with an explicit ``frame_mask
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from transformers import (
     HubertConfig,

@@ -124,11 +124,11 @@ class FrozenTeacher(nn.Module):
         return hasattr(self.model, "masked_spec_embed")
 
     # ------------------------------------------------------------------ frozen behaviour
-    def train(self, mode: bool = True) -> "FrozenTeacher":
+    def train(self, mode: bool = True) -> FrozenTeacher:
         """Ignore ``mode``: a teacher is always in eval mode (Lightning calls ``train()``)."""
         return super().train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "FrozenTeacher":
+    def requires_grad_(self, requires_grad: bool = True) -> FrozenTeacher:
         """Ignore requests to unfreeze."""
         return super().requires_grad_(False)
 

@@ -18,7 +18,7 @@ Registered names:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from audio_compress.upstream import compat
 from audio_compress.upstream.expert import UpstreamExpert

@@ -25,8 +25,8 @@ import argparse
 import importlib.util
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import inspect
 import shutil
 import sys
 import time
@@ -97,12 +98,13 @@ class Experiment(abc.ABC):
     subdir: str = ""
     #: seed<N>/ folders even for a single seed (False: the expdir itself unless --seeds is given)
     seed_dirs: bool = True
-    #: config keys that may change between a run and its resume: they do not affect the weights
+    #: config keys (or sections) that may change between a run and its resume: they do not affect
+    #: the weights
     volatile_keys: tuple[str, ...] = ("trainer.devices", "trainer.num_nodes", "trainer.accelerator",
                                       "trainer.strategy", "trainer.log_every_n_steps", "data.num_workers")
     #: further files of a run, moved with it by ``--resume never``
     run_outputs: tuple[str, ...] = ()
-    #: text of ``--help``
+    #: text of ``--help`` (default: the docstring of the module defining the experiment)
     description: str = ""
 
     # ------------------------------------------------------------------ to implement
@@ -134,7 +136,8 @@ class Experiment(abc.ABC):
         return get_key(config, self.trainer_key)
 
     # ------------------------------------------------------------------ one run
-    def run(self, config: Any, rundir: str | Path, resume: str = "auto", callbacks: list[Callback] | None = None) -> dict:
+    def run(self, config: Any, rundir: str | Path, resume: str = "auto",
+            callbacks: list[Callback] | None = None) -> dict:
         """Train (resume, or skip when finished) one run in ``rundir``; returns its summary.
 
         ``callbacks`` are added to the experiment's own (tests inject faults this way).
@@ -188,7 +191,8 @@ class Experiment(abc.ABC):
             return {}
         old = yaml.safe_load(saved.read_text()) or {}
         changes = config_diff(old, config_to_dict(config))
-        return {k: v for k, v in changes.items() if k not in self.volatile_keys}
+        return {k: v for k, v in changes.items()
+                if not any(k == key or k.startswith(key + ".") for key in self.volatile_keys)}
 
     def _drift_message(self, rundir: Path, changes: dict[str, tuple[Any, Any]]) -> str:
         lines = [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
@@ -208,7 +212,8 @@ class Experiment(abc.ABC):
         print(f"{rundir}: continuing with a changed config (--resume force); recorded in {path}")
 
     def _archive(self, rundir: Path) -> None:
-        present = [rundir / name for name in (*RUN_FILES, self.done_name, *self.run_outputs) if (rundir / name).exists()]
+        names = (*RUN_FILES, self.done_name, *self.run_outputs)
+        present = [rundir / name for name in names if (rundir / name).exists()]
         if not present:
             return
         target = rundir / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
@@ -221,7 +226,8 @@ class Experiment(abc.ABC):
 
     # ------------------------------------------------------------------ CLI
     def parser(self) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(description=self.description,
+        description = inspect.cleandoc(self.description or sys.modules[type(self).__module__].__doc__ or "")
+        parser = argparse.ArgumentParser(description=description,
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--config", required=True, help="experiment YAML (egs/*/*/conf/*.yaml)")
         parser.add_argument("--expdir", required=True, help="experiment folder")
@@ -251,7 +257,7 @@ class Experiment(abc.ABC):
         for seed, rundir in self.rundirs(Path(args.expdir), config, args.seeds):
             try:
                 summary = self.run(replace_key(config, self.seed_key, seed), rundir, args.resume)
-            except ConfigDriftError as err:
+            except (ConfigDriftError, ConfigError) as err:
                 _fail(err)
             print(self.describe(seed, summary))
             summaries.append(summary)

@@ -24,17 +24,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 
+from compact_ssl.cli import command_parser, dispatch
+from compact_ssl.config import add_override_argument
+
 PROG = "python -m vision_ssl.bin.diffblender"
 
 
 def _parser(command: str, doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"{PROG} {command}".strip(), description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def _overrides(parser: argparse.ArgumentParser, example: str) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a config entry, e.g. --set {example} (repeatable)")
+    return command_parser(PROG, command, doc)
 
 
 def main_prepare(argv: list[str]) -> int:
@@ -46,7 +43,7 @@ def main_prepare(argv: list[str]) -> int:
 
     parser = _parser("prepare", module.__doc__)
     parser.add_argument("--config", default=None, help="experiment YAML (its data: section is used)")
-    _overrides(parser, "data.cache_dir=dump/cache")
+    add_override_argument(parser, "data.cache_dir=dump/cache")
     parser.add_argument("--preview", default=None, help="write a condition grid of the first samples here (PNG)")
     args = parser.parse_args(argv)
     try:
@@ -104,7 +101,7 @@ def main_sample(argv: list[str]) -> int:
                         help='conditions passed to the model: "all" (every one the data has), "none" (text only), '
                              'or names, e.g. "box color"')
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    _overrides(parser, "sample.num_inference_steps=25")
+    add_override_argument(parser, "sample.num_inference_steps=25")
     args = parser.parse_args(argv)
     names = {"all": None, "none": []}.get(args.modalities, args.modalities.split())
     manifest = sampling.sample(load_config(args.config, args.overrides), args.adapter, args.out, args.num, names,
@@ -138,10 +135,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sub-command named by the first argument; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = _parser("", __doc__)
-    parser.add_argument("command", choices=COMMANDS, help="the sub-command; its options follow it")
-    return COMMANDS[parser.parse_args(argv[:1]).command](argv[1:])
+    return dispatch(PROG, __doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 
 from compact_ssl.config import add_override_argument, apply_overrides
+from compact_ssl.io import write_json
 from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.backbones import BACKBONES, build_backbone
 from vision_ssl.data import DATASETS, DatasetLayoutError, build_dataset
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.fewshot import UPDATE_PRESETS, UpdateConfig, evaluate_fewshot, update_config
 from vision_ssl.fewshot.study import load_study
-from vision_ssl.io import write_json
 
 
 @dataclass

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 from compact_ssl.config import add_override_argument, save_yaml_config
+from compact_ssl.io import write_json
 from vision_ssl.bin.fewshot_eval import add_source_arguments, load_source, pick_device, run_cell
 from vision_ssl.data import DatasetLayoutError, build_dataset
 from vision_ssl.fewshot.study import StudyConfig, load_study, plot_accuracy_vs_shots, to_markdown
-from vision_ssl.io import write_json
 
 
 def run_study(study: StudyConfig, args: argparse.Namespace) -> dict:

@@ -29,7 +29,6 @@ class LinearEvaluation(Experiment):
     seed_key = "seed"
     done_name = "result.json"
     subdir = "linear"
-    description = __doc__
 
     def trainer_config(self, config: ExperimentConfig) -> TrainerConfig:
         return replace(config.trainer, max_epochs=config.linear.epochs, max_steps=-1,

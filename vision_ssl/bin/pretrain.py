@@ -29,7 +29,6 @@ class Pretraining(Experiment):
     config_class = ExperimentConfig
     seed_key = "seed"
     done_name = "pretrain_done.json"
-    description = __doc__
 
     def setup(self, config: ExperimentConfig, rundir: Path) -> Setup:
         t, ckpt_dir = config.trainer, rundir / "checkpoints"
@@ -40,8 +39,8 @@ class Pretraining(Experiment):
             callbacks.append(KNNMonitor(bank, test, num_classes, t.knn_every_n_epochs, t.knn_k, t.knn_temperature))
         checkpoints = [last_checkpoint(ckpt_dir)]
         if t.ckpt_every_n_epochs > 0:
-            checkpoints.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch={epoch}", auto_insert_metric_name=False,
-                                               every_n_epochs=t.ckpt_every_n_epochs, save_top_k=-1))
+            checkpoints.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch={epoch}", save_top_k=-1,
+                                               auto_insert_metric_name=False, every_n_epochs=t.ckpt_every_n_epochs))
         return Setup(build_method(config), data, checkpoints, callbacks, trainer_kwargs={"num_sanity_val_steps": 0})
 
     def summarize(self, config: ExperimentConfig, setup: Setup, trainer, rundir: Path) -> dict:

@@ -23,14 +23,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from compact_ssl.cli import command_parser, dispatch
+from compact_ssl.config import add_override_argument
 from compact_ssl.io import atomic_write_text, read_json, write_json
 
 PROG = "python -m vision_ssl.bin.simcore"
 
 
 def _parser(command: str, doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"{PROG} {command}".strip(), description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return command_parser(PROG, command, doc)
 
 
 def main_prepare(argv: list[str]) -> int:
@@ -112,8 +113,7 @@ def main_select(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--match", default=None,
                         help="random baseline: draw as many images as the coreset folder given here")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config entry, e.g. --set method=random (repeatable)")
+    add_override_argument(parser, "method=random")
     args = parser.parse_args(argv)
     config = load_coreset_config(args.config, args.overrides)
     s = coreset.write_coreset(config, args.target, args.open_set, args.out, args.match)
@@ -199,10 +199,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sub-command named by the first argument; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = _parser("", __doc__)
-    parser.add_argument("command", choices=COMMANDS, help="the sub-command; its options follow it")
-    return COMMANDS[parser.parse_args(argv[:1]).command](argv[1:])
+    return dispatch(PROG, __doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":

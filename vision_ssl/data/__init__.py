@@ -85,5 +85,6 @@ def build_dataset(name: str, root: str | Path, split: str, transform: Callable |
     return ImageFolderDataset(root, split, transform)
 
 
-__all__ = ["DATASETS", "CDFSLDataset", "CIFARDataset", "DatasetInfo", "DatasetLayoutError", "FileListDataset", "ImageFolderDataset", "LabeledImages",
-           "TinyImageNetDataset", "build_dataset", "export_digits", "layout_error", "load_rgb"]
+__all__ = ["DATASETS", "CDFSLDataset", "CIFARDataset", "DatasetInfo", "DatasetLayoutError", "FileListDataset",
+           "ImageFolderDataset", "LabeledImages", "TinyImageNetDataset", "build_dataset", "export_digits", "layout_error",
+           "load_rgb"]

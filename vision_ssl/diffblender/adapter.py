@@ -106,7 +106,8 @@ class DiffBlenderAdapter(nn.Module):
                              f"block_out_channels {down_channels}")
         context_dim = unet.config.cross_attention_dim
         if config.token_dim != context_dim:
-            raise ValueError(f"adapter.token_dim {config.token_dim} must equal the UNet's cross_attention_dim {context_dim}")
+            raise ValueError(f"adapter.token_dim {config.token_dim} must equal the UNet's cross_attention_dim "
+                             f"{context_dim}")
         self.encoders = nn.ModuleDict({name: build_encoder(spec, config) for name, spec in config.modalities.items()})
         blocks = transformer_blocks(unet)
         self.block_names = list(blocks)

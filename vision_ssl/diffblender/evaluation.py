@@ -26,8 +26,15 @@ import torch
 from PIL import Image
 
 from compact_ssl.io import atomic_write_text, write_json
-from vision_ssl.diffblender.metrics import (RandomConvFeatures, color_match_rate, compute_clip_score, compute_fid,
-                                            detection_alignment, load_detections, shapes_box_iou)
+from vision_ssl.diffblender.metrics import (
+    RandomConvFeatures,
+    color_match_rate,
+    compute_clip_score,
+    compute_fid,
+    detection_alignment,
+    load_detections,
+    shapes_box_iou,
+)
 
 FID_FEATURES = ("inception", "random")
 TABLE_COLUMNS = ("fid", "clip_score", "box_iou", "box_iou@0.5", "color_match", "ap50", "detector_mean_iou")

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
 import lightning as L
 
 from compact_ssl.config import ConfigError
 from compact_ssl.training import Experiment, Setup, last_checkpoint
-from vision_ssl.diffblender.config import DiffBlenderConfig, SampleConfig
+from vision_ssl.diffblender.config import DiffBlenderConfig
 from vision_ssl.diffblender.data import DiffBlenderDataModule
 from vision_ssl.diffblender.pipeline import load_base_components
 from vision_ssl.diffblender.task import DiffBlenderTask
@@ -48,8 +47,8 @@ class AdapterTraining(Experiment):
     seed_dirs = False
     done_name = "train_done.json"
     run_outputs = (ADAPTER,)
-    volatile_keys = (*Experiment.volatile_keys, *(f"sample.{f.name}" for f in fields(SampleConfig)))
-    description = __doc__
+    description = __doc__  # the class docstring: the full help of the train sub-command
+    volatile_keys = (*Experiment.volatile_keys, "sample")
 
     def check(self, config: DiffBlenderConfig, rundir: Path) -> None:
         if not config.base:
@@ -62,9 +61,9 @@ class AdapterTraining(Experiment):
         checkpoints = [last_checkpoint(ckpt_dir)]
         if tcfg.ckpt_every_n_steps > 0:
             checkpoints.append(last_checkpoint(ckpt_dir, tcfg.ckpt_every_n_steps))
-        return Setup(DiffBlenderTask(config, load_base_components(config.base)), DiffBlenderDataModule(config.data),
-                     checkpoints, trainer_kwargs={"gradient_clip_val": tcfg.grad_clip or None,
-                                                  "num_sanity_val_steps": 0})
+        task = DiffBlenderTask(config, load_base_components(config.base))
+        return Setup(task, DiffBlenderDataModule(config.data, tcfg.seed), checkpoints,
+                     trainer_kwargs={"gradient_clip_val": tcfg.grad_clip or None, "num_sanity_val_steps": 0})
 
     def summarize(self, config: DiffBlenderConfig, setup: Setup, trainer: L.Trainer, rundir: Path) -> dict:
         return {"steps": trainer.global_step, "epochs": trainer.current_epoch, "adapter": str(rundir / ADAPTER),

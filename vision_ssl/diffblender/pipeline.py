@@ -18,8 +18,7 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 
-from vision_ssl.diffblender.adapter import (Conditions, DiffBlenderAdapter, EncodedConditions, GateScales,
-                                            encode_text)
+from vision_ssl.diffblender.adapter import Conditions, DiffBlenderAdapter, EncodedConditions, GateScales, encode_text
 from vision_ssl.diffblender.config import AdapterConfig
 from vision_ssl.diffblender.guidance import Weight, combine_guidance, unconditional, without_modality
 from vision_ssl.diffblender.schedule import gate_schedule

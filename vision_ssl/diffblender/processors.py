@@ -100,8 +100,8 @@ class Installation:
         self._restore: list[tuple[nn.Module, Any]] = []
         self._hooks = []
         blocks = transformer_blocks(unet)
-        if any(isinstance(b.attn1.processor, SpatialFuserProcessor) or isinstance(b.attn2.processor, NonSpatialFuserProcessor)
-               for b in blocks.values()):
+        if any(isinstance(b.attn1.processor, SpatialFuserProcessor)
+               or isinstance(b.attn2.processor, NonSpatialFuserProcessor) for b in blocks.values()):
             raise RuntimeError("this UNet already has DiffBlender processors; detach the other adapter first")
         for name, block in blocks.items():
             if name in spatial:

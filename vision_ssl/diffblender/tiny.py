@@ -5,9 +5,10 @@ block_out_channels (32, 64), layers_per_block 2, cross_attention_dim 32, sample 
 VAE (factor-2 downsampling, so 64 px images give 32 x 32 latents); a 5-layer CLIP text encoder of
 width 32. The mini recipe's base uses ``latent_factor=4`` (a three-level VAE: 32 px shapes give
 8 x 8 latents), so that the UNet's transformer blocks see features deep enough, relative to the
-map, to tell where they are: the layout (box) tokens need that to be placed. No hub access exists here, so the tokenizer is a character-level CLIP BPE tokenizer
-made from a vocab.json (the 256 byte-level characters, each also with the ``</w>`` word-end
-suffix, plus the two special tokens) and an empty merges.txt written by :func:`write_char_tokenizer`.
+map, to tell where they are: the layout (box) tokens need that to be placed. No hub access exists
+here, so the tokenizer is a character-level CLIP BPE tokenizer made from a vocab.json (the 256
+byte-level characters, each also with the ``</w>`` word-end suffix, plus the two special tokens)
+and an empty merges.txt written by :func:`write_char_tokenizer`.
 
 :func:`save_tiny_base` writes the usual SD folder (``unet/ vae/ text_encoder/ tokenizer/
 scheduler/`` + ``model_index.json``) that ``DiffBlenderPipeline.from_pretrained`` and diffusers'

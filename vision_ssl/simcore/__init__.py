@@ -12,8 +12,15 @@ on a small target set.
 
 from vision_ssl.simcore.budget import IMAGENET_TRAIN_SIZE, coreset_budget, random_coreset, recompute_epochs
 from vision_ssl.simcore.config import CoresetConfig, load_coreset_config
-from vision_ssl.simcore.selection import (Selection, cosine_scores, greedy_select, greedy_select_streamed,
-                                          kmeans_centroids, l2_normalize, select_coreset)
+from vision_ssl.simcore.selection import (
+    Selection,
+    cosine_scores,
+    greedy_select,
+    greedy_select_streamed,
+    kmeans_centroids,
+    l2_normalize,
+    select_coreset,
+)
 
 __all__ = ["IMAGENET_TRAIN_SIZE", "CoresetConfig", "Selection", "coreset_budget", "cosine_scores", "greedy_select",
            "greedy_select_streamed", "kmeans_centroids", "l2_normalize", "load_coreset_config", "random_coreset",

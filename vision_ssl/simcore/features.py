@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from compact_ssl.io import atomic_write_with, write_json
-
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.data.filelist import read_filelist, write_filelist
 

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from compact_ssl.training import ResumableDataLoader
 from vision_ssl.diffblender.data.base import ConditionDataset
 from vision_ssl.diffblender.data.cache import ConditionCache
 from vision_ssl.diffblender.data.coco import CocoDataset
@@ -33,8 +34,9 @@ class DiffBlenderDataModule(L.LightningDataModule):
     """Shuffled training batches (last partial batch dropped) and, when configured, validation
     batches (``data.val_split`` for COCO, ``data.shapes_val_count`` > 0 for shapes)."""
 
-    def __init__(self, config: DataConfig) -> None:
+    def __init__(self, config: DataConfig, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed
         self.config = config
         self.collate = partial(collate_conditions, max_boxes=config.max_boxes, max_persons=config.max_persons)
         self.train_set: ConditionDataset | None = None
@@ -53,9 +55,11 @@ class DiffBlenderDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: ConditionDataset, train: bool) -> DataLoader:
         c = self.config
-        return DataLoader(dataset, batch_size=c.batch_size, shuffle=train, drop_last=train, num_workers=c.num_workers,
-                          collate_fn=self.collate, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=c.num_workers > 0)
+        kwargs = dict(batch_size=c.batch_size, drop_last=train, num_workers=c.num_workers, collate_fn=self.collate,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=c.num_workers > 0)
+        if train:  # order from (seed, epoch): a resumed run continues the interrupted one exactly
+            return ResumableDataLoader(dataset, shuffle=True, seed=self.seed, **kwargs)
+        return DataLoader(dataset, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

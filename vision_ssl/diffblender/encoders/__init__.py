@@ -21,7 +21,6 @@ input of an absent condition, mask 0) and ``forward(condition) -> tokens`` (imag
 from __future__ import annotations
 
 import abc
-
 from typing import TYPE_CHECKING, Any
 
 import torch
