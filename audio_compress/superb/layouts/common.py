@@ -67,10 +67,16 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", name)
 
 
-def by_split(utts: Iterable[Utt]) -> dict[str, list[Utt]]:
+def by_split(utts: Iterable[Utt], what: str | None = None) -> dict[str, list[Utt]]:
+    """Utterances by split; with ``what`` (e.g. "keyword utterances"), a split without any is a
+    :class:`LayoutError` ("no <what> in the <split> split")."""
     out: dict[str, list[Utt]] = {s: [] for s in SPLITS}
     for u in utts:
         out[u.split].append(u)
+    if what is not None:
+        for split in SPLITS:
+            if not out[split]:
+                raise LayoutError(f"no {what} in the {split} split")
     return out
 
 

@@ -28,10 +28,7 @@ def build_ic_layout(utts: Sequence[Utt], out: str | Path) -> dict:
 
     out = Path(out)
     utts = [u for u in utts if u.intent]
-    parts = by_split(utts)
-    for split in SPLITS:
-        if not parts[split]:
-            raise LayoutError(f"no intent utterances in the {split} split")
+    parts = by_split(utts, "intent utterances")
     slots = {}
     for u in utts:
         fields = u.intent.split("_")

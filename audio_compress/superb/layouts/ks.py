@@ -12,7 +12,6 @@ import numpy as np
 from audio_compress.frames import SAMPLE_RATE
 from audio_compress.superb.layouts.common import (
     KS_CLASSES,
-    SPLITS,
     LayoutError,
     Utt,
     by_split,
@@ -76,10 +75,7 @@ def build_ks_layout(utts: Sequence[Utt], out: str | Path, noise_files: int = 3,
     bad = sorted({u.keyword for u in utts} - set(KS_CLASSES))
     if bad:
         raise LayoutError(f"keywords {bad} are not SUPERB KS classes {list(KS_CLASSES)}")
-    parts = by_split(utts)
-    for split in SPLITS:
-        if not parts[split]:
-            raise LayoutError(f"no keyword utterances in the {split} split")
+    parts = by_split(utts, "keyword utterances")
     options = {"task": "ks", "noise_files": noise_files, "silence_test_files": silence_test_files,
                "seed": seed}
     sig = signature(utts, options)

@@ -26,10 +26,7 @@ def build_pr_layout(utts: Sequence[Utt], out: str | Path) -> dict:
     """LibriSpeech-style phone-transcript layout for ``ctc`` + ``libriphone``."""
     out = Path(out)
     utts = [u for u in utts if u.phones]
-    parts = by_split(utts)
-    for split in SPLITS:
-        if not parts[split]:
-            raise LayoutError(f"no utterances with phone transcripts (phn) in the {split} split")
+    parts = by_split(utts, "utterances with phone transcripts (phn)")
     for u in utts:
         if not re.fullmatch(r"[^-\s]+-[^-\s]+-[^-\s]+", u.utt_id):
             raise LayoutError(f"{u.utt_id}: phoneme recognition needs LibriSpeech-style ids "
