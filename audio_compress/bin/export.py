@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", default="true", choices=["true", "false"], help="load it through s3prl")
     args = parser.parse_args(argv)
 
-    source = select_checkpoint(args.ckpt_dir, args.which)
+    try:
+        source = select_checkpoint(args.ckpt_dir, args.which)
+    except FileNotFoundError as err:
+        raise SystemExit(f"ERROR: {err}") from err
     out = export_student(source, args.out)
     meta = read_student_checkpoint(out)["extra"]
     print(f"Exported {source} -> {out} (sha256 {sha256(out)[:16]}...)")
