@@ -4,7 +4,6 @@ experiment (a kill mid-epoch, a changed config, a NaN validation loss, a rerun o
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,14 +13,14 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from compact_ssl.training import (
     ConfigDriftError,
-    EpochShuffleSampler,
     Experiment,
     NonFiniteLossError,
     ResumableDataLoader,
+    ResumableShuffleSampler,
     Setup,
     TrainerConfig,
     last_checkpoint,
@@ -77,16 +76,14 @@ class ToyModule(L.LightningModule):
 
 
 class ToyData(L.LightningDataModule):
-    def __init__(self, seed: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(7)
         x = torch.randn(NUM_ITEMS, 4, generator=g)
         self.dataset = TensorDataset(x, x.sum(dim=1))
-        self.seed = seed
 
     def train_dataloader(self):
-        return ResumableDataLoader(self.dataset, batch_size=BATCH, sampler=EpochShuffleSampler(NUM_ITEMS, self.seed),
-                                   seed=self.seed)
+        return ResumableDataLoader(self.dataset, batch_size=BATCH, shuffle=True)
 
     def val_dataloader(self):
         return DataLoader(self.dataset, batch_size=8)
@@ -99,7 +96,7 @@ class Toy(Experiment):
     def setup(self, config: ToyConfig, rundir: Path) -> Setup:
         ckpt_dir = rundir / "checkpoints"
         best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{val_loss:.4f}", monitor="val_loss", mode="min")
-        return Setup(ToyModule(config), ToyData(config.trainer.seed),
+        return Setup(ToyModule(config), ToyData(),
                      [last_checkpoint(ckpt_dir), last_checkpoint(ckpt_dir, config.trainer.ckpt_every_n_steps), best])
 
     def summarize(self, config, setup, trainer, rundir):
@@ -261,19 +258,31 @@ def test_resumable_loader_skips_through_the_sampler():
     sampler.set_epoch(2)
     loader.load_state_dict({"epoch": 2, "batches_served": 3})
     assert [b.tolist() for b in loader] == [[3], [4]]
-    assert loader.state_dict() == {"epoch": 2, "batches_served": 5}
+    assert loader.state_dict() == {"epoch": 2, "batches_served": 5, "sampler_seed": None}
     assert len(list(loader)) == 5  # the skip applies to one epoch only
     loader.load_state_dict({"epoch": 1, "batches_served": 3})  # saved in an earlier epoch: no skip
     assert len(list(loader)) == 5
 
 
-def test_epoch_shuffle_depends_on_seed_and_epoch_only():
-    a, b = EpochShuffleSampler(10, seed=1), EpochShuffleSampler(10, seed=1)
-    torch.manual_seed(0)
-    first = list(a)
-    torch.manual_seed(99)
-    assert list(b) == first and sorted(first) == list(range(10))
-    b.set_epoch(1)
-    assert list(b) != first
-    assert list(EpochShuffleSampler(10, seed=2)) != first
-    assert math.isclose(len(a), 10)
+def test_shuffle_sampler_draws_what_random_sampler_draws():
+    """Same order and same global random state afterwards as ``DataLoader(shuffle=True)``: seeded
+    results do not change by making a loader resumable."""
+    data = list(range(10))
+    torch.manual_seed(5)
+    plain = [b.tolist() for b in DataLoader(data, batch_size=3, shuffle=True)]
+    after_plain = torch.rand(1)
+    torch.manual_seed(5)
+    resumable = ResumableDataLoader(data, batch_size=3, shuffle=True)
+    assert [b.tolist() for b in resumable] == plain and torch.equal(torch.rand(1), after_plain)
+    state = resumable.state_dict()
+    assert state["batches_served"] == 4 and isinstance(state["sampler_seed"], int)
+    # resumed after two batches of that epoch: the rest of the same permutation, and no draw
+    resumable.load_state_dict({**state, "batches_served": 2})
+    before = torch.get_rng_state()
+    assert [b.tolist() for b in resumable] == plain[2:]
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_resumable_sampler_is_a_random_sampler_for_lightning():
+    # Lightning swaps RandomSampler (and subclasses) for a DistributedSampler under DDP
+    assert isinstance(ResumableShuffleSampler(list(range(4))), RandomSampler)

@@ -46,8 +46,8 @@ class IcbhiDataModule(L.LightningDataModule):
             raise ValueError(f"{data.train}: {len(dataset)} training cycles, fewer than one batch of {data.batch_size}")
         kwargs = dict(batch_size=data.batch_size if train else data.eval_batch_size, drop_last=train,
                       num_workers=data.num_workers, persistent_workers=data.num_workers > 0)
-        if train:  # order from (seed, epoch): a resumed run continues the interrupted one exactly
-            return ResumableDataLoader(dataset, shuffle=True, seed=self.config.seed, **kwargs)
+        if train:  # a resumed run continues the interrupted epoch exactly
+            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
         return DataLoader(dataset, **kwargs)
 
     def train_dataloader(self) -> DataLoader:

@@ -44,12 +44,10 @@ class DistillDataModule(L.LightningDataModule):
             max_batch_samples=self.config.max_batch_samples,
             max_batch_size=self.config.max_batch_size,
             shuffle=train,
-            seed=self.seed,
         )
         collate = getattr(dataset, "collate", collate_waveforms)
         return ResumableDataLoader(
             dataset,
-            seed=self.seed,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.config.num_workers,

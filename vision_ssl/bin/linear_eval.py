@@ -36,7 +36,7 @@ class LinearEvaluation(Experiment):
 
     def setup(self, config: ExperimentConfig, rundir: Path) -> Setup:
         encoder = load_pretrained(rundir.parent / "checkpoints" / "last.ckpt")
-        data = LinearDataModule(config.data, config.linear, seed=config.seed)
+        data = LinearDataModule(config.data, config.linear)
         probe = LinearProbe(encoder, data.num_classes, config.linear)
         return Setup(probe, data, [last_checkpoint(rundir / "checkpoints")], trainer_kwargs={"num_sanity_val_steps": 0})
 

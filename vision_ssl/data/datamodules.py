@@ -13,23 +13,21 @@ from vision_ssl.config import DataConfig, LinearConfig
 from vision_ssl.data import build_dataset
 
 
-def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, drop_last: bool = False,
-            seed: int = 0) -> DataLoader:
-    """Training loaders are resumable mid-epoch (order from the seed and the epoch)."""
+def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    """Training (shuffled) loaders are resumable mid-epoch."""
     kwargs = dict(batch_size=batch_size, drop_last=drop_last, num_workers=num_workers,
                   pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
     if shuffle:
-        return ResumableDataLoader(dataset, shuffle=True, seed=seed, **kwargs)
+        return ResumableDataLoader(dataset, shuffle=True, **kwargs)
     return DataLoader(dataset, **kwargs)
 
 
 class PretrainDataModule(L.LightningDataModule):
     """Training batches ``(views, labels)`` with ``data.num_views`` augmented views per image."""
 
-    def __init__(self, data: DataConfig, seed: int = 0) -> None:
+    def __init__(self, data: DataConfig) -> None:
         super().__init__()
         self.data = data
-        self.seed = seed
         mean, std = data.norm
         self.train_transform = MultiView(build_transform(data.train_aug, data.image_size, mean, std), data.num_views)
         self.eval_transform = build_transform(data.eval_aug, data.image_size, mean, std)
@@ -45,8 +43,7 @@ class PretrainDataModule(L.LightningDataModule):
         if len(self.train_set) < self.data.batch_size:
             raise ValueError(f"{self.data.dataset} at '{self.data.root}': {len(self.train_set)} training images are "
                              f"fewer than one batch (data.batch_size {self.data.batch_size}); lower the batch size")
-        return _loader(self.train_set, self.data.batch_size, self.data.num_workers, shuffle=True, drop_last=True,
-                       seed=self.seed)
+        return _loader(self.train_set, self.data.batch_size, self.data.num_workers, shuffle=True, drop_last=True)
 
     def knn_loaders(self) -> tuple[DataLoader, DataLoader, int]:
         """``(bank, test, num_classes)``: train and test splits with the evaluation transform."""
@@ -60,9 +57,8 @@ class PretrainDataModule(L.LightningDataModule):
 class LinearDataModule(L.LightningDataModule):
     """Linear evaluation: labelled train split (``linear.train_aug``) and test split (``linear.test_aug``)."""
 
-    def __init__(self, data: DataConfig, linear: LinearConfig, seed: int = 0) -> None:
+    def __init__(self, data: DataConfig, linear: LinearConfig) -> None:
         super().__init__()
-        self.seed = seed
         mean, std = data.norm
         self.train_set = build_dataset(data.dataset, data.root, data.train_split,
                                        build_transform(linear.train_aug, data.image_size, mean, std))
@@ -75,7 +71,7 @@ class LinearDataModule(L.LightningDataModule):
         return len(self.train_set.classes)
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.train_set, self.batch_size, self.num_workers, shuffle=True, seed=self.seed)
+        return _loader(self.train_set, self.batch_size, self.num_workers, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return _loader(self.test_set, self.batch_size, self.num_workers, shuffle=False)

@@ -23,7 +23,7 @@ class MixedDataModule(PretrainDataModule):
     labels are never used by the methods)."""
 
     def __init__(self, config: ExperimentConfig) -> None:
-        super().__init__(config.data, config.seed)
+        super().__init__(config.data)
         self.source = config.cdfsl
         mean, std = config.data.norm
         self.source_transform = MultiView(build_transform(config.data.train_aug, config.data.image_size, mean, std), 1)
@@ -52,4 +52,4 @@ class MixedDataModule(PretrainDataModule):
 
 def pretrain_datamodule(config: ExperimentConfig) -> PretrainDataModule:
     """The training data of ``config.method``: mixed source + target for msl, else ``data.*``."""
-    return MixedDataModule(config) if config.method == "msl" else PretrainDataModule(config.data, config.seed)
+    return MixedDataModule(config) if config.method == "msl" else PretrainDataModule(config.data)

@@ -62,7 +62,7 @@ class AdapterTraining(Experiment):
         if tcfg.ckpt_every_n_steps > 0:
             checkpoints.append(last_checkpoint(ckpt_dir, tcfg.ckpt_every_n_steps))
         task = DiffBlenderTask(config, load_base_components(config.base))
-        return Setup(task, DiffBlenderDataModule(config.data, tcfg.seed), checkpoints,
+        return Setup(task, DiffBlenderDataModule(config.data), checkpoints,
                      trainer_kwargs={"gradient_clip_val": tcfg.grad_clip or None, "num_sanity_val_steps": 0})
 
     def summarize(self, config: DiffBlenderConfig, setup: Setup, trainer: L.Trainer, rundir: Path) -> dict:

@@ -34,9 +34,8 @@ class DiffBlenderDataModule(L.LightningDataModule):
     """Shuffled training batches (last partial batch dropped) and, when configured, validation
     batches (``data.val_split`` for COCO, ``data.shapes_val_count`` > 0 for shapes)."""
 
-    def __init__(self, config: DataConfig, seed: int = 0) -> None:
+    def __init__(self, config: DataConfig) -> None:
         super().__init__()
-        self.seed = seed
         self.config = config
         self.collate = partial(collate_conditions, max_boxes=config.max_boxes, max_persons=config.max_persons)
         self.train_set: ConditionDataset | None = None
@@ -57,8 +56,8 @@ class DiffBlenderDataModule(L.LightningDataModule):
         c = self.config
         kwargs = dict(batch_size=c.batch_size, drop_last=train, num_workers=c.num_workers, collate_fn=self.collate,
                       pin_memory=torch.cuda.is_available(), persistent_workers=c.num_workers > 0)
-        if train:  # order from (seed, epoch): a resumed run continues the interrupted one exactly
-            return ResumableDataLoader(dataset, shuffle=True, seed=self.seed, **kwargs)
+        if train:  # a resumed run continues the interrupted epoch exactly
+            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
         return DataLoader(dataset, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
