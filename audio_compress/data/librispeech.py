@@ -330,6 +330,9 @@ def prepare_librispeech(
 ) -> list[PrepSummary]:
     """Write Kaldi data directories for LibriSpeech ``subsets``.
 
+    One function on purpose: stage 1 in order (scan, check the audio in parallel, report,
+    write the data dirs), each step a call to a helper of this module.
+
     Args:
         root: folder containing ``LibriSpeech/<subset>/`` (or the ``LibriSpeech`` folder).
         subsets: subset folder names, e.g. ``["train-clean-100", "dev-clean"]`` or the mini

@@ -395,6 +395,9 @@ def make_mini_corpus(
 ) -> MiniCorpus:
     """Generate (or reuse) the mini corpus under ``out_root/LibriSpeech``.
 
+    One function on purpose: the corpus recipe in order (reuse check, speakers and their plan,
+    synthesis in parallel, per-split counts, summary), each step a helper of this module.
+
     Args:
         out_root: folder to create; afterwards it is a valid LibriSpeech root.
         seed: seeds speaker ids, pitches, rates, chapter ids, texts and noise.

@@ -163,6 +163,9 @@ class FrozenTeacher(nn.Module):
     ) -> TeacherOutput:
         """Run the teacher.
 
+        One function on purpose: it follows fairseq's forward pass in order (CNN, feature
+        masking, projection, positional convolution, layers), to be read against it step by step.
+
         Args:
             wavs: ``(B, L)`` float waveforms at 16 kHz (``(L,)`` is taken as ``B = 1``).
             padding_mask: ``(B, L)`` bool, True at padded samples (right padding). Padded
