@@ -239,6 +239,32 @@ def save_yaml_config(config: Any, path: str | Path) -> Path:
     return atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
+class YamlConfig:
+    """Mixin of a top-level config dataclass: YAML in and out, plain dicts for checkpoints.
+
+    ``class MyConfig(YamlConfig)`` decorated with ``@dataclass`` gets ``MyConfig.load(path,
+    overrides)``, ``MyConfig.from_dict(values)``, ``config.save(path)`` and ``config.to_dict()``.
+    """
+
+    @classmethod
+    def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+        """The config from YAML (or the defaults) plus ``key.sub=value`` overrides."""
+        return load_yaml_config(cls, path, overrides)
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict, where: str = "checkpoint config") -> T:
+        """Rebuild a config saved with :meth:`to_dict` (e.g. from a checkpoint's hyperparameters)."""
+        return build_dataclass(cls, values, where)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the resolved config as YAML, atomically."""
+        return save_yaml_config(self, path)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (saved in checkpoints)."""
+        return dataclasses.asdict(self)
+
+
 def config_diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two plain config mappings: ``{"a.b": (old, new)}``.
 

@@ -17,7 +17,7 @@ from audio_compress.bin.distill import Distillation
 from audio_compress.dump import dump_teacher_features
 from audio_compress.methods import default_teacher_layers, get_method
 from audio_compress.models import get_student_config
-from audio_compress.tasks.config import load_config, save_config
+from audio_compress.tasks.config import load_config
 from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.tasks.distill import DistillationTask, warmup_linear_decay
 from audio_compress.teachers import load_teacher
@@ -60,7 +60,7 @@ def test_config_strict_keys_and_overrides(tmp_path):
     cfg = load_config(path, ["trainer.max_steps=7", "loss.mask_prob=0.4"])
     assert (cfg.method, cfg.optim.lr, cfg.optim.betas, cfg.trainer.max_steps, cfg.loss.mask_prob) == (
         "armhubert", 0.005, (0.9, 0.98), 7, 0.4)
-    save_config(cfg, tmp_path / "out.yaml")
+    cfg.save(tmp_path / "out.yaml")
     assert load_config(tmp_path / "out.yaml") == cfg
     path.write_text("optim:\n  learning_rate: 1\n")
     with pytest.raises(ValueError, match=r"unknown keys \['learning_rate'\]"):
@@ -180,7 +180,7 @@ def test_interrupted_run_resumes_to_the_same_final_step(wave_dirs, tmp_path):
 def test_ddp_two_processes_gloo(wave_dirs, tmp_path):
     cfg = _config(wave_dirs, strategy="ddp", devices=2, max_steps=4)
     conf = tmp_path / "ddp.yaml"
-    save_config(cfg, conf)
+    cfg.save(conf)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "audio_compress.bin.distill", "--config", str(conf), "--expdir", str(tmp_path / "exp")],

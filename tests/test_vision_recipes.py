@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vision_ssl.config import load_config, save_config
+from vision_ssl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -113,7 +113,7 @@ def test_ddp_two_processes_gloo(tmp_path, method, extra):
         "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
         "trainer.knn_every_n_epochs=1", "trainer.knn_k=5", *extra])
     conf = tmp_path / "ddp.yaml"
-    save_config(cfg, conf)
+    cfg.save(conf)
     proc = subprocess.run([sys.executable, "-m", "vision_ssl.bin.pretrain", "--config", str(conf), "--expdir",
                            str(tmp_path / "exp")], capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(ROOT)},
                           timeout=600)

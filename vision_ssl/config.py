@@ -8,12 +8,10 @@ are shared with :mod:`audio_compress.tasks.config`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.config import YamlConfig
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 from vision_ssl.augment import AUGMENTATIONS
 from vision_ssl.backbones import BACKBONES, SUBNETS
@@ -230,7 +228,7 @@ class LinearConfig:
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(YamlConfig):
     """One experiment: a pretraining method and its linear evaluation (one seed)."""
 
     method: str = "selfcon"
@@ -258,20 +256,7 @@ class ExperimentConfig:
         if self.method == "sl" and self.data.num_views != 1:
             raise ValueError("sl trains on one view per source image: set data.num_views: 1")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    return load_yaml_config(ExperimentConfig, path, overrides)
-
-
-def config_from_dict(values: dict) -> ExperimentConfig:
-    """Rebuild a config saved with :meth:`ExperimentConfig.to_dict` (e.g. from a checkpoint)."""
-    return build_dataclass(ExperimentConfig, values, "checkpoint config")
-
-
-def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    save_yaml_config(config, path)
+#: module-level names of the loaders (``load_config(path, overrides)`` etc.)
+load_config = ExperimentConfig.load
+config_from_dict = ExperimentConfig.from_dict

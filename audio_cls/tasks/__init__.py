@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "IcbhiConfig": "config", "METHODS": "config", "load_config": "config", "save_config": "config",
+    "IcbhiConfig": "config", "METHODS": "config", "load_config": "config",
     "IcbhiDataModule": "datamodule",
     "IcbhiTask": "icbhi", "load_task": "icbhi", "task_from_checkpoint": "icbhi",
 }

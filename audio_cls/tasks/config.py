@@ -7,14 +7,12 @@ with :mod:`audio_compress.tasks.config`.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from audio_cls.features import FeatureConfig, SpecAugConfig
 from audio_cls.losses import NEGATIVES
 from audio_cls.models.ast import ARCHS, INITS
-from compact_ssl.config import build_dataclass, load_yaml_config, save_yaml_config
+from compact_ssl.config import YamlConfig
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 METHODS = ("ce", "patchmix", "patchmix_cl")
@@ -95,7 +93,7 @@ class TrainerConfig(CoreTrainerConfig):
 
 
 @dataclass
-class IcbhiConfig:
+class IcbhiConfig(YamlConfig):
     """One training run (one method, one seed)."""
 
     method: str = "patchmix_cl"
@@ -117,21 +115,7 @@ class IcbhiConfig:
             # mixing needs partners, and the projector's BatchNorm needs more than one sample
             raise ValueError(f"method {self.method} needs data.batch_size >= 2, got {self.data.batch_size}")
 
-    def to_dict(self) -> dict:
-        """Plain nested dict (saved in checkpoints and config.yaml)."""
-        return dataclasses.asdict(self)
 
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> IcbhiConfig:
-    """Read an :class:`IcbhiConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    return load_yaml_config(IcbhiConfig, path, overrides)
-
-
-def config_from_dict(values: dict) -> IcbhiConfig:
-    """Rebuild a config saved with :meth:`IcbhiConfig.to_dict` (e.g. from a checkpoint)."""
-    return build_dataclass(IcbhiConfig, values, "checkpoint config")
-
-
-def save_config(config: IcbhiConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    save_yaml_config(config, path)
+#: module-level names of the loaders (``load_config(path, overrides)`` etc.)
+load_config = IcbhiConfig.load
+config_from_dict = IcbhiConfig.from_dict

@@ -1,7 +1,7 @@
 """Distillation wiring: the run configuration, the data module and the Lightning module.
 
 * :mod:`.config`: :class:`DistillConfig` (read from the recipe's YAML) and its sections,
-  :func:`load_config`, :func:`save_config`, the method names :data:`METHODS`;
+  :func:`load_config` (``DistillConfig.load``; ``config.save(path)`` writes it), the method names :data:`METHODS`;
 * :mod:`.datamodule`: :class:`DistillDataModule` (waveform batches, optionally with dumped
   teacher targets);
 * :mod:`.distill`: :class:`DistillationTask` (student + frozen teacher + the method of
@@ -17,7 +17,7 @@ import importlib
 
 _EXPORTS = {
     "DataConfig": "config", "DistillConfig": "config", "LossConfig": "config", "METHODS": "config",
-    "OptimConfig": "config", "TrainerConfig": "config", "load_config": "config", "save_config": "config",
+    "OptimConfig": "config", "TrainerConfig": "config", "load_config": "config",
     "DistillDataModule": "datamodule",
     "DistillationTask": "distill", "warmup_linear_decay": "distill",
 }

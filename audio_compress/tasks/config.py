@@ -6,12 +6,10 @@ fall back to a default). ``key.sub=value`` overrides (from the command line) are
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from audio_compress.methods import METHODS as _METHOD_REGISTRY
-from compact_ssl.config import load_yaml_config, save_yaml_config
+from compact_ssl.config import YamlConfig
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 #: names of the distillation methods (:data:`audio_compress.methods.METHODS`)
@@ -77,7 +75,7 @@ class TrainerConfig(CoreTrainerConfig):
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(YamlConfig):
     """One distillation experiment."""
 
     method: str = "star"
@@ -100,15 +98,6 @@ class DistillConfig:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DistillConfig:
-    """Read a :class:`DistillConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    return load_yaml_config(DistillConfig, path, overrides)
-
-
-def save_config(config: DistillConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (kept next to the checkpoints)."""
-    save_yaml_config(config, path)
+#: module-level names of the loaders (``load_config(path, overrides)`` etc.)
+load_config = DistillConfig.load

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from compact_ssl.config import load_yaml_config
+from compact_ssl.config import YamlConfig
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 from vision_ssl.diffblender.data.config import DataConfig
 
@@ -169,7 +168,7 @@ class SampleConfig:
 
 
 @dataclass
-class DiffBlenderConfig:
+class DiffBlenderConfig(YamlConfig):
     """One DiffBlender experiment: base model, data, adapter, training, trainer and sampling."""
 
     base: str = ""  #: a diffusers Stable Diffusion folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/)
@@ -191,7 +190,6 @@ def tiny_adapter_config(**overrides: Any) -> AdapterConfig:
     return AdapterConfig(**values)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DiffBlenderConfig:
-    """Read a :class:`DiffBlenderConfig` from YAML (or defaults) plus ``key.sub=value`` overrides."""
-    return load_yaml_config(DiffBlenderConfig, path, overrides)
+#: ``load_config(path, overrides)``: the config from YAML (or defaults) plus ``key.sub=value`` overrides
+load_config = DiffBlenderConfig.load
 
