@@ -15,6 +15,8 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from compact_ssl.training import Experiment, Setup, TrainerConfig, last_checkpoint
 from vision_ssl.config import ExperimentConfig
 from vision_ssl.data.datamodules import LinearDataModule
@@ -35,7 +37,9 @@ class LinearEvaluation(Experiment):
                        precision=config.linear.precision)
 
     def setup(self, config: ExperimentConfig, rundir: Path) -> Setup:
-        encoder = load_pretrained(rundir.parent / "checkpoints" / "last.ckpt")
+        # building the pretrained model draws initial weights: keep the seeded state for the probe
+        with torch.random.fork_rng(devices=[]):
+            encoder = load_pretrained(rundir.parent / "checkpoints" / "last.ckpt")
         data = LinearDataModule(config.data, config.linear)
         probe = LinearProbe(encoder, data.num_classes, config.linear)
         return Setup(probe, data, [last_checkpoint(rundir / "checkpoints")], trainer_kwargs={"num_sanity_val_steps": 0})
