@@ -21,7 +21,7 @@ Layouts for mini SUPERB (or FSDD) and the pinned s3prl checkout::
 
     python -m audio_compress.bin.superb layouts --source mini --train data/train \\
         --dev data/dev_mini --test data/test_mini --out superb_data [--tasks pr,ks,sid,ic]
-    python -m audio_compress.bin.superb layouts --source fsdd --fsdd_root ../shared/data/fsdd \\
+    python -m audio_compress.bin.superb layouts --source fsdd --fsdd_root /path/to/free-spoken-digit-dataset \\
         --out superb_fsdd --tasks ks,sid
     python -m audio_compress.bin.superb tools --dest tools/s3prl [--fetch true|false]
 

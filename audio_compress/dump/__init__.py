@@ -18,10 +18,10 @@ Why one utterance at a time
 Layout of ``out_dir``
     * ``dump_meta.json``: what is being dumped (layers, teacher, data dir, shard plan); written
       first, so an interrupted dump can be resumed and checked against the request.
-    * ``shard_XXXXX.bin``: raw little-endian fp16, C order, shape ``(frames_in_shard, n_layers, D)``
+    * ``shard_<index>.bin``: raw little-endian fp16, C order, shape ``(frames_in_shard, n_layers, D)``
       (the frames of one utterance are contiguous: reading one utterance is one slice). Written
       incrementally, one utterance after the other.
-    * ``shard_XXXXX.json``: the shard's index (``utt_id -> [offset_frames, num_frames]``), written
+    * ``shard_<index>.json``: the shard's index (``utt_id -> [offset_frames, num_frames]``), written
       atomically only once the shard's ``.bin`` is complete and synced to disk; a shard counts as
       done only when its index exists, matches the plan and the ``.bin`` has the expected size.
     * ``index.json``: the whole dump (layers, hidden size, dtype, teacher, data dir, counts,

@@ -12,11 +12,10 @@ __all__ = ["SOURCES", "PublishedModel", "PUBLISHED", "get_published"]
 #: Short source ids -> description.
 SOURCES: dict[str, str] = {
     "ARM": "ARMHuBERT paper table (Jang*, Kim* et al., Interspeech 2023, arXiv 2305.11685), "
-           "as in sungnyun/ARMHuBERT assets/result.png; shared/reference/speech.md section 2.6",
+           "as in sungnyun/ARMHuBERT assets/result.png",
     "STaR": "STaR paper table (Jang, Kim, Kim, ICASSP 2024, arXiv 2312.09040), "
-            "as in assets/result_star.png; shared/reference/speech.md section 1.6",
-    "ARM+STaR": "identical rows in the ARMHuBERT and STaR tables "
-                "(shared/reference/speech.md sections 2.6 and 1.6)",
+            "as in sungnyun/ARMHuBERT assets/result_star.png",
+    "ARM+STaR": "identical rows in the ARMHuBERT (arXiv 2305.11685) and STaR (arXiv 2312.09040) tables",
 }
 
 

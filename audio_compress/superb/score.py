@@ -6,7 +6,8 @@ to floats, in the units of the papers' tables:
 * accuracies, error rates, F1 and CER in **percent** (``KS_acc=96.30``, ``ASR_wer=6.42``);
 * QbE MTWV as a **fraction** (``QbE_mtwv=0.0736``), as printed in the ARMHuBERT/STaR tables.
 
-Two aggregates are implemented (see ``shared/reference/s3prl-recipes.md`` section 2.3):
+Two aggregates are implemented (the leaderboard's formula and reference points are those of the SUPERB
+website, ``superbbenchmark/website-react``, ``overall_metrics.js`` and ``Data.js``):
 
 :func:`overall_score`
     The "Overall" column of the ARMHuBERT (Interspeech 2023) and STaR (ICASSP 2024) tables: the
@@ -194,7 +195,7 @@ REFERENCE_POINTS: dict[str, ReferencePoint] = {
 
 REFERENCE_POINTS_SOURCE = (
     "SUPERB leaderboard reference points (public set, paper subset), FBANK = 0 and SOTA = 1000, "
-    "as listed in shared/reference/s3prl-recipes.md section 2.3")
+    "from the SUPERB website's reference_points table (superbbenchmark/website-react, Data.js)")
 
 
 def superb_metric_scores(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -24,7 +24,7 @@ Layouts (``<out>/<task>/``), each as s3prl 0.4.18's dataset code reads it:
   index, ``path, speakerId, transcription, action, object, location``). Our intent label
   ``action_object_location`` gives the three slots; every slot value of valid/test must occur
   in train (s3prl builds its label set from train).
-* ``sid`` (``voxceleb1``): ``{dev,test}/wav/<id1XXXX>/<video>/<utt>.wav`` and
+* ``sid`` (``voxceleb1``): ``{dev,test}/wav/<speaker id>/<video>/<utt>.wav`` and
   ``iden_split.txt`` (``1|2|3 <id>/<video>/<utt>.wav`` = train/dev/test). s3prl derives the
   class from the speaker folder name (``id10001`` -> 0), so speakers are renamed
   ``id10001, id10002, ...`` in sorted order (``speakers.tsv`` keeps the mapping).
