@@ -179,6 +179,13 @@ def test_changed_config_is_refused_with_the_differing_keys(uninterrupted):
     assert Toy().run(replace(ToyConfig(), trainer=ToyTrainer(devices="auto")), uninterrupted)["steps"] == 18
 
 
+def test_a_run_that_never_saved_a_checkpoint_takes_a_changed_config(tmp_path):
+    rundir = tmp_path / "failed_start"
+    rundir.mkdir()
+    (rundir / "config.yaml").write_text("lr: 0.3\n")  # written by a run that failed before training
+    assert Toy().run(ToyConfig(), rundir) == {"steps": 18, "epochs": 3}
+
+
 def test_resume_force_continues_and_records_the_change(uninterrupted):
     changed = replace(ToyConfig(), trainer=ToyTrainer(max_epochs=4))
     assert Toy().run(changed, uninterrupted, resume="force") == {"steps": 24, "epochs": 4}

@@ -185,10 +185,10 @@ class Experiment(abc.ABC):
 
     def _drift(self, config: Any, rundir: Path, last: Path, done: Path) -> dict[str, tuple[Any, Any]]:
         saved = rundir / CONFIG
+        if not (last.is_file() or done.is_file()):
+            return {}  # nothing trained yet (e.g. a run that failed while starting): any config may start
         if not saved.is_file():
-            if last.is_file() or done.is_file():
-                return {"<config.yaml>": ("missing: the run's config is unknown", "the config of this run")}
-            return {}
+            return {"<config.yaml>": ("missing: the run's config is unknown", "the config of this run")}
         old = yaml.safe_load(saved.read_text()) or {}
         changes = config_diff(old, config_to_dict(config))
         return {k: v for k, v in changes.items()
