@@ -43,12 +43,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from compact_ssl.config import (
     ConfigError,
     add_override_argument,
-    apply_overrides,
-    build_dataclass,
     config_diff,
     config_to_dict,
     get_key,
-    read_yaml,
+    load_yaml_config,
     replace_key,
     save_yaml_config,
 )
@@ -129,10 +127,10 @@ class Experiment(abc.ABC):
     # ------------------------------------------------------------------ config
     def load_config(self, path: str | Path | None, overrides: Sequence[str] = ()) -> Any:
         """The config from YAML plus ``--set`` overrides."""
-        raw = read_yaml(path) if path is not None else {}
-        return build_dataclass(self.config_class, apply_overrides(raw, list(overrides)), str(path or "config"))
+        return load_yaml_config(self.config_class, path, list(overrides))
 
     def trainer_config(self, config: Any) -> TrainerConfig:
+        """The trainer section of ``config`` (experiments may adapt it, e.g. a probe's own epochs)."""
         return get_key(config, self.trainer_key)
 
     # ------------------------------------------------------------------ one run
