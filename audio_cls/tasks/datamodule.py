@@ -44,11 +44,10 @@ class IcbhiDataModule(L.LightningDataModule):
         data = self.config.data
         if train and len(dataset) < data.batch_size:
             raise ValueError(f"{data.train}: {len(dataset)} training cycles, fewer than one batch of {data.batch_size}")
-        kwargs = dict(batch_size=data.batch_size if train else data.eval_batch_size, drop_last=train,
-                      num_workers=data.num_workers, persistent_workers=data.num_workers > 0)
-        if train:  # a resumed run continues the interrupted epoch exactly
-            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
-        return DataLoader(dataset, **kwargs)
+        # a resumed run continues the interrupted epoch exactly
+        return ResumableDataLoader(dataset, batch_size=data.batch_size if train else data.eval_batch_size,
+                                   shuffle=train, drop_last=train, num_workers=data.num_workers,
+                                   persistent_workers=data.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -14,12 +14,10 @@ from vision_ssl.data import build_dataset
 
 
 def _loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, drop_last: bool = False) -> DataLoader:
-    """Training (shuffled) loaders are resumable mid-epoch."""
-    kwargs = dict(batch_size=batch_size, drop_last=drop_last, num_workers=num_workers,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
-    if shuffle:
-        return ResumableDataLoader(dataset, shuffle=True, **kwargs)
-    return DataLoader(dataset, **kwargs)
+    """A ``DataLoader`` that a resumed run continues mid-epoch (see ``ResumableDataLoader``)."""
+    return ResumableDataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                               num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                               persistent_workers=num_workers > 0)
 
 
 class PretrainDataModule(L.LightningDataModule):

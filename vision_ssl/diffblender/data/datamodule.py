@@ -54,11 +54,10 @@ class DiffBlenderDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: ConditionDataset, train: bool) -> DataLoader:
         c = self.config
-        kwargs = dict(batch_size=c.batch_size, drop_last=train, num_workers=c.num_workers, collate_fn=self.collate,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=c.num_workers > 0)
-        if train:  # a resumed run continues the interrupted epoch exactly
-            return ResumableDataLoader(dataset, shuffle=True, **kwargs)
-        return DataLoader(dataset, **kwargs)
+        # a resumed run continues the interrupted epoch exactly
+        return ResumableDataLoader(dataset, batch_size=c.batch_size, shuffle=train, drop_last=train,
+                                   num_workers=c.num_workers, collate_fn=self.collate,
+                                   pin_memory=torch.cuda.is_available(), persistent_workers=c.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
