@@ -87,7 +87,7 @@ expdir="${exp_root}/${tag}"
 [ -n "${sl_expdir}" ] || sl_expdir="${exp_root}/sl"
 [ -n "${source_root}" ] || source_root="${MINIIMAGENET}"
 sl_ckpt="${sl_expdir}/seed${seed}/checkpoints/last.ckpt"
-mkdir -p "${expdir}/logs"
+make_expdir
 
 # root of target $1: from --target_roots, else the db.sh variable of the upper-cased name
 target_root() {

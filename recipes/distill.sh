@@ -29,9 +29,10 @@ train_name=train         # name of the combined training data dir
 dev_set=dev-clean        # validation subset
 test_sets="test-clean"   # test subsets
 nj=4                     # parallel jobs for data preparation
-check_audio=header       # data prep audio check: header (fast) | full (decode every file)
+check_audio=full         # data prep audio check: full (decode every file; cached by size+mtime) | header (headers and file ends)
+multichannel=refuse      # multi-channel audio at data prep: refuse | mean | first (recorded in the data dir for later stages)
 on_bad_audio=fail        # bad audio at data prep: fail | skip (skipped files listed in bad_audio.txt)
-resample=false           # resample audio that is not 16 kHz (false: refuse it)
+resample=false           # resample audio that is not 16 kHz in every stage that reads it (false: refuse it)
 teacher=hubert_base      # teacher: named architecture, transformers folder, or fairseq .pt
 teacher_seed=0           # seed for a randomly initialised named teacher
 student=starhubert       # student architecture (see audio_compress.models)
@@ -62,7 +63,7 @@ s3prl_fetch=true         # stage 6 clones s3prl into s3prl_root when missing (ne
 
 [ -n "${tag}" ] || tag="${method}_${student}"
 expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+make_expdir
 corpus_root="${corpus_root:-${LIBRISPEECH}}"
 s3prl_root="${s3prl_root:-${MAIN_ROOT}/tools/s3prl}"
 superb_data="${superb_data:-${dumpdir}/superb}"
@@ -91,7 +92,8 @@ corpus_stage() {
 
 data_stage() {
   local common=(--root "${corpus_root}" --nj "${nj}" --check "${check_audio}"
-                --on_bad_audio "${on_bad_audio}" --resample "${resample}" --out "${datadir}")
+                --on_bad_audio "${on_bad_audio}" --resample "${resample}" --multichannel "${multichannel}"
+                --out "${datadir}")
   # shellcheck disable=SC2086
   python -m audio_compress.bin.prepare_librispeech "${common[@]}" \
     --subsets "$(echo ${train_sets} | tr ' ' ',')" --combine_as "${train_name}"
@@ -110,13 +112,14 @@ dump_stage() {
   local set
   for set in "${train_name}" "$(dname "${dev_set}")"; do
     python -m audio_compress.bin.dump_teacher --config "${conf}" --teacher "${expdir}/teacher" \
-      --set "student=${student}" --data "${datadir}/${set}" --out "${dumpdir}/${tag}/${set}"
+      --set "student=${student}" --resample "${resample}" --data "${datadir}/${set}" --out "${dumpdir}/${tag}/${set}"
   done
 }
 
 distill_stage() {
   local overrides=(--set "method=${method}" --set "student=${student}" --set "teacher=${expdir}/teacher"
-                   --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")")
+                   --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")"
+                   --set "data.resample=${resample}")
   if "${use_dump}"; then
     overrides+=(--set "data.dump_dir=${dumpdir}/${tag}/${train_name}" --set "data.dev_dump_dir=${dumpdir}/${tag}/$(dname "${dev_set}")")
   fi

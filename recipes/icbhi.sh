@@ -38,7 +38,7 @@ eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+make_expdir
 corpus_root="${corpus_root:-${ICBHI}}"
 
 log "${_cmdline}"

@@ -54,7 +54,7 @@ for f in "${conf}" "${coreset_conf}"; do
 done
 [ -n "${tag}" ] || tag="${target}"
 expdir="${exp_root}/${tag}"
-mkdir -p "${expdir}/logs"
+make_expdir
 
 if "${make_mini}"; then
   target_root="${data_dir}/target"

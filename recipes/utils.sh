@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Shared shell helpers for recipe templates: dated log lines, stage gating,
-# per-stage log files, and printing the tail of a failed stage's log.
+# Shared shell helpers for recipe templates: dated log lines, stage gating, per-stage log files,
+# a stage runner that fails on the first failing command, and the experiment-folder lock.
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -12,9 +12,22 @@ want_stage() {
   [ "${stage}" -le "$1" ] && [ "$1" -le "${stop_stage}" ]
 }
 
+# failure_cause LOGFILE: the one line that says why a stage failed: the last Python exception
+# line ("SomeError: message") or "ERROR: ..." line of the log, else its last non-empty line.
+failure_cause() {
+  local cause
+  cause="$(tr '\r' '\n' < "$1" \
+    | grep -E '^([A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)|ERROR[: ]|Killed|Segmentation fault)' \
+    | tail -n 1 || true)"
+  [ -n "${cause}" ] || cause="$(tr '\r' '\n' < "$1" | grep -v '^[[:space:]]*$' | tail -n 1 || true)"
+  echo "${cause}"
+}
+
 # run_stage N "description" command [args...]
-# Prints a dated banner, runs the command with stdout+stderr tee'd to
-# ${expdir}/logs/stage<N>.log, and on failure prints the log tail and exits.
+# Prints a dated banner and runs the command with stdout+stderr tee'd to ${expdir}/logs/stage<N>.log.
+# The command runs in a subshell under `set -e`, so the first failing command inside a stage
+# function fails the stage (not only its last command). On failure it prints the one-line cause,
+# then the log tail, and exits with the stage's status. RECIPE_STAGE=N is exported to the stage.
 run_stage() {
   local n="$1" what="$2"
   shift 2
@@ -28,11 +41,18 @@ run_stage() {
     echo "# $(date '+%Y-%m-%dT%H:%M:%S') stage ${n}: ${what}"
     echo "# command: $*"
   } > "${logfile}"
-  local start=${SECONDS}
-  if ! (set -o pipefail; "$@" 2>&1 | tee -a "${logfile}"); then
-    log "Stage ${n} FAILED (${what}). Last lines of ${logfile}:"
+  local start=${SECONDS} rc
+  # Not `if ! (...)`: bash ignores `set -e` inside a condition, even in a subshell that sets it again.
+  set +e
+  (set -eEuo pipefail; export RECIPE_STAGE="${n}"; "$@") 2>&1 | tee -a "${logfile}"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "${rc}" -ne 0 ]; then
+    log "Stage ${n} FAILED (${what}), exit status ${rc}: $(failure_cause "${logfile}")" >&2
+    log "Last lines of ${logfile}:" >&2
     tail -n 40 "${logfile}" >&2
-    exit 1
+    log "Stage ${n} FAILED. Fix the cause above, then resume with --stage ${n}." >&2
+    exit "${rc}"
   fi
   log "Stage ${n} done in $((SECONDS - start)) s"
 }
@@ -54,8 +74,28 @@ finish_recipe() {
   log "Finished stages ${stage}..${stop_stage}. Results and logs: $(cd "${expdir}" && pwd)"
 }
 
+# make_expdir: create ${expdir}/logs and take the experiment lock (lock_expdir).
+make_expdir() {
+  mkdir -p "${expdir}/logs"
+  lock_expdir
+}
+
+# lock_expdir: refuse to run while another recipe run works in ${expdir}. The lock is a kernel
+# lock (flock) on ${expdir}/logs/recipe.lock held by this shell and the jobs it starts, so it
+# ends with them: a killed run never leaves a stale lock. The file records the holder's pid.
+lock_expdir() {
+  local lockfile="${expdir}/logs/recipe.lock"
+  exec 9<>"${lockfile}"
+  if ! flock -n 9; then
+    echo "ERROR: ${expdir} is in use by another run ($(head -n 1 "${lockfile}" 2>/dev/null))." >&2
+    echo "       Wait for it to finish, or give this run another --tag or --exp_root." >&2
+    exit 1
+  fi
+  echo "pid $$ on $(hostname) since $(date '+%Y-%m-%dT%H:%M:%S'): $0" > "${lockfile}"
+}
+
 # init_expdir: fail when ${conf} is missing, default ${tag} to the config's file name, and create
-# ${expdir}=${exp_root}/${tag} with its logs/ folder (templates with one experiment config).
+# and lock ${expdir}=${exp_root}/${tag} (templates with one experiment config).
 init_expdir() {
   if [ ! -f "${conf}" ]; then
     echo "ERROR: config '${conf}' not found (see conf/ of this recipe)" >&2
@@ -63,5 +103,5 @@ init_expdir() {
   fi
   [ -n "${tag}" ] || tag="$(basename "${conf}" .yaml)"
   expdir="${exp_root}/${tag}"
-  mkdir -p "${expdir}/logs"
+  make_expdir
 }

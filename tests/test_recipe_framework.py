@@ -67,7 +67,8 @@ def test_run_stage_logs_and_fails_loudly(tmp_path):
     )
     r = _run(_script(tmp_path, body))
     assert r.returncode != 0
-    assert "Stage 0: greeting" in r.stdout and "Stage 1 FAILED" in r.stdout
+    assert "Stage 0: greeting" in r.stdout and "Stage 1 FAILED (failing), exit status 3: boom detail" in r.stderr
+    assert r.returncode == 3  # the stage's own status
     assert "hello from stage" in (tmp_path / "exp/logs/stage0.log").read_text()
     assert "boom detail" in (tmp_path / "exp/logs/stage1.log").read_text()
     assert "boom detail" in r.stderr  # the tail of the failed log is printed

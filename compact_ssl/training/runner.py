@@ -9,6 +9,11 @@ and calls :meth:`Experiment.main`. The runner owns everything else, once:
   without seed folders, unless ``--seeds`` is given);
 * the trainer (:func:`compact_ssl.training.trainer.build_trainer`);
 * done markers: a finished run is skipped on rerun, its results untouched;
+* a lock: two processes never train into one run folder at once (``run.lock``, released when
+  the process ends, however it ends);
+* ``--check``: a dry run that validates the config, the trainer settings and every run folder
+  (a rerun that would be refused is reported) without writing anything; recipes call it before
+  their first stage;
 * resume semantics:
 
   - ``auto`` (default): continue from ``checkpoints/last.ckpt`` when there is one, with the
@@ -30,6 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,13 +57,15 @@ from compact_ssl.config import (
     save_yaml_config,
 )
 from compact_ssl.io import atomic_write_text, read_json, write_json
-from compact_ssl.training.trainer import TrainerConfig, build_trainer
+from compact_ssl.lock import LockHeldError, exclusive_lock
+from compact_ssl.training.trainer import TrainerConfig, build_trainer, check_trainer_config
 
 RESUME_MODES = ("auto", "never", "force")
 #: ``--resume true/false`` of earlier versions.
 _LEGACY_RESUME = {"true": "auto", "false": "never"}
 CONFIG = "config.yaml"
 CHANGES = "config_changes.yaml"
+LOCK = "run.lock"
 ARCHIVE = "archive"
 #: Run files that belong to one training run (moved together by ``--resume never``).
 RUN_FILES = ("checkpoints", "csv", "tensorboard", CONFIG, CHANGES)
@@ -144,10 +152,39 @@ class Experiment(abc.ABC):
         if resume not in RESUME_MODES:
             raise ValueError(f"resume must be one of {RESUME_MODES}, got {resume!r}")
         rundir = Path(rundir)
+        self.check(config, rundir)
+        check_trainer_config(self.trainer_config(config), self.trainer_key)
+        main_process = rank_zero_only.rank == 0
+        with exclusive_lock(rundir / LOCK, str(rundir)) if main_process else nullcontext():
+            return self._run_locked(config, rundir, resume, callbacks or [], main_process)
+
+    def dry_run(self, config: Any, rundir: str | Path, resume: str = "auto") -> str:
+        """What :meth:`run` would do in ``rundir``, as one line, writing nothing.
+
+        Raises:
+            ConfigError: the config or the trainer settings cannot work here.
+            ConfigDriftError: the rerun would be refused (``resume="auto"`` and a changed config).
+        """
+        resume = _LEGACY_RESUME.get(resume, resume)
+        rundir = Path(rundir)
+        self.check(config, rundir)
+        check_trainer_config(self.trainer_config(config), self.trainer_key)
+        last, done = rundir / "checkpoints" / "last.ckpt", rundir / self.done_name
+        if resume == "never":
+            return f"{rundir}: would start afresh" + (" (the previous run is archived)" if rundir.exists() else "")
+        changes = self._drift(config, rundir, last, done)
+        if changes and resume != "force":
+            raise ConfigDriftError(self._drift_message(rundir, changes))
+        if done.is_file() and not changes:
+            return f"{rundir}: finished; would be skipped"
+        if last.is_file():
+            return f"{rundir}: would resume from step {_checkpoint_step(last)}"
+        return f"{rundir}: would start"
+
+    def _run_locked(self, config: Any, rundir: Path, resume: str, callbacks: list[Callback],
+                    main_process: bool) -> dict:
         done = rundir / self.done_name
         last = rundir / "checkpoints" / "last.ckpt"
-        self.check(config, rundir)
-        main_process = rank_zero_only.rank == 0
         if resume == "never":
             if main_process:
                 self._archive(rundir)
@@ -169,7 +206,7 @@ class Experiment(abc.ABC):
         setup = self.setup(config, rundir)
         ckpt_path = last if resume != "never" and last.is_file() else None
         trainer = build_trainer(self.trainer_config(config), rundir, setup.checkpoints,
-                                [*setup.callbacks, *(callbacks or [])],
+                                [*setup.callbacks, *callbacks],
                                 resume_step=_checkpoint_step(ckpt_path) if ckpt_path else None,
                                 lr_interval=setup.lr_interval, **setup.trainer_kwargs)
         if ckpt_path:
@@ -235,6 +272,9 @@ class Experiment(abc.ABC):
         parser.add_argument("--resume", default="auto", choices=[*RESUME_MODES, *_LEGACY_RESUME],
                             help="auto: continue from last.ckpt, refusing a changed config; never: start afresh "
                                  "(the old run is archived); force: continue with the changed config, recorded")
+        parser.add_argument("--check", action="store_true",
+                            help="dry run: validate the config, the trainer settings and the run folders, print what "
+                                 "each run would do, write nothing")
         return parser
 
     def rundirs(self, expdir: Path, config: Any, seeds: list[int] | None) -> list[tuple[int, Path]]:
@@ -254,8 +294,11 @@ class Experiment(abc.ABC):
         summaries = []
         for seed, rundir in self.rundirs(Path(args.expdir), config, args.seeds):
             try:
+                if args.check:
+                    print(f"check: {self.dry_run(replace_key(config, self.seed_key, seed), rundir, args.resume)}")
+                    continue
                 summary = self.run(replace_key(config, self.seed_key, seed), rundir, args.resume)
-            except (ConfigDriftError, ConfigError) as err:
+            except (ConfigDriftError, ConfigError, LockHeldError) as err:
                 _fail(err)
             print(self.describe(seed, summary))
             summaries.append(summary)

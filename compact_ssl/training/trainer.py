@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
+from compact_ssl.config import ConfigError
 from compact_ssl.training.guards import NonFiniteMetricGuard
 from compact_ssl.training.history import HistoryCSVLogger, MetricHistory, tensorboard_logger
 from compact_ssl.training.state import RandomStateCheckpoint
@@ -34,6 +36,26 @@ class TrainerConfig:
     accelerator: str = "auto"
     strategy: str = "auto"
     log_every_n_steps: int = 50
+
+
+def check_trainer_config(tcfg: TrainerConfig, key: str = "trainer") -> None:
+    """Refuse trainer settings this machine cannot run, naming the override that runs them here.
+
+    Lightning would fail only once the trainer is built, after data preparation; this check runs
+    before anything is written (and in ``--check`` dry runs).
+
+    Raises:
+        ConfigError: a GPU accelerator or 16-bit mixed precision without a visible CUDA GPU.
+    """
+    if torch.cuda.is_available():
+        return
+    if str(tcfg.accelerator).lower() in ("gpu", "cuda"):
+        raise ConfigError(f"{key}.accelerator is {tcfg.accelerator!r} but this machine has no CUDA GPU. To run on CPU, "
+                          f"override it: --set {key}.accelerator=cpu (in a recipe: add {key}.accelerator=cpu to its "
+                          "--train_args / --pretrain_args); expect it to be slow at full size")
+    if str(tcfg.accelerator).lower() in ("auto", "cpu") and str(tcfg.precision).startswith("16"):
+        raise ConfigError(f"{key}.precision is {tcfg.precision!r}, which needs a CUDA GPU, and this machine has none. "
+                          f"To run on CPU, override it: --set {key}.precision=32-true (or bf16-mixed)")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
