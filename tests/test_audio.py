@@ -39,10 +39,16 @@ def test_good_file_roundtrip(tmp_path):
     assert audio_info(p).num_samples == 8000
 
 
-def test_stereo_is_averaged(tmp_path):
+def test_stereo_mixed_only_on_request(tmp_path):
     x = np.stack([np.full(1000, 0.2), np.full(1000, 0.4)], axis=1).astype(np.float32)
-    y = load_audio(_write(tmp_path / "st.wav", x))
-    np.testing.assert_allclose(y, 0.3, atol=1e-4)
+    path = _write(tmp_path / "st.wav", x)
+    np.testing.assert_allclose(load_audio(path, multichannel="mean"), 0.3, atol=1e-4)
+    np.testing.assert_allclose(load_audio(path, multichannel="first"), 0.2, atol=1e-4)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert info.value.kind == "multichannel" and str(path) in str(info.value)
+    with pytest.raises(ValueError, match="multichannel must be one of refuse, mean, first"):
+        load_audio(path, multichannel="average")
 
 
 @pytest.mark.parametrize(

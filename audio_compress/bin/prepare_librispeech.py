@@ -2,11 +2,13 @@
 
 ``python -m audio_compress.bin.prepare_librispeech --root DIR --subsets dev-clean,test-clean
 --out data [--combine_as NAME] [--nj N] [--on_bad_audio fail|skip] [--resample true|false]
-[--check full|header]``
+[--check full|header] [--multichannel refuse|mean|first]``
 
 ``--root`` is the folder containing ``LibriSpeech/`` (or the ``LibriSpeech`` folder itself).
 Each subset goes to ``<out>/<subset with - replaced by _>``; with ``--combine_as train_960``
-all subsets go into one directory. See :func:`audio_compress.data.librispeech.prepare_librispeech`.
+all subsets go into one directory. ``--check full`` (the default) decodes every file once; the
+results are cached in ``<out>/.audio_check_cache.json``, so a rerun over an unchanged corpus is
+quick. See :func:`audio_compress.data.librispeech.prepare_librispeech`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 
 from audio_compress.data.kaldi import KaldiFormatError
 from audio_compress.data.librispeech import BadAudioError, CorpusNotFoundError, prepare_librispeech
+from compact_ssl.audio import MULTICHANNEL_POLICIES
 
 
 def str2bool(value: str) -> bool:
@@ -43,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", type=str2bool, default=False,
                    help="accept non-16 kHz files (resampled when loaded); default false")
     p.add_argument("--check", choices=("full", "header"), default="full",
-                   help="full: decode every file; header: read headers only (fast)")
+                   help="full (default): decode every file, cached per file in <out>/.audio_check_cache.json; "
+                        "header: read headers and file ends only (finds cut files, not NaN/Inf or damage inside)")
+    p.add_argument("--multichannel", choices=MULTICHANNEL_POLICIES, default="refuse",
+                   help="files with several channels: refuse (default: they are bad audio), mean (average "
+                        "the channels) or first (keep channel 0); recorded in <data dir>/multichannel.txt")
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -55,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         summaries = prepare_librispeech(
             args.root, subsets, args.out, combine_as=args.combine_as or None, nj=args.nj,
             on_bad_audio=args.on_bad_audio, resample=args.resample, check=args.check,
-            progress=not args.no_progress)
+            multichannel=args.multichannel, progress=not args.no_progress)
     except (CorpusNotFoundError, BadAudioError, KaldiFormatError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1

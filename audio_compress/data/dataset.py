@@ -3,6 +3,11 @@
 The dataset reads ``wav.scp`` and ``utt2num_samples`` (written by data preparation), loads audio
 with :func:`compact_ssl.audio.load_audio` (so every bad file raises an error naming it),
 and optionally crops long utterances to a fixed number of samples.
+
+Multi-channel files are made mono the way the data preparation was told to
+(``prepare_librispeech --multichannel mean|first``): it records that policy as one line in
+``<data dir>/multichannel.txt``, which :func:`read_multichannel_policy` reads, so the dump and
+the training need no option of their own. Without the file, multi-channel audio is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +20,26 @@ from torch.utils.data import Dataset
 
 from audio_compress.data.kaldi import read_kaldi_map
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
-from compact_ssl.audio import load_audio
+from compact_ssl.audio import MULTICHANNEL_POLICIES, load_audio
+
+#: One line in a data dir naming how to make multi-channel audio mono (absent: refuse).
+MULTICHANNEL_FILE = "multichannel.txt"
+
+
+def read_multichannel_policy(data_dir: str | Path) -> str:
+    """The multi-channel policy recorded in ``data_dir`` (``"refuse"`` when none is recorded).
+
+    Raises:
+        ValueError: the file holds something other than one of ``refuse``, ``mean``, ``first``.
+    """
+    path = Path(data_dir) / MULTICHANNEL_FILE
+    if not path.is_file():
+        return "refuse"
+    policy = path.read_text().strip()
+    if policy not in MULTICHANNEL_POLICIES:
+        raise ValueError(f"{path}: holds {policy!r}, expected one of {', '.join(MULTICHANNEL_POLICIES)}; "
+                         "re-run the data preparation (--multichannel mean|first) to rewrite it")
+    return policy
 
 
 @dataclass
@@ -51,6 +75,9 @@ class SpeechDataset(Dataset):
         random_crop: choose the crop offset at random (training).
         sample_rate: target rate; files at another rate are resampled when ``resample``,
             otherwise refused with an error naming the file.
+
+    Multi-channel files follow the policy recorded in ``<data_dir>/multichannel.txt``
+    (see :func:`read_multichannel_policy`).
     """
 
     def __init__(
@@ -84,6 +111,7 @@ class SpeechDataset(Dataset):
         self.random_crop = random_crop
         self.sample_rate = sample_rate
         self.resample = resample
+        self.multichannel = read_multichannel_policy(self.data_dir)
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -96,7 +124,8 @@ class SpeechDataset(Dataset):
         return [min(n, self.crop_samples) for n in self.num_samples]
 
     def __getitem__(self, index: int) -> dict:
-        wav = torch.from_numpy(load_audio(self.paths[index], self.sample_rate, self.resample, min_samples=RECEPTIVE_FIELD))
+        wav = torch.from_numpy(load_audio(self.paths[index], self.sample_rate, self.resample, min_samples=RECEPTIVE_FIELD,
+                                          multichannel=self.multichannel))
         if self.crop_samples is not None and wav.shape[0] > self.crop_samples:
             excess = wav.shape[0] - self.crop_samples
             start = int(torch.randint(0, excess + 1, ()).item()) if self.random_crop else 0

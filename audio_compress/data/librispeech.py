@@ -2,15 +2,31 @@
 
 Layout read (also what :mod:`audio_compress.data.mini_corpus` writes)::
 
-    <root>/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac
+    <root>/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac   (or .wav)
     <root>/LibriSpeech/<subset>/<spk>/<chapter>/<spk>-<chapter>.trans.txt
 
-``root`` may also be the ``LibriSpeech`` folder itself. Each data directory gets ``wav.scp``
-(absolute paths), ``text``, ``utt2spk`` (the LibriSpeech speaker, i.e. the first id field),
-``spk2utt`` and ``utt2num_samples`` (length at 16 kHz, after resampling when the file has
-another rate and ``resample=True``); ``utt2sr`` (original sample rate) is added when some file
-is not 16 kHz. A subset carrying the mini corpus's ``metadata.tsv`` also gets ``phn``,
-``utt2kind``, ``utt2keyword`` and ``utt2intent``.
+``root`` may also be the ``LibriSpeech`` folder itself. Audio may be FLAC or WAV (a converted
+copy of the corpus); when both ``<utt>.flac`` and ``<utt>.wav`` exist the FLAC is used.
+
+Each data directory gets ``wav.scp`` (absolute paths), ``text``, ``utt2spk`` (the LibriSpeech
+speaker, i.e. the first id field), ``spk2utt`` and ``utt2num_samples`` (length at 16 kHz, after
+resampling when the file has another rate and ``resample=True``); ``utt2sr`` (original sample
+rate) is added when some file is not 16 kHz. A subset carrying the mini corpus's
+``metadata.tsv`` also gets ``phn``, ``utt2kind``, ``utt2keyword`` and ``utt2intent``. A data dir
+prepared with ``multichannel`` other than ``"refuse"`` records the policy in
+``multichannel.txt`` (see :mod:`audio_compress.data.dataset`), so that every later reader makes
+the files mono the same way.
+
+Every audio file is checked (``check="full"``: decoded completely, in ``nj`` processes; see
+:func:`check_audio_file`). The facts of each file that passed (sample rate, length, channels,
+which check) are cached in ``<out_dir>/.audio_check_cache.json``, keyed by (absolute path,
+size, mtime_ns) and shared by all data dirs written to ``out_dir``, so a second run over the
+same corpus does not decode again; the policy (rate, channels, minimum length) is applied
+afresh on every run. Delete the file to force a new check.
+
+A data dir is written into a temporary sibling folder (``<out_dir>/.<name>.tmp<pid>``) and
+moved into place only when complete: a failed run leaves an earlier data dir of the same name
+untouched and no partial one.
 
 Bad input is never dropped silently: with ``on_bad_audio="fail"`` a :class:`BadAudioError`
 lists every problem; with ``"skip"`` the utterances are left out, listed in
@@ -19,26 +35,33 @@ lists every problem; with ``"skip"`` the utterances are left out, listed in
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
+import os
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audio_compress.data.dataset import MULTICHANNEL_FILE
 from audio_compress.data.kaldi import DataDir, KaldiFormatError, validate_data_dir
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
-from compact_ssl.audio import AudioError, audio_info, load_audio
-from compact_ssl.io import atomic_write_text
+from compact_ssl.audio import MULTICHANNEL_POLICIES, AudioError, AudioInfo, multichannel_problem, verify_audio
+from compact_ssl.io import atomic_write_text, write_json
 
 __all__ = [
     "LIBRISPEECH_SUBSETS",
+    "AUDIO_EXTENSIONS",
+    "CHECK_CACHE_NAME",
     "CorpusNotFoundError",
     "BadAudioError",
     "AudioProblem",
     "PrepSummary",
     "find_librispeech_dir",
     "scan_subset",
+    "judge_audio",
     "check_audio_file",
     "resampled_length",
     "prepare_librispeech",
@@ -49,13 +72,18 @@ LIBRISPEECH_SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500", 
 DOWNLOAD_HINT = (
     "Download LibriSpeech from https://www.openslr.org/12 (SLR12; e.g. dev-clean.tar.gz), "
     "extract it so that <folder>/LibriSpeech/<subset>/ exists, and set LIBRISPEECH=<folder> in "
-    "db.sh (or pass --librispeech <folder> to the recipe)."
+    "db.sh (or pass --corpus_root <folder> to the recipe)."
 )
 MINI_HINT = ("The '*-mini' subsets are synthesized by 'python -m audio_compress.bin.make_mini_corpus "
              "--out <folder>' (needs espeak-ng); point the root at that <folder>.")
-#: Problem kinds beyond :class:`AudioError`'s: a transcript line without its FLAC and a FLAC
-#: without a transcript line.
+#: Problem kinds beyond :class:`AudioError`'s: a transcript line without its audio file and an
+#: audio file without a transcript line.
 LAYOUT_KINDS = ("missing_audio", "missing_transcript")
+#: Audio file extensions looked for, in order of preference.
+AUDIO_EXTENSIONS = (".flac", ".wav")
+#: Per-file check results, in the output folder next to the data dirs.
+CHECK_CACHE_NAME = ".audio_check_cache.json"
+CHECK_CACHE_VERSION = 1
 
 
 class CorpusNotFoundError(FileNotFoundError):
@@ -158,10 +186,13 @@ def _read_transcripts(path: Path) -> dict[str, str]:
 
 
 def scan_subset(subset_dir: str | Path) -> tuple[list[_Utt], list[AudioProblem]]:
-    """Pair FLACs with transcript lines in one subset folder.
+    """Pair audio files (``.flac`` or ``.wav``) with transcript lines in one subset folder.
+
+    When both ``<utt>.flac`` and ``<utt>.wav`` exist the FLAC is used (it is what LibriSpeech
+    ships; a WAV next to it is taken for a converted copy).
 
     Returns the paired utterances (sorted by id) and the layout problems: transcript lines
-    whose FLAC is missing (``missing_audio``) and FLACs without a transcript line
+    whose audio file is missing (``missing_audio``) and audio files without a transcript line
     (``missing_transcript``).
 
     Raises:
@@ -172,14 +203,17 @@ def scan_subset(subset_dir: str | Path) -> tuple[list[_Utt], list[AudioProblem]]
     subset = subset_dir.name
     utts: list[_Utt] = []
     problems: list[AudioProblem] = []
+    looked_for = " or ".join(AUDIO_EXTENSIONS)
     for spk_dir in sorted(p for p in subset_dir.iterdir() if p.is_dir()):
         spk = spk_dir.name
         for ch_dir in sorted(p for p in spk_dir.iterdir() if p.is_dir()):
-            flacs = {}
+            audio: dict[str, Path] = {}
             texts: dict[str, str] = {}
             for p in sorted(ch_dir.iterdir()):
-                if p.name.endswith(".flac") and p.is_file():
-                    flacs[p.name[: -len(".flac")]] = p
+                if p.suffix in AUDIO_EXTENSIONS and p.is_file():
+                    have = audio.get(p.stem)
+                    if have is None or AUDIO_EXTENSIONS.index(p.suffix) < AUDIO_EXTENSIONS.index(have.suffix):
+                        audio[p.stem] = p
                 elif p.name.endswith(".trans.txt") and p.is_file():
                     for utt, text in _read_transcripts(p).items():
                         if not utt.startswith(f"{spk}-{ch_dir.name}-"):
@@ -190,14 +224,15 @@ def scan_subset(subset_dir: str | Path) -> tuple[list[_Utt], list[AudioProblem]]
                             raise KaldiFormatError(p, None, f"utterance {utt!r} is transcribed "
                                                    "twice in this chapter")
                         texts[utt] = text
-            for utt in sorted(set(texts) - set(flacs)):
-                problems.append(AudioProblem(utt, str(ch_dir / f"{utt}.flac"), "missing_audio",
-                                             "transcript line has no audio file"))
-            for utt in sorted(set(flacs) - set(texts)):
-                problems.append(AudioProblem(utt, str(flacs[utt]), "missing_transcript",
+            for utt in sorted(set(texts) - set(audio)):
+                problems.append(AudioProblem(utt, str(ch_dir / f"{utt}{AUDIO_EXTENSIONS[0]}"), "missing_audio",
+                                             f"transcript line has no audio file (looked for {utt}{looked_for} "
+                                             f"in {ch_dir})"))
+            for utt in sorted(set(audio) - set(texts)):
+                problems.append(AudioProblem(utt, str(audio[utt]), "missing_transcript",
                                              f"no transcript line in {ch_dir}/*.trans.txt"))
-            for utt in sorted(set(flacs) & set(texts)):
-                utts.append(_Utt(utt, spk, str(flacs[utt]), texts[utt], subset))
+            for utt in sorted(set(audio) & set(texts)):
+                utts.append(_Utt(utt, spk, str(audio[utt]), texts[utt], subset))
     utts.sort(key=lambda u: u.utt_id)
     return utts, problems
 
@@ -209,25 +244,24 @@ def resampled_length(num_samples: int, sample_rate: int, target_rate: int = SAMP
     return int(math.ceil(num_samples * (float(target_rate) / sample_rate)))
 
 
-def check_audio_file(path: str | Path, resample: bool = False, check: str = "full"
-                     ) -> tuple[int, int]:
-    """Validate one file; returns (samples at 16 kHz, original sample rate).
+def _check_mode(check: str) -> None:
+    if check not in ("full", "header"):
+        raise ValueError(f"check must be 'full' or 'header', not {check!r}")
 
-    ``check="full"`` decodes it with :func:`load_audio` (unreadable, empty, NaN/Inf, wrong
-    rate unless ``resample``, shorter than 400 samples); ``"header"`` reads the header only
-    (all of those except NaN/Inf).
+
+def judge_audio(info: AudioInfo, resample: bool = False, multichannel: str = "refuse") -> int:
+    """Apply the data policy to the facts of a verified file; returns its length at 16 kHz.
 
     Raises:
-        AudioError: with ``.kind`` naming the problem.
+        AudioError: kind ``empty``, ``multichannel`` (several channels and ``"refuse"``),
+            ``sample_rate`` (not 16 kHz and not ``resample``) or ``too_short`` (under the
+            400-sample receptive field at 16 kHz).
     """
-    info = audio_info(path)
-    if check == "full":
-        wav = load_audio(path, SAMPLE_RATE, resample=resample, min_samples=RECEPTIVE_FIELD)
-        return int(wav.shape[0]), info.sample_rate
-    if check != "header":
-        raise ValueError(f"check must be 'full' or 'header', not {check!r}")
+    path = info.path
     if info.num_samples == 0:
         raise AudioError(path, "file contains no samples; remove it from the list", "empty")
+    if info.channels > 1 and multichannel == "refuse":
+        raise AudioError(path, multichannel_problem(info.channels), "multichannel")
     if info.sample_rate != SAMPLE_RATE and not resample:
         raise AudioError(
             path,
@@ -243,26 +277,80 @@ def check_audio_file(path: str | Path, resample: bool = False, check: str = "ful
             "(shorter audio gives zero frames)",
             "too_short",
         )
-    return n, info.sample_rate
+    return n
 
 
-def _check_worker(args: tuple[str, bool, str]) -> tuple:
+def check_audio_file(path: str | Path, resample: bool = False, check: str = "full",
+                     multichannel: str = "refuse") -> tuple[int, int]:
+    """Validate one file; returns (samples at 16 kHz, original sample rate).
+
+    ``check="full"`` decodes every sample (:func:`compact_ssl.audio.verify_audio`): unreadable,
+    truncated or damaged anywhere, NaN/Inf. ``"header"`` reads the header, compares a WAV's
+    declared sizes with the file size and decodes only the last samples: a cut file is still
+    found, NaN/Inf and damage in the middle are not. Both then apply :func:`judge_audio`
+    (empty, several channels unless ``multichannel`` says how to mix, wrong rate unless
+    ``resample``, shorter than 400 samples).
+
+    Raises:
+        AudioError: with ``.kind`` naming the problem.
+    """
+    _check_mode(check)
+    info = verify_audio(path, full=check == "full")
+    return judge_audio(info, resample, multichannel), info.sample_rate
+
+
+def _check_worker(args: tuple[str, str]) -> tuple:
     """Pool worker: plain tuples only (AudioError does not survive pickling)."""
-    path, resample, check = args
+    path, check = args
     try:
-        n, sr = check_audio_file(path, resample=resample, check=check)
-        return ("ok", n, sr)
+        info = verify_audio(path, full=check == "full")
+        return ("ok", info.sample_rate, info.num_samples, info.channels)
     except AudioError as err:
         return ("bad", err.kind, err.problem)
     except Exception as err:  # anything the decoder throws: report, do not crash the pool
         return ("bad", "unreadable", f"cannot read audio ({type(err).__name__}: {err})")
 
 
-def _check_all(utts: list[_Utt], resample: bool, check: str, nj: int, progress: bool) -> list[tuple]:
+def _read_check_cache(path: Path) -> dict[str, list]:
+    """``{absolute path: [size, mtime_ns, check, sample_rate, num_samples, channels]}``."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") != CHECK_CACHE_VERSION or not isinstance(data.get("files"), dict):
+            raise ValueError(f"not version {CHECK_CACHE_VERSION} of the cache format")
+        return data["files"]
+    except (OSError, ValueError, AttributeError) as err:
+        # only a cache: checking everything again is slow but correct
+        print(f"WARNING: ignoring the audio check cache {path} ({err}); every file is checked again "
+              "and the cache rewritten", file=sys.stderr)
+        return {}
+
+
+def _cached_info(entry: object, stat: tuple[int, int], check: str, path: str) -> AudioInfo | None:
+    """The facts recorded for ``path`` if they apply to the file as it is now and to ``check``."""
+    if not isinstance(entry, list) or len(entry) != 6 or tuple(entry[:2]) != stat:
+        return None
+    level, sample_rate, num_samples, channels = entry[2:]
+    # a full check also covers everything the header check looks at
+    if level not in ("full", check) or not all(isinstance(v, int) for v in (sample_rate, num_samples, channels)):
+        return None
+    return AudioInfo(path, sample_rate, num_samples, channels)
+
+
+def _file_stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # the check reports the file as unreadable
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _verify_all(paths: list[str], check: str, nj: int, progress: bool) -> list[tuple]:
     from tqdm import tqdm
 
-    args = [(u.path, resample, check) for u in utts]
-    bar = tqdm(total=len(args), desc=f"checking audio ({check})", unit="utt", disable=not progress,
+    args = [(p, check) for p in paths]
+    bar = tqdm(total=len(args), desc=f"checking audio ({check})", unit="file", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     results = []
     try:
@@ -282,6 +370,41 @@ def _check_all(utts: list[_Utt], resample: bool, check: str, nj: int, progress: 
                     bar.update()
     finally:
         bar.close()
+    return results
+
+
+def _check_all(utts: list[_Utt], resample: bool, check: str, multichannel: str, nj: int, progress: bool,
+               cache_path: Path) -> list[tuple]:
+    """``("ok", samples at 16 kHz, sample rate)`` or ``("bad", kind, problem)`` per utterance.
+
+    Files whose facts are in the cache (same size and mtime, checked at least as thoroughly)
+    are not decoded again; the cache is updated with what the workers found.
+    """
+    cache = _read_check_cache(cache_path)
+    stats = [_file_stat(u.path) for u in utts]
+    facts: list[AudioInfo | tuple[str, str] | None] = [
+        None if st is None else _cached_info(cache.get(u.path), st, check, u.path) for u, st in zip(utts, stats)]
+    todo = [i for i, f in enumerate(facts) if f is None]
+    if todo:
+        for i, r in zip(todo, _verify_all([utts[i].path for i in todo], check, nj, progress)):
+            path = utts[i].path
+            if r[0] == "ok":
+                facts[i] = AudioInfo(path, *r[1:])
+                if stats[i] is not None:
+                    cache[path] = [*stats[i], check, *r[1:]]
+            else:
+                facts[i] = (r[1], r[2])
+                cache.pop(path, None)
+        write_json(cache_path, {"version": CHECK_CACHE_VERSION, "files": cache}, indent=None)
+    results = []
+    for f in facts:
+        if isinstance(f, AudioInfo):
+            try:
+                results.append(("ok", judge_audio(f, resample, multichannel), f.sample_rate))
+            except AudioError as err:
+                results.append(("bad", err.kind, err.problem))
+        else:
+            results.append(("bad", *f))
     return results
 
 
@@ -316,6 +439,23 @@ def _write_bad_list(path: Path, problems: list[AudioProblem]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def _replace_dir(staged: Path, final: Path) -> None:
+    """Move the complete data dir ``staged`` onto ``final``, replacing an earlier one."""
+    old = final.with_name(f".{final.name}.old{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)  # left by a killed earlier run with the same pid
+    if final.exists():
+        os.replace(final, old)
+    try:
+        os.replace(staged, final)
+    except OSError:
+        if old.exists():
+            os.replace(old, final)  # put the earlier data dir back
+        raise
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def prepare_librispeech(
     root: str | Path,
     subsets: Sequence[str],
@@ -326,6 +466,7 @@ def prepare_librispeech(
     on_bad_audio: str = "fail",
     resample: bool = False,
     check: str = "full",
+    multichannel: str = "refuse",
     progress: bool = True,
 ) -> list[PrepSummary]:
     """Write Kaldi data directories for LibriSpeech ``subsets``.
@@ -339,15 +480,22 @@ def prepare_librispeech(
             corpus's ``["train-mini", "dev-mini", "test-mini"]``.
         out_dir: data dirs go to ``out_dir/<subset with - replaced by _>``, or to
             ``out_dir/<combine_as>`` as one directory when ``combine_as`` is given (e.g.
-            ``train_960`` for the three training subsets).
+            ``train_960`` for the three training subsets). Each is staged in
+            ``out_dir/.<name>.tmp<pid>`` and replaces an earlier one only when complete. The
+            check cache is ``out_dir/.audio_check_cache.json``.
         nj: worker processes for the audio check (1: in this process).
         on_bad_audio: ``"fail"`` raises :class:`BadAudioError` listing every bad utterance;
             ``"skip"`` leaves them out, lists them in ``bad_audio.txt`` (tab-separated
             utt_id, path, kind, problem) in the data dir and prints a warning.
         resample: accept files at other sample rates (lengths are then given at 16 kHz and
             ``utt2sr`` records the original rate); otherwise they are bad (``sample_rate``).
-        check: ``"full"`` decodes every file; ``"header"`` reads headers only (fast, cannot
-            see NaN/Inf samples).
+        check: ``"full"`` decodes every file (cached: an unchanged file is decoded once);
+            ``"header"`` reads headers and the end of each file (fast, finds cut files but not
+            NaN/Inf samples or damage in the middle).
+        multichannel: files with several channels are bad (``"refuse"``, kind
+            ``multichannel``), or made mono by averaging (``"mean"``) or keeping channel 0
+            (``"first"``); a policy other than refuse is recorded in the data dir's
+            ``multichannel.txt`` for the readers of the data dir.
         progress: show a tqdm progress bar on stderr.
 
     Returns:
@@ -361,8 +509,9 @@ def prepare_librispeech(
     """
     if on_bad_audio not in ("fail", "skip"):
         raise ValueError(f"on_bad_audio must be 'fail' or 'skip', not {on_bad_audio!r}")
-    if check not in ("full", "header"):
-        raise ValueError(f"check must be 'full' or 'header', not {check!r}")
+    _check_mode(check)
+    if multichannel not in MULTICHANNEL_POLICIES:
+        raise ValueError(f"multichannel must be one of {', '.join(MULTICHANNEL_POLICIES)}, not {multichannel!r}")
     subsets = list(subsets)
     if not subsets:
         raise ValueError("no subsets given")
@@ -384,9 +533,10 @@ def prepare_librispeech(
         scanned[s] = (utts, problems)
         all_utts += utts
     if not all_utts and not any(p for _, p in scanned.values()):
-        raise ValueError(f"no FLAC files found in {', '.join(str(base / s) for s in subsets)}")
+        raise ValueError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in "
+                         f"{', '.join(str(base / s) for s in subsets)}")
 
-    results = _check_all(all_utts, resample, check, nj, progress)
+    results = _check_all(all_utts, resample, check, multichannel, nj, progress, out_dir / CHECK_CACHE_NAME)
     status = {u.utt_id: r for u, r in zip(all_utts, results)}
 
     groups = [(combine_as, subsets)] if combine_as else [(s.replace("-", "_"), [s]) for s in subsets]
@@ -406,42 +556,56 @@ def prepare_librispeech(
         raise BadAudioError(all_bad, f"LibriSpeech {', '.join(subsets)} under {base}")
 
     summaries = []
-    for name, group in groups:
-        good = [u for s in group for u in scanned[s][0] if status[u.utt_id][0] == "ok"]
-        bad = per_group_bad[name]
-        data_path = out_dir / name
-        if not good:
-            raise ValueError(f"no usable utterances left for {name} ({len(bad)} bad); "
-                             + "; ".join(str(p) for p in bad[:5]))
-        good.sort(key=lambda u: u.utt_id)
-        dd = DataDir(
-            wav_scp={u.utt_id: u.path for u in good},
-            utt2spk={u.utt_id: u.speaker for u in good},
-            text={u.utt_id: u.text for u in good},
-            utt2num_samples={u.utt_id: status[u.utt_id][1] for u in good},
-        )
-        if any(status[u.utt_id][2] != SAMPLE_RATE for u in good):
-            dd.extra["utt2sr"] = {u.utt_id: str(status[u.utt_id][2]) for u in good}
-        extras = [_metadata_extras(base / s, [u.utt_id for u in good if u.subset == s])
-                  for s in group]
-        if all(e is not None for e in extras):
-            for fname in extras[0]:
-                dd.extra[fname] = {k: v for e in extras for k, v in e[fname].items()}
-        elif any(e is not None for e in extras):
-            print(f"WARNING: {name}: only some of {', '.join(group)} have metadata.tsv; phn/utt2kind/"
-                  "utt2keyword/utt2intent are not written", file=sys.stderr)
-        dd.write(data_path)
-        bad_path = data_path / "bad_audio.txt"
-        if bad:
-            _write_bad_list(bad_path, bad)
-            print(f"WARNING: {name}: skipped {len(bad)} bad utterance(s); see {bad_path.absolute()}",
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, group in groups:
+            good = [u for s in group for u in scanned[s][0] if status[u.utt_id][0] == "ok"]
+            bad = per_group_bad[name]
+            data_path = out_dir / name
+            if not good:
+                raise ValueError(f"no usable utterances left for {name} ({len(bad)} bad); "
+                                 + "; ".join(str(p) for p in bad[:5]))
+            good.sort(key=lambda u: u.utt_id)
+            dd = DataDir(
+                wav_scp={u.utt_id: u.path for u in good},
+                utt2spk={u.utt_id: u.speaker for u in good},
+                text={u.utt_id: u.text for u in good},
+                utt2num_samples={u.utt_id: status[u.utt_id][1] for u in good},
+            )
+            if any(status[u.utt_id][2] != SAMPLE_RATE for u in good):
+                dd.extra["utt2sr"] = {u.utt_id: str(status[u.utt_id][2]) for u in good}
+            extras = [_metadata_extras(base / s, [u.utt_id for u in good if u.subset == s])
+                      for s in group]
+            if all(e is not None for e in extras):
+                for fname in extras[0]:
+                    dd.extra[fname] = {k: v for e in extras for k, v in e[fname].items()}
+            elif any(e is not None for e in extras):
+                print(f"WARNING: {name}: only some of {', '.join(group)} have metadata.tsv; phn/utt2kind/"
+                      "utt2keyword/utt2intent are not written", file=sys.stderr)
+            tmp = out_dir / f".{name}.tmp{os.getpid()}"
+            if tmp.exists():
+                shutil.rmtree(tmp)  # left by a killed earlier run with the same pid
+            staged.append((tmp, data_path))
+            dd.write(tmp)
+            if bad:
+                _write_bad_list(tmp / "bad_audio.txt", bad)
+            if multichannel != "refuse":
+                atomic_write_text(tmp / MULTICHANNEL_FILE, multichannel + "\n")
+            validate_data_dir(tmp)
+            bad_path = data_path / "bad_audio.txt"
+            summaries.append(PrepSummary(
+                name=name, path=data_path.absolute(), subsets=list(group), num_utts=len(good),
+                num_speakers=len(set(dd.utt2spk.values())),
+                num_samples=sum(dd.utt2num_samples.values()), num_bad=len(bad),
+                bad_audio_path=bad_path.absolute() if bad else None, extra_files=sorted(dd.extra)))
+        for tmp, data_path in staged:
+            _replace_dir(tmp, data_path)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    for s in summaries:
+        if s.num_bad:
+            print(f"WARNING: {s.name}: skipped {s.num_bad} bad utterance(s); see {s.bad_audio_path}",
                   file=sys.stderr)
-        elif bad_path.exists():
-            bad_path.unlink()
-        validate_data_dir(data_path)
-        summaries.append(PrepSummary(
-            name=name, path=data_path.absolute(), subsets=list(group), num_utts=len(good),
-            num_speakers=len(set(dd.utt2spk.values())),
-            num_samples=sum(dd.utt2num_samples.values()), num_bad=len(bad),
-            bad_audio_path=bad_path.absolute() if bad else None, extra_files=sorted(dd.extra)))
     return summaries

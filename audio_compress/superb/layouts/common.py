@@ -37,7 +37,8 @@ class Utt:
 
     ``split`` is train / dev / test; ``video`` groups a speaker's utterances (VoxCeleb's video
     folder; the chapter for LibriSpeech-style ids); ``keyword`` / ``intent`` / ``phones`` are
-    ``None`` when the utterance has no such label.
+    ``None`` when the utterance has no such label. ``multichannel`` is the policy of
+    :func:`compact_ssl.audio.load_audio` for multi-channel files (a data dir's recorded one).
     """
 
     utt_id: str
@@ -49,6 +50,7 @@ class Utt:
     intent: str | None = None
     phones: str | None = None
     text: str | None = None
+    multichannel: str = "refuse"
 
 
 def write_wav(path: Path, wav: np.ndarray, fmt: str | None = None) -> None:
@@ -59,7 +61,8 @@ def write_wav(path: Path, wav: np.ndarray, fmt: str | None = None) -> None:
 
 def load_utt(utt: Utt) -> np.ndarray:
     """The utterance's audio at 16 kHz, padded to at least one frame."""
-    return load_audio(utt.wav, sample_rate=SAMPLE_RATE, resample=True, min_samples=RECEPTIVE_FIELD)
+    return load_audio(utt.wav, sample_rate=SAMPLE_RATE, resample=True, min_samples=RECEPTIVE_FIELD,
+                      multichannel=utt.multichannel)
 
 
 def safe_name(name: str) -> str:

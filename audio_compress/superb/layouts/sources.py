@@ -22,6 +22,7 @@ def utterances_from_data_dirs(data_dirs: Mapping[str, str | Path]) -> list[Utt]:
     corpus's: ``utt2keyword``, ``utt2intent``, ``phn`` and ``text`` are read when present;
     ``_none_`` means no label). The chapter (second field of a LibriSpeech id
     ``spk-chapter-n``) is the "video"."""
+    from audio_compress.data.dataset import read_multichannel_policy
     from audio_compress.data.kaldi import DataDir
 
     utts: list[Utt] = []
@@ -32,6 +33,7 @@ def utterances_from_data_dirs(data_dirs: Mapping[str, str | Path]) -> list[Utt]:
         dd = DataDir.read(path)
         kw, intent, phn = (_read_map(path / n) for n in ("utt2keyword", "utt2intent", "phn"))
         text = dd.text or {}
+        policy = read_multichannel_policy(path)
         for utt in dd.utt_ids:
             parts = utt.split("-")
             utts.append(Utt(
@@ -39,7 +41,7 @@ def utterances_from_data_dirs(data_dirs: Mapping[str, str | Path]) -> list[Utt]:
                 video=parts[1] if len(parts) >= 3 else "v0",
                 keyword=kw.get(utt) if kw.get(utt, NONE) != NONE else None,
                 intent=intent.get(utt) if intent.get(utt, NONE) != NONE else None,
-                phones=phn.get(utt) or None, text=text.get(utt)))
+                phones=phn.get(utt) or None, text=text.get(utt), multichannel=policy))
     return utts
 
 

@@ -12,5 +12,4 @@ exec bash ../../../recipes/distill.sh \
   --dev_set dev-clean \
   --test_sets "test-clean" \
   --nj 16 \
-  --check_audio header \
   "$@"
