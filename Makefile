@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint sysdeps clean
+.PHONY: setup demo test test-fast test-data lint sysdeps clean
 
 # espeak-ng synthesizes the mini speech corpus; install it when missing (root: apt-get).
 sysdeps:
@@ -32,6 +32,11 @@ test: lint
 # Unit tests only (skips tests marked slow).
 test-fast: lint
 	$(VPY) -m pytest -q -m "not slow"
+
+# Optional real test data (FSDD, Omniglot, ICBHI and LibriSpeech samples, about 36 MB) into .test-data/, every
+# file checked against the sha256 in tools/test_data.json; reruns skip what is in place. Needs only python3.
+test-data:
+	$(PYTHON) tools/fetch_test_data.py --dest .test-data
 
 clean:
 	rm -rf egs/mini_*/*/data egs/mini_*/*/exp egs/mini_*/*/dump egs/mini_*/*/corpus

@@ -9,10 +9,18 @@ Sensitivity is exact-class recall pooled over the abnormal classes (a crackle pr
 is a miss). The 2-class evaluation of a 4-class model counts an abnormal cycle as a hit when it is
 predicted as any abnormal class; normal still needs an exact prediction. Metrics are micro-pooled
 over all test cycles. As in the challenge code, 1e-10 is added to the denominators.
+
+The paper's best-epoch selection only considers epochs whose sensitivity passes a gate
+(:func:`passes_gate`, ``trainer.min_sensitivity``); when no epoch passes, the kept "best" epoch is a
+fallback, not a selection. :func:`check_gate` tells the two apart from a run's metric history, so
+evaluation and the results table can flag such runs.
 """
 
 from __future__ import annotations
 
+import csv
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +73,69 @@ def icbhi_scores(y_true, y_pred, two_class_eval: bool = False, num_classes: int 
     """ICBHI specificity, sensitivity and score (percent) of predictions; ``two_class_eval``
     gives the 2-class variant (any abnormal prediction counts for an abnormal cycle)."""
     return scores_from_confusion(confusion_matrix(y_true, y_pred, num_classes), two_class_eval)
+
+
+def passes_gate(sensitivity: float, min_sensitivity: float) -> bool:
+    """Whether an epoch with test sensitivity ``sensitivity`` (%) is eligible for best-epoch
+    selection: strictly above ``min_sensitivity`` (%), as in the reference."""
+    return sensitivity > min_sensitivity
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """Whether any epoch of a training run passed the sensitivity gate of best-epoch selection."""
+
+    min_sensitivity: float  #: the gate (%): an epoch is eligible when its Se is strictly above it
+    passed: bool  #: some epoch passed, so the best checkpoint is a gated selection
+    best_sensitivity: float  #: the highest Se (%) of any epoch looked at
+    epochs: int  #: epochs looked at
+    source: str  #: where the per-epoch sensitivities came from
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (stored in ``scores.json`` under ``gate``)."""
+        return asdict(self)
+
+    def explain(self, run: str | Path, epoch: int) -> str:
+        """One sentence for a run whose gate failed: why its best checkpoint (epoch ``epoch``) is no selection."""
+        return (f"no epoch of {run} passed the sensitivity gate (Se > {self.min_sensitivity:g} %; the highest Se was "
+                f"{self.best_sensitivity:.2f} % over {self.epochs} epochs), so its best checkpoint (epoch {epoch}) is "
+                "the fallback kept by default, not a gated selection")
+
+
+def check_gate(sensitivities: Sequence[float], min_sensitivity: float, source: str) -> GateCheck:
+    """:class:`GateCheck` of a run from the test sensitivities (%) of its epochs."""
+    if not sensitivities:
+        raise ValueError(f"{source}: no per-epoch sensitivities to check the gate on")
+    return GateCheck(min_sensitivity, any(passes_gate(se, min_sensitivity) for se in sensitivities),
+                     max(sensitivities), len(sensitivities), source)
+
+
+def epoch_sensitivities(metrics_csv: str | Path, column: str = "val_se") -> list[float]:
+    """Per-epoch test sensitivities (%) from a run's metric history (``<run>/csv/metrics.csv``,
+    written by training): the ``column`` value of every row that has one, in file order.
+
+    Raises ValueError naming the file (and line) when it lacks the column or holds a value that
+    is not a finite number.
+    """
+    metrics_csv = Path(metrics_csv)
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or ()):
+            raise ValueError(f"{metrics_csv}: no {column!r} column; is it the metric history of an audio_cls run?")
+        values = []
+        for number, row in enumerate(reader, start=2):
+            text = row[column]
+            if not text:
+                continue  # a training-step row
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ValueError(f"{metrics_csv}:{number}: {column} must be a finite number, got {text!r}; "
+                                 "the history is damaged: retrain the run or repair the line")
+            values.append(value)
+    return values
 
 
 def plot_confusion_matrix(cm: np.ndarray, path: str | Path, class_names: tuple[str, ...] = CLASS_NAMES,

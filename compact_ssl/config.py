@@ -97,7 +97,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if not args:
             return dict(value)
         key_tp, value_tp = args
-        return {coerce(k, key_tp, f"{where}.<key>"): coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
+        return {coerce(k, key_tp, _key(where, "<key>")): coerce(v, value_tp, _key(where, k)) for k, v in value.items()}
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -151,6 +151,11 @@ def _sequence(value: Any, tp: Any, origin: type, args: tuple, where: str) -> Any
     return origin(out) if origin is not list else out
 
 
+def _key(where: str, name: str) -> str:
+    """The key ``name`` below ``where``: ``parent.name``, or ``file.yaml: name`` at a file's top level."""
+    return f"{where}: {name}" if where.endswith((".yaml", ".yml")) else f"{where}.{name}"
+
+
 def build_dataclass(cls: type[T], values: dict, where: str = "config") -> T:
     """Build the config dataclass ``cls`` (nested dataclasses included) from a mapping.
 
@@ -165,7 +170,7 @@ def build_dataclass(cls: type[T], values: dict, where: str = "config") -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; valid keys: {sorted(fields)}")
     hints = _type_hints(cls)
-    kwargs = {name: coerce(value, hints.get(name, Any), f"{where}.{name}") for name, value in values.items()}
+    kwargs = {name: coerce(value, hints.get(name, Any), _key(where, name)) for name, value in values.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

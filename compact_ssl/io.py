@@ -1,13 +1,18 @@
-"""Atomic file writes: a reader never sees a half-written file, an interruption never leaves one.
+"""Atomic file and folder writes: a reader never sees a half-written output, an interruption
+never leaves one.
 
-Everything is written to a temporary file in the destination folder and renamed into place
-(``os.replace`` is atomic on POSIX within one file system).
+Everything is written to a temporary file (or folder) beside the destination and renamed into
+place (``os.replace`` is atomic on POSIX within one file system). A later recipe stage must never
+take a half-written output for its own: a previous destination is replaced only once the new one
+is complete, and stays as it was when the writer fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,3 +69,42 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun the step that writes it") from err
+
+
+def replace_folder(src: str | Path, dst: str | Path) -> Path:
+    """Move the folder ``src`` onto ``dst`` (same parent file system); returns ``dst``.
+
+    A previous ``dst`` is renamed aside first and deleted only once ``src`` is in place (put back
+    if that rename fails), so ``dst`` is at any moment the old folder, the new one, or, between
+    the two renames, absent; never a mix of both.
+    """
+    src, dst = Path(src), Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return dst
+    aside = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old", dir=dst.parent))
+    os.replace(dst, aside / dst.name)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(aside / dst.name, dst)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    return dst
+
+
+@contextmanager
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield a new, empty temporary sibling of ``folder`` to write into; when the block succeeds
+    it replaces ``folder`` (:func:`replace_folder`), when it raises it is deleted and ``folder``
+    is left as it was."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
+    try:
+        yield tmp
+        replace_folder(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -130,13 +130,19 @@ data_stage() {
   done
 }
 
-# pretrain CONF EXPDIR [key=value ...]: one pretraining run (skipped when already finished)
+# pretrain CONF EXPDIR [key=value ...]: one pretraining run (skipped when already finished); with
+# _pretrain_check=true, its dry run (the preflight check)
+_pretrain_check=false
 pretrain() {
   local conf="$1" dir="$2" kv args=()
   shift 2
   for kv in "$@" ${pretrain_args}; do args+=(--set "${kv}"); done
-  launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${dir}" --seeds "${seed}" \
-    --resume "${resume}" "${args[@]}"
+  args=(--config "${conf}" --expdir "${dir}" --seeds "${seed}" --resume "${resume}" "${args[@]}")
+  if "${_pretrain_check}"; then
+    python -m vision_ssl.bin.pretrain "${args[@]}" --check
+  else
+    launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain "${args[@]}"
+  fi
 }
 
 pretrain_stage() {
@@ -176,6 +182,20 @@ results_stage() {
   python -m vision_ssl.bin.results cdfsl --exp_root "${exp_root}" --schemes ${schemes} --targets ${targets} \
     --out "${expdir}/results.md"
 }
+
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  local scheme t
+  if want_stage 1; then
+    _pretrain_check=true
+    pretrain_stage
+  elif want_stage 2; then
+    for scheme in ${schemes}; do
+      for t in ${targets}; do require_input "$(model_ckpt "${scheme}" "${t}")" 1 "the ${scheme} model for ${t}"; done
+    done
+  fi
+}
+check_stages preflight
 
 run_stage 0 "data: source ${source}, targets ${targets}" data_stage
 run_stage 1 "pretraining (${schemes}) -> ${exp_root}/<scheme>/<target>" pretrain_stage

@@ -75,10 +75,6 @@ base_stage() {
 }
 
 train_stage() {
-  if [ -z "${base}" ]; then
-    echo "ERROR: no base model: pass --base <diffusers Stable Diffusion v1.4 folder or hub id>, or set STABLE_DIFFUSION in recipes/db.sh" >&2
-    return 1
-  fi
   local args
   mapfile -t args < <(overrides "${train_args}")
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.diffblender train --config "${conf}" --expdir "${expdir}/train" \
@@ -100,6 +96,29 @@ eval_stage() {
   python -m vision_ssl.bin.diffblender eval --samples "${dirs[@]}" --fid_features "${fid_features}" \
     --clip_model "${clip_model}" --detections "${detections}" --table "${expdir}/results.md"
 }
+
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  local args set
+  if [ -z "${base}" ] && { want_stage 2 || want_stage 3; }; then
+    echo "ERROR: no base model: pass --base <diffusers Stable Diffusion v1.4 folder or hub id>, or set STABLE_DIFFUSION in recipes/db.sh" >&2
+    return 1
+  fi
+  if "${make_base}" && ! want_stage 1 && { want_stage 2 || want_stage 3; }; then
+    require_input "${base}" 1 "the tiny frozen base"
+  fi
+  if want_stage 2; then
+    mapfile -t args < <(overrides "${train_args}")
+    python -m vision_ssl.bin.diffblender train --config "${conf}" --expdir "${expdir}/train" --resume "${resume}" \
+      "${args[@]}" --check
+  elif want_stage 3; then
+    require_input "${expdir}/train/adapter.safetensors" 2 "the trained adapter"
+  fi
+  if ! want_stage 3 && want_stage 4; then
+    for set in ${sample_sets}; do require_input "${expdir}/samples/${set}" 3 "the samples of condition set ${set}"; done
+  fi
+}
+check_stages preflight
 
 run_stage 0 "data: ${dataset} (cache ${expdir}/cache, preview ${expdir}/data_preview.png)" data_stage
 if "${make_base}"; then

@@ -104,7 +104,7 @@ data_stage() {
 
 teacher_stage() {
   python -m audio_compress.bin.prepare_teacher --teacher "${teacher}" --seed "${teacher_seed}" \
-    --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")"
+    --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")" --resample "${resample}"
 }
 
 dump_stage() {
@@ -116,17 +116,24 @@ dump_stage() {
   done
 }
 
-distill_stage() {
-  local overrides=(--set "method=${method}" --set "student=${student}" --set "teacher=${expdir}/teacher"
-                   --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")"
-                   --set "data.resample=${resample}")
+# distill_args: the arguments of the distillation entry point (stage 4 and its preflight check)
+distill_args=()
+set_distill_args() {
+  distill_args=(--config "${conf}" --expdir "${expdir}" --resume "${resume}"
+                --set "method=${method}" --set "student=${student}" --set "teacher=${expdir}/teacher"
+                --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")"
+                --set "data.resample=${resample}")
   if "${use_dump}"; then
-    overrides+=(--set "data.dump_dir=${dumpdir}/${tag}/${train_name}" --set "data.dev_dump_dir=${dumpdir}/${tag}/$(dname "${dev_set}")")
+    distill_args+=(--set "data.dump_dir=${dumpdir}/${tag}/${train_name}"
+                   --set "data.dev_dump_dir=${dumpdir}/${tag}/$(dname "${dev_set}")")
   fi
   local kv
-  for kv in ${train_args}; do overrides+=(--set "${kv}"); done
-  launch "${ngpu}" "${nnodes}" audio_compress.bin.distill --config "${conf}" --expdir "${expdir}" \
-    --resume "${resume}" "${overrides[@]}"
+  for kv in ${train_args}; do distill_args+=(--set "${kv}"); done
+}
+
+distill_stage() {
+  set_distill_args
+  launch "${ngpu}" "${nnodes}" audio_compress.bin.distill "${distill_args[@]}"
 }
 
 export_stage() {
@@ -176,6 +183,43 @@ results_stage() {
   python -m audio_compress.bin.superb results --metrics "${expdir}/superb" --out "${expdir}/superb" \
     --title "SUPERB: ${tag}" "${kind}"
 }
+
+# preflight: before stage ${stage} does any work, check the options, configs and inputs of every stage
+# that will run (a config error must not surface after hours of data preparation or dumping).
+preflight() {
+  case "${method}" in star|armhubert|distilhubert) ;; *)
+    echo "ERROR: --method ${method}: expected star, armhubert or distilhubert" >&2; return 1 ;;
+  esac
+  if "${use_dump}" && [ "${method}" = armhubert ]; then
+    echo "ERROR: --use_dump true: ARMHuBERT distils attention maps, which a feature dump does not hold; use --use_dump false" >&2
+    return 1
+  fi
+  [ -f "${conf}" ] || { echo "ERROR: --conf ${conf}: no such file (see conf/ of this recipe)" >&2; return 1; }
+  local dev train
+  dev="${datadir}/$(dname "${dev_set}")"
+  train="${datadir}/${train_name}"
+  if ! want_stage 1 && { want_stage 2 || want_stage 3 || want_stage 4; }; then
+    require_input "${dev}/wav.scp" 1 "the dev data dir"
+    if want_stage 3 || want_stage 4; then require_input "${train}/wav.scp" 1 "the training data dir"; fi
+  fi
+  if ! want_stage 2 && { want_stage 3 || want_stage 4; }; then
+    require_input "${expdir}/teacher" 2 "the prepared teacher"
+  fi
+  if "${use_dump}" && ! want_stage 3 && want_stage 4; then
+    require_input "${dumpdir}/${tag}/${train_name}" 3 "the teacher feature dump"
+  fi
+  if ! want_stage 4 && want_stage 5; then
+    require_input "${expdir}/checkpoints/last.ckpt" 4 "the distillation checkpoints"
+  fi
+  if ! want_stage 5 && want_stage 6; then
+    require_input "${expdir}/student.pt" 5 "the exported student"
+  fi
+  if want_stage 3 || want_stage 4; then
+    set_distill_args
+    python -m audio_compress.bin.distill "${distill_args[@]}" --check
+  fi
+}
+check_stages preflight
 
 run_stage 0 "corpus: ${corpus_root}" corpus_stage
 run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{${train_name},$(dname "${dev_set}"),...}" data_stage

@@ -92,11 +92,8 @@ source_args() {
   fi
 }
 
-source_stage() {
-  if "${own_source}"; then
-    python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
-      --set "data.root=${data_root}/source"
-  fi
+# require_source: fail unless the source model given by --checkpoint or --weights exists
+require_source() {
   local file="${checkpoint:-${weights}}"
   if [ -z "${file}" ] || [ ! -f "${file}" ]; then
     echo "ERROR: source model '${file}' not found. Pass --checkpoint (a vision_ssl.bin.pretrain checkpoint, e.g." \
@@ -104,6 +101,14 @@ source_stage() {
     return 1
   fi
   echo "source model: ${file}"
+}
+
+source_stage() {
+  if "${own_source}"; then
+    python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
+      --set "data.root=${data_root}/source"
+  fi
+  require_source
 }
 
 study_stage() {
@@ -123,6 +128,19 @@ results_stage() {
   python -m vision_ssl.bin.fsl_study report --outdirs "${dirs[@]}" --out "${expdir}/results.md" \
     --plot "${expdir}/accuracy_vs_shots.png"
 }
+
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  if want_stage 1 && "${own_source}"; then
+    python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
+      --set "data.root=${data_root}/source" --check
+  elif { want_stage 1 || want_stage 2; } && ! "${own_source}"; then
+    require_source
+  elif want_stage 2; then
+    require_input "${checkpoint}" 1 "the source model"
+  fi
+}
+check_stages preflight
 
 run_stage 0 "data: targets ${targets}" data_stage
 run_stage 1 "source model ${checkpoint:-${weights}}" source_stage

@@ -96,6 +96,29 @@ eval_stage() {
   python -m audio_cls.bin.results --exp "${expdir}" --title "ICBHI results: ${tag}"
 }
 
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  local conf
+  for conf in ${confs}; do
+    [ -f "${conf}" ] || { echo "ERROR: --confs: ${conf}: no such file (see conf/ of this recipe)" >&2; return 1; }
+  done
+  if ! want_stage 1 && { want_stage 2 || want_stage 3; }; then
+    require_input "${datadir}/train/cycles.tsv" 1 "the training cycle manifest"
+    require_input "${datadir}/test/cycles.tsv" 1 "the test cycle manifest"
+  fi
+  if ! want_stage 3 && want_stage 4; then
+    for conf in ${confs}; do require_input "${expdir}/$(cname "${conf}")" 3 "the trained runs of ${conf}"; done
+  fi
+  if want_stage 3; then
+    for conf in ${confs}; do
+      # shellcheck disable=SC2086
+      python -m audio_cls.bin.train --config "${conf}" --expdir "${expdir}/$(cname "${conf}")" --seeds ${seeds} \
+        --resume "${resume}" "${overrides[@]}" --check
+    done
+  fi
+}
+check_stages preflight
+
 run_stage 0 "corpus: ${corpus_root}" corpus_stage
 run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{train,test}/cycles.tsv" data_stage
 run_stage 2 "feature cache -> ${dumpdir}/features" feature_stage

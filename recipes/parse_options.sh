@@ -21,10 +21,18 @@
 #   in "$@".
 
 __po_script="${0}"
+# The usage line names what the user ran: a template called by egs/<corpus>/<method>/run.sh (which
+# cds into its folder and execs the template) is shown as that run.sh.
+__po_usage="${0}"
+if [ "$(basename "$(dirname "${0}")")" = recipes ] && [ -f ./run.sh ]; then
+  __po_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+  __po_usage="$(pwd -P)/run.sh"
+  __po_usage="${__po_usage#"${__po_root}"/}"
+fi
 
 __po_print_help() {
   local line name value comment
-  echo "Usage: ${__po_script} [options]"
+  echo "Usage: bash ${__po_usage} [options]"
   [ -n "${help_message:-}" ] && echo "${help_message}"
   echo "Options (current value, then description):"
   while IFS= read -r line; do
@@ -45,18 +53,18 @@ while true; do
       __po_print_help
       exit 0 ;;
     --*=*)
-      echo "$0: options must be of the form --name value, not '$1'" >&2
+      echo "${__po_usage}: options must be of the form --name value, not '$1'" >&2
       exit 1 ;;
     --*)
       __po_name="${1#--}"
       __po_name="${__po_name//-/_}"
       if [ $# -lt 2 ]; then
-        echo "$0: option '$1' needs a value" >&2
+        echo "${__po_usage}: option '$1' needs a value" >&2
         exit 1
       fi
       if [ "${__po_name}" = "config" ]; then
         if [ ! -f "$2" ]; then
-          echo "$0: --config: no such file '$2'" >&2
+          echo "${__po_usage}: --config: no such file '$2'" >&2
           exit 1
         fi
         # shellcheck disable=SC1090
@@ -65,13 +73,13 @@ while true; do
         continue
       fi
       if [[ ! "${__po_name}" =~ ^[a-zA-Z_][a-zA-Z0-9_]*$ ]] || [ -z "${!__po_name+x}" ]; then
-        echo "$0: invalid option '$1' (no variable '${__po_name}' is defined; see --help)" >&2
+        echo "${__po_usage}: invalid option '$1' (no variable '${__po_name}' is defined; see --help)" >&2
         exit 1
       fi
       __po_old="${!__po_name}"
       if [ "${__po_old}" = "true" ] || [ "${__po_old}" = "false" ]; then
         if [ "$2" != "true" ] && [ "$2" != "false" ]; then
-          echo "$0: option '$1' takes true or false, got '$2'" >&2
+          echo "${__po_usage}: option '$1' takes true or false, got '$2'" >&2
           exit 1
         fi
       fi
@@ -81,5 +89,5 @@ while true; do
       break ;;
   esac
 done
-unset __po_name __po_old
+unset __po_name __po_old __po_root
 true

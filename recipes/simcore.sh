@@ -94,12 +94,18 @@ data_stage() {
   fi
 }
 
+_check=false  # true: the training commands below run their dry run (the preflight check)
+
 pretrain() {  # pretrain RUN OVERRIDES...
   local run="$1" args
   shift
   mapfile -t args < <(sets "$@" ${pretrain_args})
-  launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain --config "${conf}" --expdir "${expdir}/${run}" \
-    --seeds "${seed}" --resume "${resume}" "${args[@]}"
+  args=(--config "${conf}" --expdir "${expdir}/${run}" --seeds "${seed}" --resume "${resume}" "${args[@]}")
+  if "${_check}"; then
+    python -m vision_ssl.bin.pretrain "${args[@]}" --check
+  else
+    launch "${ngpu}" "${nnodes}" vision_ssl.bin.pretrain "${args[@]}"
+  fi
 }
 
 target_stage() {
@@ -143,9 +149,13 @@ coreset_ssl_stage() {
 linear_stage() {
   local run args
   mapfile -t args < <(sets "data.dataset=imagefolder" "data.root=${target_root}" ${linear_args})
+  args=(--config "${conf}" --seeds "${seed}" --resume "${resume}" "${args[@]}")
   for run in target_only ${samplers}; do
-    launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}/${run}" \
-      --seeds "${seed}" --resume "${resume}" "${args[@]}"
+    if "${_check}"; then
+      python -m vision_ssl.bin.linear_eval --expdir "${expdir}/${run}" "${args[@]}" --check
+    else
+      launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --expdir "${expdir}/${run}" "${args[@]}"
+    fi
   done
 }
 
@@ -158,6 +168,32 @@ results_stage() {
   # shellcheck disable=SC2086
   python -m vision_ssl.bin.simcore report --expdir "${expdir}" --runs target_only ${samplers} "${labels[@]}"
 }
+
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  local sampler
+  _check=true
+  if want_stage 1; then
+    target_stage
+  elif want_stage 2; then
+    require_input "${expdir}/target_only/seed${seed}/checkpoints/last.ckpt" 1 "the target-only SSL model"
+  fi
+  if ! want_stage 2 && want_stage 3; then
+    require_input "${featdir}/openset" 2 "the open-set features"
+  fi
+  for sampler in ${samplers}; do
+    if ! want_stage 3 && want_stage 4; then
+      require_input "${expdir}/coreset/${sampler}/summary.json" 3 "the ${sampler} coreset"
+    fi
+    if ! want_stage 4 && want_stage 5; then
+      require_input "${expdir}/${sampler}/seed${seed}/checkpoints/last.ckpt" 4 "the ${sampler} SSL model"
+    fi
+  done
+  if want_stage 5; then
+    linear_stage
+  fi
+}
+check_stages preflight
 
 run_stage 0 "data: target ${target_root}, open set ${open_dataset} at ${open_root}" data_stage
 run_stage 1 "SSL on the target alone -> ${expdir}/target_only" target_stage

@@ -57,6 +57,29 @@ run_stage() {
   log "Stage ${n} done in $((SECONDS - start)) s"
 }
 
+# check_stages FUNCTION: run the template's preflight FUNCTION (configs, options and inputs of the
+# stages stage..stop_stage) before any stage works; on failure exit 1 naming the problem.
+check_stages() {
+  log "Checking the options, configs and inputs of stages ${stage}..${stop_stage}"
+  local rc
+  set +e  # as in run_stage: a condition would switch off `set -e` inside the check
+  (set -eEuo pipefail; "$@")
+  rc=$?
+  set -e
+  if [ "${rc}" -ne 0 ]; then
+    log "Preflight check FAILED: no stage was run. Fix the options or configs named above and rerun." >&2
+    exit 1
+  fi
+}
+
+# require_input PATH STAGE WHAT: fail when PATH, made by STAGE (which this run skips), is missing.
+require_input() {
+  if [ ! -e "$1" ]; then
+    echo "ERROR: $3 ($1) is missing. Stage $2 makes it, and this run starts at stage ${stage}: rerun with --stage $2." >&2
+    return 1
+  fi
+}
+
 # require_root DB_VAR OPTION PATH WHAT: fail with a message saying what to download and
 # where to point it (DB_VAR in db.sh, or the recipe option --OPTION).
 require_root() {

@@ -89,6 +89,26 @@ results_stage() {
   python -m vision_ssl.bin.results linear --expdir "${expdir}" --out "${expdir}/results.md"
 }
 
+# preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
+preflight() {
+  local args seed
+  if want_stage 1; then
+    mapfile -t args < <(overrides "${pretrain_args}")
+    # shellcheck disable=SC2086
+    python -m vision_ssl.bin.pretrain --config "${conf}" --expdir "${expdir}" --seeds ${seeds} --resume "${resume}" \
+      "${args[@]}" --check
+  elif want_stage 2; then
+    for seed in ${seeds}; do require_input "${expdir}/seed${seed}/checkpoints/last.ckpt" 1 "the pretrained model"; done
+  fi
+  if want_stage 2; then
+    mapfile -t args < <(overrides "${linear_args}")
+    # shellcheck disable=SC2086
+    python -m vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}" --seeds ${seeds} --resume "${resume}" \
+      "${args[@]}" --check
+  fi
+}
+check_stages preflight
+
 run_stage 0 "data: ${dataset} at ${data_root}" data_stage
 run_stage 1 "pretraining (${conf}, seeds ${seeds}) -> ${expdir}/seed*/checkpoints" pretrain_stage
 run_stage 2 "linear evaluation -> ${expdir}/seed*/linear/result.json" linear_stage

@@ -1,7 +1,10 @@
-"""Shared fixtures: small Kaldi data dirs of synthetic audio, made on the fly."""
+"""Shared fixtures: small Kaldi data dirs of synthetic audio, made on the fly; where the optional
+real test data lives (:data:`SHARED_DATA`)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,23 @@ import soundfile as sf
 from audio_compress.data.kaldi import write_kaldi_map
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Environment variable naming the folder of the optional real test data (overrides the defaults).
+TEST_DATA_ENV = "COMPACT_SSL_TEST_DATA"
+
+
+def resolve_test_data(root: Path = ROOT, environ: Mapping[str, str] = os.environ) -> Path:
+    """The folder of the optional real test data (fsdd/, omniglot/, icbhi_samples/, ...):
+    ``$COMPACT_SSL_TEST_DATA`` if set (non-empty), else ``<repo>/.test-data`` (what ``make test-data``
+    fetches) if present, else ``../shared/data`` beside the checkout. Tests that need a dataset skip,
+    with the path in the reason, when its folder is missing there."""
+    if environ.get(TEST_DATA_ENV):
+        return Path(environ[TEST_DATA_ENV]).expanduser().resolve()
+    if (root / ".test-data").is_dir():
+        return root / ".test-data"
+    return root.parent / "shared" / "data"
+
+
+SHARED_DATA = resolve_test_data()
 
 
 def make_wave_data_dir(folder: Path, num_utts: int, seed: int, min_samples: int = 8000, max_samples: int = 32000) -> Path:

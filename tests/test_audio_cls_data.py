@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED_DATA
 
 from audio_cls.data import (
     IcbhiError,
@@ -25,9 +26,9 @@ from audio_cls.data import (
 )
 from compact_ssl.audio import AudioError
 
-ICBHI_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "icbhi_samples"
+ICBHI_SAMPLES = SHARED_DATA / "icbhi_samples"
 needs_icbhi = pytest.mark.skipif(not ICBHI_SAMPLES.is_dir(),
-                                 reason=f"real ICBHI samples not found at {ICBHI_SAMPLES} (../shared/data is optional)")
+                                 reason=f"real ICBHI samples not found at {ICBHI_SAMPLES} (optional; `make test-data`)")
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +131,11 @@ def test_cycle_outside_recording(mini, tmp_path):
     wav = sorted((root / "audio_and_txt_files").glob("*.wav"))[0]
     duration = sf.info(str(wav)).duration
     txt = wav.with_suffix(".txt")
-    txt.write_text(txt.read_text() + f"{duration + 1:.3f}\t{duration + 2:.3f}\t0\t0\n")
-    with pytest.raises(IcbhiError, match=rf"{txt.name}: cycle \d+ .* starts after the recording ends"):
+    line = len(txt.read_text().splitlines()) + 1
+    start, end = round(duration + 1, 3), round(duration + 2, 3)
+    txt.write_text(txt.read_text() + f"{start}\t{end}\t0\t0\n")
+    with pytest.raises(IcbhiError, match=rf"{txt.name}:{line}: cycle {start}-{end} s starts at or after the end of "
+                       rf"the recording \({duration:.3f} s"):
         prepare_icbhi(root)
     # a cycle that only ends late is kept and clipped when cut, as in the reference
     txt.write_text(txt.read_text().splitlines()[0] + f"\n{duration - 0.5:.3f}\t{duration + 0.5:.3f}\t0\t0\n")
@@ -170,7 +174,7 @@ def test_cut_cycle_indices_and_clipping():
     cycle = cut_cycle(wave, 16000, 0.036, 0.579)
     assert cycle[0] == 576 and len(cycle) == 9264 - 576
     assert len(cut_cycle(wave, 16000, 2.5, 3.7)) == 48000 - 40000  # end clipped to the recording
-    with pytest.raises(ValueError, match="outside the recording"):
+    with pytest.raises(ValueError, match="starts at or after the end of the recording"):
         cut_cycle(wave, 16000, 3.2, 4.0)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_cls.metrics import confusion_matrix, icbhi_scores, plot_confusion_matrix, scores_from_confusion
+from audio_cls.metrics import (
+    check_gate,
+    confusion_matrix,
+    icbhi_scores,
+    passes_gate,
+    plot_confusion_matrix,
+    scores_from_confusion,
+)
 
 CM = np.array([[80, 10, 5, 5],
                [10, 30, 0, 10],
@@ -50,3 +57,15 @@ def test_confusion_png(tmp_path):
     path = plot_confusion_matrix(CM, tmp_path / "cm" / "confusion.png", title="fixture")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     assert plot_confusion_matrix(np.array([[3, 1], [0, 4]]), tmp_path / "two.png").is_file()
+
+
+def test_sensitivity_gate_is_strict_and_needs_epochs():
+    # the reference keeps an epoch for selection only when its Se is strictly above the gate
+    assert passes_gate(5.01, 5.0) and not passes_gate(5.0, 5.0) and not passes_gate(0.0, 5.0)
+    gate = check_gate([0.0, 4.5, 2.0], 5.0, "history.csv")
+    assert (gate.passed, gate.best_sensitivity, gate.epochs, gate.source) == (False, 4.5, 3, "history.csv")
+    assert gate.explain("exp/ce/seed3", 1) == (
+        "no epoch of exp/ce/seed3 passed the sensitivity gate (Se > 5 %; the highest Se was 4.50 % over 3 epochs), "
+        "so its best checkpoint (epoch 1) is the fallback kept by default, not a gated selection")
+    with pytest.raises(ValueError, match="history.csv: no per-epoch sensitivities"):
+        check_gate([], 5.0, "history.csv")

@@ -41,7 +41,7 @@ def test_published_configs(method):
 def test_config_is_strict(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: ce\noptim:\n  lr: 1e-4\n  warmup: 3\n")
-    with pytest.raises(ValueError, match=r"bad.yaml.optim: unknown keys \['warmup'\]"):
+    with pytest.raises(ValueError, match=r"bad.yaml: optim: unknown keys \['warmup'\]"):
         load_config(bad)
     with pytest.raises(ValueError, match="method must be one of"):
         load_config(overrides=["method=mixup"])

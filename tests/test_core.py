@@ -95,7 +95,7 @@ def test_yaml_file_overrides_and_round_trip(tmp_path):
     path.write_text("inner:\n  steps: 3\n")
     c = load_yaml_config(Outer, path, ["inner.rate=0.25", "betas=[0.5, 0.6]"])
     assert (c.inner.steps, c.inner.rate, c.betas) == (3, 0.25, (0.5, 0.6))
-    with pytest.raises(ConfigError, match=f"{path}.inner.steps: expected an integer, got 'x'"):
+    with pytest.raises(ConfigError, match=f"{path}: inner.steps: expected an integer, got 'x'"):
         load_yaml_config(Outer, path, ["inner.steps=x"])
     save_yaml_config(c, tmp_path / "saved.yaml")
     assert load_yaml_config(Outer, tmp_path / "saved.yaml") == c

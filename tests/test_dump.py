@@ -1,10 +1,13 @@
-"""Teacher feature dump: stored targets equal the online teacher (fp16), padding, resume, no-op
-re-runs, disk-space refusal and size accounting."""
+"""Teacher feature dump: stored targets equal the online teacher (fp16), padding, staged writing
+and resume, failures that keep the previous dump, no-op re-runs, disk-space refusal and size
+accounting."""
 
 from __future__ import annotations
 
 import collections
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from audio_compress.dump import (
     dump_teacher_features,
     expected_feature_bytes,
     plan_shards,
+    staging_dir,
 )
 from audio_compress.frames import num_frames
 from audio_compress.teachers import load_teacher
@@ -179,28 +183,37 @@ def test_resume_after_interruption_skips_completed_shards(teacher, data_dir, tmp
     # shards: [a, b], [c, d, e], [f]; fail in the middle of the second shard (4th call)
     t1 = CountingTeacher(teacher, fail_at=4)
     out = tmp_path / "dump"
+    work = staging_dir(out)
     with pytest.raises(KeyboardInterrupt):
         dump_teacher_features(t1, data_dir, out, LAYERS, shard_frames=60, progress=False)
-    assert not (out / "done").exists() and (out / "shard_00000.json").is_file()
-    assert not (out / "shard_00001.json").exists()
-    with pytest.raises(DumpError, match="incomplete"):
+    # the partial work is beside out_dir, never in it
+    assert not out.exists() and work == tmp_path / "dump.partial"
+    assert not (work / "done").exists() and (work / "shard_00000.json").is_file()
+    assert not (work / "shard_00001.json").exists()
+    with pytest.raises(DumpError, match=rf"{re.escape(str(out))} does not exist yet: an unfinished dump is in "
+                                        rf"{re.escape(str(work))}; rerun stage 3"):
         TeacherDump(out)
-    with pytest.raises(DumpError, match="incomplete"):
+    with pytest.raises(DumpError, match=rf"{re.escape(str(work))} is incomplete: it has no 'done' marker.*"
+                                        "rerun stage 3"):
+        TeacherDump(work)
+    with pytest.raises(DumpError, match="unfinished dump"):
         DumpedSpeechDataset(data_dir, out)
 
     t2 = CountingTeacher(teacher)
     dump_teacher_features(t2, data_dir, out, LAYERS, shard_frames=60, progress=False)
     assert t2.calls == 4  # c, d, e, f; the completed first shard is not recomputed
+    assert not work.exists() and (out / "done").is_file()
     for name in ("shard_00000.bin", "shard_00001.bin", "shard_00002.bin"):
         assert (out / name).read_bytes() == (clean / name).read_bytes()
     a, b = TeacherDump(out), TeacherDump(clean)
     for utt in LENGTHS:
         assert np.array_equal(a.get(utt), b.get(utt))
 
-    # a damaged shard (truncated .bin, no final index) is detected and redone, nothing else
-    (out / "done").unlink()
-    (out / "index.json").unlink()
-    with open(out / "shard_00001.bin", "r+b") as f:
+    # a damaged shard (truncated .bin) of an unfinished dump is detected and redone, nothing else
+    os.replace(out, work)
+    (work / "done").unlink()
+    (work / "index.json").unlink()
+    with open(work / "shard_00001.bin", "r+b") as f:
         f.truncate(100)
     t3 = CountingTeacher(teacher)
     dump_teacher_features(t3, data_dir, out, LAYERS, shard_frames=60, progress=False)
@@ -208,12 +221,77 @@ def test_resume_after_interruption_skips_completed_shards(teacher, data_dir, tmp
     assert (out / "shard_00001.bin").read_bytes() == (clean / "shard_00001.bin").read_bytes()
 
     # a resumed dump must use the same shard size
-    (out / "done").unlink()
-    with pytest.raises(DumpError, match="shard_frames"):
+    shutil.copytree(out, work)
+    (work / "done").unlink()
+    shutil.rmtree(out)
+    with pytest.raises(DumpError, match=rf"{re.escape(str(work))} holds an unfinished teacher dump .*shard_frames=60 "
+                                        r"\(requested 100\).*delete"):
         dump_teacher_features(t3, data_dir, out, LAYERS, shard_frames=100, progress=False)
 
 
-def test_rerun_of_finished_dump_is_noop_unless_request_differs(teacher, data_dir, tmp_path, capsys):
+def test_unfinished_dump_in_out_dir_is_resumed(teacher, data_dir, tmp_path):
+    """A dump interrupted before dumps were staged (written straight into out_dir) is moved to the
+    staging folder and resumed there, not redone."""
+    out = dump_teacher_features(teacher, data_dir, tmp_path / "dump", LAYERS, shard_frames=60, progress=False)
+    reference = {name: (out / name).read_bytes() for name in ("shard_00000.bin", "shard_00001.bin", "shard_00002.bin")}
+    for name in ("done", "index.json", "shard_00002.json"):
+        (out / name).unlink()
+    with pytest.raises(DumpError, match="is incomplete"):
+        TeacherDump(out)
+    calls = []  # count calls of the very same teacher object (a wrapper would be another teacher)
+    original = teacher.forward
+    teacher.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        dump_teacher_features(teacher, data_dir, out, LAYERS, shard_frames=60, progress=False)
+    finally:
+        del teacher.forward
+    assert len(calls) == 1  # only f, of the last shard
+    assert not staging_dir(out).exists() and (out / "done").is_file()
+    assert {name: (out / name).read_bytes() for name in reference} == reference
+
+
+def test_failure_midway_keeps_the_previous_dump(teacher, data_dir, tmp_path, monkeypatch):
+    """A new request for a finished out_dir is written beside it; a failure after its first shard
+    leaves the old dump untouched and readable, and only a complete new dump replaces it."""
+    from audio_compress.dump import writer
+
+    out = dump_teacher_features(teacher, data_dir, tmp_path / "dump", LAYERS, shard_frames=60, progress=False)
+    old_files = {p.name: p.read_bytes() for p in out.iterdir()}
+    old_values, old_sha = TeacherDump(out).get("spk2-c"), TeacherDump(out).teacher["sha256"]
+
+    original, written = writer._write_shard, []
+
+    def fail_after_first_shard(teacher, plan, shard, *args):
+        if written:
+            raise RuntimeError("simulated failure after the first shard")
+        original(teacher, plan, shard, *args)
+        written.append(shard)
+
+    monkeypatch.setattr(writer, "_write_shard", fail_after_first_shard)
+    other = load_teacher("tiny_hubert", seed=1)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        dump_teacher_features(other, data_dir, out, LAYERS, shard_frames=60, progress=False)
+    assert written == [0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old_files
+    assert np.array_equal(TeacherDump(out).get("spk2-c"), old_values)
+    work = staging_dir(out)
+    assert (work / "shard_00000.json").is_file() and not (work / "done").exists()
+    with pytest.raises(DumpError, match="is incomplete.*rerun stage 3"):
+        TeacherDump(work)
+
+    monkeypatch.setattr(writer, "_write_shard", original)
+    calls = []
+    forward = other.forward
+    other.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    dump_teacher_features(other, data_dir, out, LAYERS, shard_frames=60, progress=False)
+    assert len(calls) == 4  # resumed: shard 0 (a, b) was kept
+    new = TeacherDump(out)
+    assert new.teacher["sha256"] != old_sha and not np.array_equal(new.get("spk2-c"), old_values)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dump"]  # no staging or set-aside folder left
+
+
+def test_rerun_of_finished_dump_is_noop_and_another_request_replaces_it(teacher, data_dir, tmp_path, capsys,
+                                                                         monkeypatch):
     out = tmp_path / "dump"
     dump_teacher_features(teacher, data_dir, out, LAYERS, progress=False)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -229,22 +307,31 @@ def test_rerun_of_finished_dump_is_noop_unless_request_differs(teacher, data_dir
     assert "nothing to do" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
-    with pytest.raises(DumpError, match="teacher layers .*another output directory or delete"):
-        dump_teacher_features(teacher, data_dir, out, [0, 2], progress=False)
-    with pytest.raises(DumpError, match="teacher"):
-        dump_teacher_features(load_teacher("tiny_hubert", seed=1), data_dir, out, LAYERS, progress=False)
+    dump_teacher_features(teacher, data_dir, out, [0, 2], progress=False)
+    assert "holds a finished teacher dump of another request (teacher layers [0, 1, 2] (requested [0, 2]))" \
+        in capsys.readouterr().out
+    assert TeacherDump(out).layers == [0, 2] and sorted(p.name for p in tmp_path.iterdir()) == ["dump"]
+
+    # an unfinished dump of one request is never resumed by another
+    new = tmp_path / "new"
+    monkeypatch.setattr(teacher, "forward", CountingTeacher(teacher, fail_at=1).forward)
+    with pytest.raises(KeyboardInterrupt):
+        dump_teacher_features(teacher, data_dir, new, LAYERS, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(DumpError, match="unfinished teacher dump .*teacher layers .*Rerun with that dump's arguments"):
+        dump_teacher_features(teacher, data_dir, new, [0, 2], progress=False)
+    with pytest.raises(DumpError, match="unfinished teacher dump .*teacher"):
+        dump_teacher_features(load_teacher("tiny_hubert", seed=1), data_dir, new, LAYERS, progress=False)
     counting = CountingTeacher(teacher)  # same weights, other module: parameter names differ
     with pytest.raises(DumpError, match="teacher"):
-        dump_teacher_features(counting, data_dir, out, LAYERS, progress=False)
+        dump_teacher_features(counting, data_dir, new, LAYERS, progress=False)
     other = make_data_dir(tmp_path / "other", {"spk9-z": 8000})
     with pytest.raises(DumpError, match="data dir"):
-        dump_teacher_features(teacher, other, out, LAYERS, progress=False)
+        dump_teacher_features(teacher, other, new, LAYERS, progress=False)
     assert counting.calls == 0
 
 
 def test_disk_space_refusal(teacher, data_dir, tmp_path, monkeypatch):
-    import shutil
-
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     out = tmp_path / "sub" / "dump"
@@ -255,7 +342,7 @@ def test_disk_space_refusal(teacher, data_dir, tmp_path, monkeypatch):
     numbers = [int(v) for v in re.findall(r"needs (\d+) bytes", str(info.value))]
     assert numbers and numbers[0] >= needed
     assert "1000 bytes" in str(info.value) and str(out) in str(info.value)
-    assert counting.calls == 0 and not out.exists()
+    assert counting.calls == 0 and not out.exists() and not staging_dir(out).exists()
 
 
 def test_frame_count_mismatch_names_the_utterance(teacher, data_dir, tmp_path):

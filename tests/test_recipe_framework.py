@@ -79,6 +79,7 @@ def test_run_stage_logs_and_fails_loudly(tmp_path):
 def test_mini_recipe_help(method):
     r = subprocess.run(["bash", str(ROOT / f"egs/mini_speech/{method}/run.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"Usage: bash egs/mini_speech/{method}/run.sh [options]\n")  # what the user ran
     assert f'"{method}"' in r.stdout and "--stop_stage" in r.stdout and "--teacher" in r.stdout
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_wave_data_dir
 from fairseq_fixtures import (
     format_conv_feature_layers,
     transformers_to_fairseq_config,
@@ -204,6 +207,39 @@ def test_group_norm_extractor_padding_limitation():
     assert (with_zeros.hidden_states[-1][0, :valid] - alone.hidden_states[-1][0]).abs().max() > 1e-4
 
 
+def _fairseq_forward_padding_mask(padding_mask: torch.Tensor, frames: int) -> torch.Tensor:
+    """fairseq 0.12 ``HubertModel.forward_padding_mask`` restated from its definition: drop the
+    ``L % T`` trailing samples of the sample-level mask, view it as ``(B, T, -1)`` (chunks of
+    ``L // T`` samples) and mark a frame padded only when all samples of its chunk are."""
+    extra = padding_mask.size(1) % frames
+    if extra > 0:
+        padding_mask = padding_mask[:, :-extra]
+    return padding_mask.view(padding_mask.size(0), frames, -1).all(-1)
+
+
+@pytest.mark.parametrize("padded, valid, fairseq_valid", [
+    (160_000, 77_000, 241),  # chunks of 320: one frame more than the formula's 240
+    (160_000, 76_850, 241),  # 76,850 mod 320 = 50 < 80: two more than the formula's 239
+    (160_000, 76_800, 240),  # a multiple of 320: one more than 239
+    (80_000, 77_000, 240),  # a shorter batch: chunks of 321, no extra frame
+])
+def test_valid_frames_follow_the_conv_formula_not_fairseq_chunks(padded, valid, fairseq_valid):
+    """The teacher keeps the conv-length rule (as transformers, the students and the losses do);
+    fairseq's forward_padding_mask counts more valid frames, depending on the batch's padded length."""
+    frames = num_frames(padded)
+    pad = torch.zeros(2, padded, dtype=torch.bool)
+    pad[1, valid:] = True
+    fairseq = _fairseq_forward_padding_mask(pad, frames)
+    assert int((~fairseq[1]).sum()) == fairseq_valid and not fairseq[0].any()
+    out = _tiny("tiny_hubert", num_hidden_layers=1)(_wavs(2, padded), pad)
+    assert (~out.padding_mask).sum(dim=1).tolist() == [frames, num_frames(valid)]
+    assert torch.equal(out.padding_mask, frame_padding_mask(pad, frames))
+    # the extra frames are exactly those whose 400-sample receptive field runs past the valid samples
+    extra = torch.nonzero(out.padding_mask[1] & ~fairseq[1]).flatten().tolist()
+    assert extra == list(range(num_frames(valid), fairseq_valid))
+    assert all(320 * t + 400 > valid for t in extra)
+
+
 # ----------------------------------------------------------------------------- masking
 
 
@@ -327,6 +363,50 @@ def test_local_folder_round_trip(tmp_path, name):
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="kind"):
         load_teacher(folder, kind="wav2vec2")
+
+
+def test_failed_save_keeps_the_previous_teacher(tmp_path, monkeypatch):
+    folder = save_teacher(load_teacher("tiny_hubert", seed=1), tmp_path / "teacher")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    other = load_teacher("tiny_hubert", seed=2)
+
+    def half_written(path, *args, **kwargs):
+        (Path(path) / "config.json").write_text("{}")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(other.model, "save_pretrained", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        save_teacher(other, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]  # the staging folder is gone
+
+
+def test_prepare_teacher_replaces_its_output_only_when_checked(tmp_path, monkeypatch, capsys):
+    from audio_compress.bin import prepare_teacher
+
+    data = make_wave_data_dir(tmp_path / "data", 3, seed=0)
+    out = tmp_path / "exp" / "teacher"
+    prepare_teacher.main(["--teacher", "tiny_hubert", "--seed", "1", "--out", str(out), "--check_data", str(data)])
+    report = json.loads((out / "check.json").read_text())
+    assert report["saved_to"] == str(out) and report["check"]["frames"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def failing_check(teacher, data_dir, num_utts=4):
+        raise RuntimeError("teacher layer 3 produced NaN/Inf")
+
+    monkeypatch.setattr(prepare_teacher, "check_teacher", failing_check)
+    with pytest.raises(RuntimeError, match="NaN"):
+        prepare_teacher.main(["--teacher", "tiny_hubert", "--seed", "2", "--out", str(out), "--check_data",
+                              str(data)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old, checked teacher is intact
+    assert sorted(p.name for p in out.parent.iterdir()) == ["teacher"]
+
+    monkeypatch.undo()
+    prepare_teacher.main(["--teacher", "tiny_hubert", "--seed", "2", "--out", str(out), "--check_data", str(data)])
+    assert (out / "check.json").is_file() and sorted(p.name for p in out.parent.iterdir()) == ["teacher"]
+    replaced = load_teacher(out).model.encoder.layers[0].feed_forward.intermediate_dense.weight
+    assert torch.equal(replaced, load_teacher("tiny_hubert", seed=2).model.encoder.layers[0]
+                       .feed_forward.intermediate_dense.weight)
 
 
 def test_unknown_source_lists_options(tmp_path):

@@ -142,7 +142,7 @@ def test_published_mixco_settings():
 def test_strict_loading_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: selfcon\noptim:\n  learning_rate: 0.1\n")
-    with pytest.raises(ValueError, match=r"bad.yaml.optim: unknown keys \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"bad.yaml: optim: unknown keys \['learning_rate'\]"):
         load_config(bad)
     with pytest.raises(ValueError, match="method must be one of"):
         load_config(None, ["method=swav"])

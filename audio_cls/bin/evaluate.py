@@ -7,14 +7,20 @@ the 2-class evaluation, the confusion matrix, the checkpoint's epoch), ``confusi
 ``predictions.tsv`` (cycle id, label, prediction, class probabilities). An evaluation newer than
 its checkpoint is not repeated.
 
-``best`` is the paper protocol (epoch chosen on the test set); ``last`` is the fixed final epoch,
-which involves no test-set selection.
+``best`` is the paper protocol (epoch chosen on the test set among the epochs whose sensitivity
+passes ``trainer.min_sensitivity``); ``last`` is the fixed final epoch, which involves no test-set
+selection. When no epoch passed that gate, ``best.ckpt`` is only the fallback epoch Lightning kept:
+the evaluation of ``best`` records the gate check in ``scores.json`` (``gate``: ``passed``, the
+gate, the highest Se, from the run's ``csv/metrics.csv``), prints a warning naming the run folder,
+and the results table (:mod:`audio_cls.bin.results`) flags the seed. ``--ckpt`` treats a file named
+``best.ckpt`` as such a selection.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -23,14 +29,37 @@ from tqdm import tqdm
 
 from audio_cls.data.dataset import CycleFeatureDataset
 from audio_cls.features import build_feature_cache, load_feature_cache
-from audio_cls.metrics import confusion_matrix, plot_confusion_matrix, scores_from_confusion
+from audio_cls.metrics import (
+    GateCheck,
+    check_gate,
+    confusion_matrix,
+    epoch_sensitivities,
+    plot_confusion_matrix,
+    scores_from_confusion,
+)
 from audio_cls.tasks.icbhi import task_from_checkpoint
 from compact_ssl.io import write_json
 
 
+def run_gate(checkpoint: Path, min_sensitivity: float, selected_sensitivity: float) -> GateCheck:
+    """Gate check of the run that selected ``checkpoint`` (``<run>/checkpoints/best.ckpt``): from the
+    per-epoch test Se of ``<run>/csv/metrics.csv``, or, without that history, from the selected
+    epoch's own Se (a selection failing the gate means no epoch passed it)."""
+    history = checkpoint.parent.parent / "csv" / "metrics.csv"
+    sensitivities = epoch_sensitivities(history) if history.is_file() else []
+    if sensitivities:
+        return check_gate(sensitivities, min_sensitivity, str(history))
+    return check_gate([selected_sensitivity], min_sensitivity,
+                      f"{checkpoint} (its own test Se; no metric history at {history})")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: str | None = None,
-                        device: str = "auto", batch_size: int | None = None) -> dict:
-    """Evaluate one checkpoint on ``test_manifest`` (default: the training config's test set)."""
+                        device: str = "auto", batch_size: int | None = None, gated: bool = False) -> dict:
+    """Evaluate one checkpoint on ``test_manifest`` (default: the training config's test set).
+
+    ``gated``: the checkpoint is the best-epoch selection under the sensitivity gate; the result
+    then holds the gate check (``gate``, see :func:`run_gate`).
+    """
     checkpoint, out = Path(checkpoint), Path(out)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -55,6 +84,8 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
         "seed": config.seed, "test_manifest": str(manifest), "num_cycles": int(len(y_true)),
         **four.to_dict(), "two_class": two.to_dict(), "confusion": cm.tolist(),
     }
+    if gated:
+        result["gate"] = run_gate(checkpoint, config.trainer.min_sensitivity, four.sensitivity).to_dict()
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion_matrix(cm, out / "confusion.png", title=f"{config.method} seed {config.seed} {checkpoint.stem} "
                           f"(epoch {result['epoch']}): Sp {four.specificity:.1f} Se {four.sensitivity:.1f} "
@@ -93,14 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     for ckpt, out in jobs:
         if not ckpt.is_file():
             raise SystemExit(f"ERROR: {ckpt} not found; is training of this seed finished?")
+        gated = ckpt.stem == "best"
         scores = out / "scores.json"
-        if scores.is_file() and scores.stat().st_mtime >= ckpt.stat().st_mtime:
-            result = json.loads(scores.read_text())
-        else:
-            result = evaluate_checkpoint(ckpt, out, args.test, args.device)
+        result = json.loads(scores.read_text()) if scores.is_file() else None
+        # an evaluation older than its checkpoint, or of a best.ckpt from before gate checks, is repeated
+        if result is None or scores.stat().st_mtime < ckpt.stat().st_mtime or (gated and "gate" not in result):
+            result = evaluate_checkpoint(ckpt, out, args.test, args.device, gated=gated)
         print(f"{ckpt}: epoch {result['epoch']} Sp {result['specificity']:.2f} Se {result['sensitivity']:.2f} "
               f"Score {result['score']:.2f} | 2-class Se {result['two_class']['sensitivity']:.2f} "
               f"Score {result['two_class']['score']:.2f} -> {out}")
+        if gated and not result["gate"]["passed"]:
+            gate = GateCheck(**result["gate"])
+            print(f"WARNING: {gate.explain(ckpt.parent.parent, result['epoch'])}. The results table flags this seed; "
+                  "retrain it (more epochs, another learning rate) or leave it out before reporting.", file=sys.stderr)
 
 
 if __name__ == "__main__":

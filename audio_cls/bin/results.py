@@ -4,6 +4,13 @@ Reads ``<exp>/<method>/seed*/eval/<which>/scores.json`` and writes ``<exp>/resul
 ``<exp>/results.json`` with, per method and checkpoint selection, mean and standard deviation over
 seeds of Sp, Se and Score (4-class) and of the 2-class Se and Score. The standard deviation is the
 sample one (n - 1); with a single seed it is left out.
+
+Sensitivity gate: the ``best`` selection only considers epochs whose Se passes
+``trainer.min_sensitivity``. A seed where no epoch passed (``gate.passed`` false in its
+``scores.json``, see :mod:`audio_cls.bin.evaluate`) has a fallback "best" epoch; it stays in the
+mean but is flagged: its seed gets a ``†`` and a footnote in ``results.md``, and the row in
+``results.json`` gets ``gate_passed: false``, ``gate_failed_seeds`` and a ``gate_note`` sentence.
+``gate_passed`` is true when every seed passed and null for rows without gate checks (``last``).
 """
 
 from __future__ import annotations
@@ -11,14 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+from audio_cls.metrics import GateCheck
 from compact_ssl.io import atomic_write_text
 
 SELECTIONS = {"best": "best epoch on test (paper protocol)", "last": "last epoch"}
 METRICS = (("specificity", "Sp"), ("sensitivity", "Se"), ("score", "Score"),
            ("two_class.sensitivity", "Se 2-cls"), ("two_class.score", "Score 2-cls"))
+#: marks a seed whose best epoch is a fallback (no epoch passed the sensitivity gate)
+GATE_MARK = "†"
 
 
 def _value(result: dict, key: str) -> float:
@@ -31,13 +42,16 @@ def collect(exp: str | Path) -> list[dict]:
     """One row per (method folder, selection) with per-metric mean / std / per-seed values."""
     exp = Path(exp)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    runs: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for path in sorted(exp.glob("*/seed*/eval/*/scores.json")):
         method, which = path.parents[3].name, path.parent.name
         groups[(method, which)].append(json.loads(path.read_text()))
+        runs[(method, which)].append(path.parents[2].relative_to(exp))  # <method>/seed<N>
     rows = []
     for (method, which), results in sorted(groups.items()):
         row = {"method": method, "selection": which, "seeds": [r["seed"] for r in results],
-               "epochs": [r["epoch"] for r in results], "metrics": {}}
+               "epochs": [r["epoch"] for r in results], **_gate_fields(results, runs[(method, which)]),
+               "metrics": {}}
         for key, _ in METRICS:
             values = [_value(r, key) for r in results]
             row["metrics"][key] = {
@@ -47,6 +61,19 @@ def collect(exp: str | Path) -> list[dict]:
             }
         rows.append(row)
     return rows
+
+
+def _gate_fields(results: list[dict], runs: list[Path]) -> dict:
+    """``gate_passed`` / ``gate_failed_seeds`` / ``gate_note`` of one row (see the module docstring)."""
+    checked = [(result, run) for result, run in zip(results, runs, strict=True) if "gate" in result]
+    if not checked:
+        return {"gate_passed": None, "gate_failed_seeds": [], "gate_note": ""}
+    failed = [(result, run) for result, run in checked if not result["gate"]["passed"]]
+    note = " ".join(f"{GateCheck(**result['gate']).explain(run, result['epoch'])}." for result, run in failed)
+    if failed:
+        note += " Flagged seeds are still averaged into the row's mean ± std; retrain them or leave them out before reporting."
+    return {"gate_passed": None if len(checked) < len(results) and not failed else not failed,
+            "gate_failed_seeds": [result["seed"] for result, _ in failed], "gate_note": note}
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
@@ -59,9 +86,14 @@ def to_markdown(rows: list[dict], title: str) -> str:
         for key, _ in METRICS:
             m = row["metrics"][key]
             cells.append(f"{m['mean']:.2f}" + ("" if m["std"] is None else f" ± {m['std']:.2f}"))
-        seeds = ",".join(str(s) for s in row["seeds"])
+        seeds = ",".join(f"{s}{GATE_MARK}" if s in row["gate_failed_seeds"] else str(s) for s in row["seeds"])
         lines.append(f"| {row['method']} | {SELECTIONS.get(row['selection'], row['selection'])} | {seeds} | "
                      + " | ".join(cells) + " |")
+    flagged = [row for row in rows if row["gate_failed_seeds"]]
+    if flagged:
+        lines += ["", f"{GATE_MARK} Sensitivity gate not passed (`gate_passed: false` in results.json):"]
+        lines += [f"- {row['method']}, {SELECTIONS.get(row['selection'], row['selection'])}: {row['gate_note']}"
+                  for row in flagged]
     return "\n".join(lines) + "\n"
 
 
@@ -79,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(exp / "results.json", json.dumps(rows, indent=2) + "\n")
     print(markdown)
     print(f"Wrote {exp / 'results.md'} and {exp / 'results.json'}")
+    for row in rows:
+        if row["gate_failed_seeds"]:
+            print(f"WARNING: {row['method']} ({row['selection']}): seeds {row['gate_failed_seeds']} passed no "
+                  "sensitivity gate; flagged with † in results.md", file=sys.stderr)
 
 
 if __name__ == "__main__":

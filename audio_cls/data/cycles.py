@@ -2,7 +2,8 @@
 
 1. Load the recording, mono, resampled to the target rate.
 2. Linear fade-in and fade-out of ``sample_rate // 16`` samples (62.5 ms) over the whole recording.
-3. Cut each cycle as samples ``[int(start * sr), int(end * sr))``, clipped to the recording.
+3. Cut each cycle as samples ``[int(start * sr), int(end * sr))``, clipped to the recording
+   (:func:`cycle_problem` says why a cycle cannot be cut; data preparation applies it first).
 4. Bring it to ``length`` samples: longer cycles keep their first ``length`` samples; shorter ones
    are tiled and cut (``repeat``, then a linear fade-out of ``fade`` samples) or centred in zeros
    (``zero``).
@@ -10,12 +11,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from audio_cls.data.icbhi import IcbhiError
 from compact_ssl.audio import audio_info, load_audio
 
 PAD_TYPES = ("repeat", "zero")
@@ -64,16 +66,43 @@ def load_recording(path: str | Path, sample_rate: int = 16000, resampler: str = 
     return fade(wave, fade_len, fade_len)
 
 
-def cut_cycle(wave: np.ndarray, sample_rate: int, start: float, end: float) -> np.ndarray:
+def cycle_span(start: float, end: float, sample_rate: int, num_samples: int) -> tuple[int, int]:
+    """Sample indices ``(first, last)`` of the cycle ``[start, end)`` s in a recording of
+    ``num_samples`` samples at ``sample_rate``: ``[int(start * sr), min(int(end * sr), num_samples))``."""
+    return int(start * sample_rate), min(int(end * sample_rate), num_samples)
+
+
+def cycle_problem(start: float, end: float, sample_rate: int, num_samples: int) -> str | None:
+    """Why the cycle ``[start, end)`` s cannot be cut from a recording of ``num_samples`` samples
+    at ``sample_rate`` (a sentence starting with "cycle"), or None when it can.
+
+    A cycle must satisfy ``0 <= start < end``, start inside the recording, and last at least one
+    sample (``end - start >= 1 / sample_rate`` and a non-empty :func:`cycle_span`); a cycle that
+    only ends past the recording is fine (it is clipped, as in the reference).
+    """
+    length = f"{num_samples / sample_rate:.3f} s, {num_samples} samples at {sample_rate} Hz"
+    if start < 0 or end <= start:
+        return f"cycle {start}-{end} s must satisfy 0 <= start < end"
+    first, last = cycle_span(start, end, sample_rate, num_samples)
+    if first >= num_samples:
+        return f"cycle {start}-{end} s starts at or after the end of the recording ({length})"
+    if (end - start) * sample_rate < 1 or last <= first:
+        return f"cycle {start}-{end} s is shorter than one sample at {sample_rate} Hz ({1 / sample_rate:.6f} s)"
+    return None
+
+
+def cut_cycle(wave: np.ndarray, sample_rate: int, start: float, end: float, source: str = "") -> np.ndarray:
     """Samples ``[int(start * sr), int(end * sr))`` of ``wave``, clipped to its length.
 
-    Raises ValueError when nothing is left (the cycle lies outside the recording).
+    ``source`` (``annotation file:line``) names where the cycle was annotated. Raises
+    :class:`~audio_cls.data.icbhi.IcbhiError` naming it (a plain ValueError without one) when the
+    cycle cannot be cut (see :func:`cycle_problem`).
     """
-    first, last = int(start * sample_rate), min(int(end * sample_rate), wave.shape[0])
-    if last <= first:
-        raise ValueError(
-            f"cycle {start:.3f}-{end:.3f} s is outside the recording ({wave.shape[0] / sample_rate:.3f} s long)"
-        )
+    problem = cycle_problem(start, end, sample_rate, wave.shape[0])
+    if problem:
+        problem += "; fix the annotation and rerun data preparation (recipe stage 1)"
+        raise IcbhiError(source, problem) if source else ValueError(problem)
+    first, last = cycle_span(start, end, sample_rate, wave.shape[0])
     return wave[first:last]
 
 
@@ -101,7 +130,16 @@ def cycle_waves(
     intervals: Iterable[tuple[float, float]],
     length: int,
     pad_type: str = "repeat",
+    sources: Sequence[str] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Fixed-length waveforms of the cycles ``(start, end)`` of one (loaded, faded) recording."""
-    for start, end in intervals:
-        yield pad_or_trim(cut_cycle(wave, sample_rate, start, end), length, pad_type, fade_samples(sample_rate))
+    """Fixed-length waveforms of the cycles ``(start, end)`` of one (loaded, faded) recording.
+
+    ``sources``: ``annotation file:line`` of each cycle (:attr:`CycleRecord.source
+    <audio_cls.data.manifest.CycleRecord.source>`), so that an uncuttable cycle names its line.
+    """
+    intervals = list(intervals)
+    if sources is not None and len(sources) != len(intervals):
+        raise ValueError(f"{len(intervals)} cycles but {len(sources)} sources")
+    for i, (start, end) in enumerate(intervals):
+        cycle = cut_cycle(wave, sample_rate, start, end, sources[i] if sources is not None else "")
+        yield pad_or_trim(cycle, length, pad_type, fade_samples(sample_rate))

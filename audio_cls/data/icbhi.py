@@ -12,6 +12,7 @@ the corpus works whether or not the user ran the renaming script.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,12 +85,13 @@ class RecordingName:
 
 @dataclass(frozen=True)
 class Cycle:
-    """One annotated respiratory cycle (times in seconds)."""
+    """One annotated respiratory cycle (times in seconds) and its 1-based line in the annotation file."""
 
     start: float
     end: float
     crackle: int
     wheeze: int
+    line: int
 
     @property
     def label(self) -> int:
@@ -102,12 +104,14 @@ def cycle_label(crackle: int, wheeze: int) -> int:
     return int(crackle) + 2 * int(wheeze)
 
 
-def read_annotations(path: str | Path) -> list[Cycle]:
+def read_annotations(path: str | Path, check_intervals: bool = True) -> list[Cycle]:
     """Read a cycle annotation file (``start end crackle wheeze`` per line, tabs or spaces).
 
     Blank lines and Windows line endings are tolerated. Raises :class:`IcbhiError` naming the
-    file and line for a wrong number of fields, non-numeric times, negative or empty intervals,
-    flags other than 0/1, or a file without cycles.
+    file and line for a wrong number of fields, non-numeric or non-finite times, flags other than
+    0/1, or a file without cycles; also for negative or empty intervals unless ``check_intervals``
+    is False (data preparation judges those itself, against the recording, with its
+    ``bad_cycles`` policy).
     """
     path = Path(path)
     try:
@@ -127,11 +131,16 @@ def read_annotations(path: str | Path) -> list[Cycle]:
         except ValueError:
             raise IcbhiError(path, f"start/end must be numbers in seconds, got {fields[0]!r} {fields[1]!r}",
                              number) from None
+        if not (math.isfinite(start) and math.isfinite(end)):
+            # float() accepts "nan" and "inf"; no interval check can reject a NaN afterwards
+            raise IcbhiError(path, f"start/end must be finite numbers in seconds, got {fields[0]!r} {fields[1]!r}",
+                             number)
         if fields[2] not in ("0", "1") or fields[3] not in ("0", "1"):
             raise IcbhiError(path, f"crackle and wheeze flags must be 0 or 1, got {fields[2]!r} {fields[3]!r}", number)
-        if start < 0 or end <= start:
-            raise IcbhiError(path, f"cycle must satisfy 0 <= start < end, got start={start} end={end}", number)
-        cycles.append(Cycle(start, end, int(fields[2]), int(fields[3])))
+        if check_intervals and (start < 0 or end <= start):
+            raise IcbhiError(path, f"cycle must satisfy 0 <= start < end, got start={start} end={end}; fix the line",
+                             number)
+        cycles.append(Cycle(start, end, int(fields[2]), int(fields[3]), number))
     if not cycles:
         raise IcbhiError(path, "no respiratory cycles in the annotation file; it is empty or truncated")
     return cycles

@@ -1,8 +1,10 @@
 """Cycle manifests: the output of data preparation, one TSV per split (``cycles.tsv``).
 
-Columns: ``id recording audio start end crackle wheeze label patient device``. ``audio`` is the
-absolute path of the recording (possibly under its zip name, see
-:func:`audio_cls.data.icbhi.resolve_recording`); ``recording`` is the split-file name.
+Columns: ``id recording audio start end crackle wheeze label patient device annotation line``.
+``audio`` is the absolute path of the recording (possibly under its zip name, see
+:func:`audio_cls.data.icbhi.resolve_recording`); ``recording`` is the split-file name;
+``annotation`` and ``line`` are the annotation file and 1-based line the cycle came from, so that
+later stages (feature caching) name them in their errors.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class CycleRecord:
     label: int
     patient: int
     device: str
+    annotation: str  #: absolute path of the annotation .txt
+    line: int  #: 1-based line of the cycle in ``annotation``
+
+    @property
+    def source(self) -> str:
+        """``annotation:line``, for error messages."""
+        return f"{self.annotation}:{self.line}"
 
 
 COLUMNS = tuple(f.name for f in fields(CycleRecord))
@@ -54,7 +63,8 @@ def read_manifest(path: str | Path) -> list[CycleRecord]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise IcbhiError(path, f"header must be {COLUMNS}, got {reader.fieldnames}", 1)
+            raise IcbhiError(path, f"header must be {COLUMNS}, got {reader.fieldnames}; the manifest is from an "
+                             "older version or was edited: rerun data preparation (recipe stage 1)", 1)
         records = []
         for number, row in enumerate(reader, start=2):
             try:
@@ -63,7 +73,12 @@ def read_manifest(path: str | Path) -> list[CycleRecord]:
                 raise IcbhiError(path, f"malformed row ({err})", number) from None
             if not 0 <= values["label"] < len(CLASS_NAMES):
                 raise IcbhiError(path, f"label must be 0..{len(CLASS_NAMES) - 1}, got {values['label']}", number)
-            records.append(CycleRecord(**values))
+            record = CycleRecord(**values)
+            if not 0 <= record.start < record.end:
+                raise IcbhiError(path, f"cycle {record.start}-{record.end} s of {record.source} does not satisfy "
+                                 "0 <= start < end; fix the annotation and rerun data preparation (recipe stage 1)",
+                                 number)
+            records.append(record)
     if not records:
         raise IcbhiError(path, "the manifest has no cycles")
     return records

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from audio_compress.tasks.config import DistillConfig
+from audio_compress.tasks.config import DistillConfig, check_distill_config
 from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.tasks.distill import DistillationTask
 from compact_ssl.training import Experiment, Setup
@@ -26,6 +26,9 @@ class Distillation(Experiment):
 
     config_class = DistillConfig
     seed_dirs = False
+
+    def check(self, config: DistillConfig, rundir: Path) -> None:
+        check_distill_config(config, use_dump=bool(config.data.dump_dir))
 
     def setup(self, config: DistillConfig, rundir: Path) -> Setup:
         tcfg, ckpt_dir = config.trainer, rundir / "checkpoints"

@@ -6,16 +6,23 @@
 
 With ``--config`` the layers are those the distillation method of that config consumes
 (:meth:`audio_compress.methods.DistillMethod.teacher_layers`) and ``--teacher`` defaults to the
-config's ``teacher``. Re-running an interrupted dump resumes it; re-running a finished one does
-nothing. Point ``data.dump_dir`` of the distillation config at ``--out`` to train from the dump.
+config's ``teacher``; a config whose method cannot train from a dump is refused before the teacher
+is loaded. The dump is written in ``<out>.partial`` and moved onto ``--out`` only once complete
+(replacing a previous dump only then); re-running an interrupted dump resumes it from there,
+re-running a finished one does nothing. Point ``data.dump_dir`` of the distillation config at
+``--out`` to train from the dump.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from audio_compress.dump import DEFAULT_SHARD_FRAMES, dump_teacher_features
-from compact_ssl.config import add_override_argument
+from compact_ssl.config import ConfigError, add_override_argument
+
+if TYPE_CHECKING:
+    from audio_compress.tasks.config import DistillConfig
 
 
 def parse_layers(text: str) -> list[int]:
@@ -28,19 +35,29 @@ def parse_layers(text: str) -> list[int]:
     return layers
 
 
+def checked_config(config_path: str, overrides: list[str] | None = None) -> DistillConfig:
+    """The distillation config, checked for training from a dump
+    (:func:`~audio_compress.tasks.config.check_distill_config` with ``use_dump=True``) before any
+    teacher is loaded or anything dumped; ``SystemExit`` with a message naming the file and key."""
+    from audio_compress.tasks.config import check_distill_config, load_config
+
+    try:
+        config = load_config(config_path, overrides)
+        check_distill_config(config, use_dump=True, where=config_path)
+    except (ConfigError, FileNotFoundError) as err:
+        raise SystemExit(str(err)) from err
+    return config
+
+
 def layers_from_config(config_path: str, teacher_num_layers: int, overrides: list[str] | None = None) -> list[int]:
-    """Teacher layers a distillation config consumes (for its student and this teacher's depth)."""
+    """Teacher layers a distillation config consumes (for its student and this teacher's depth);
+    the config is checked first (:func:`checked_config`)."""
     from audio_compress.methods import get_method
     from audio_compress.models import get_student_config
-    from audio_compress.tasks.config import load_config
 
-    config = load_config(config_path, overrides)
+    config = checked_config(config_path, overrides)
     student = get_student_config(config.student, **config.student_overrides)
-    method = get_method(config.method)(config, student, teacher_num_layers)
-    reason = method.dump_refusal()
-    if reason is not None:
-        raise SystemExit(f"{config_path}: {reason}")
-    return method.teacher_layers()
+    return get_method(config.method)(config, student, teacher_num_layers).teacher_layers()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,13 +80,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if (args.layers is None) == (args.config is None):
         parser.error("give exactly one of --layers and --config")
+    # a config that cannot train from a dump is refused before the teacher is even loaded
+    config = checked_config(args.config, args.overrides) if args.config is not None else None
     teacher_spec = args.teacher
     if teacher_spec is None:
-        if args.config is None:
+        if config is None:
             parser.error("--teacher is required without --config")
-        from audio_compress.tasks.config import load_config
-
-        teacher_spec = load_config(args.config, args.overrides).teacher
+        teacher_spec = config.teacher
 
     from audio_compress.teachers import load_teacher
 

@@ -7,6 +7,10 @@ transformers folder, or an original fairseq checkpoint (``hubert_base_ls960.pt``
 saved as a local transformers folder ``DIR`` (what training loads), then run on a few utterances of
 ``DATA_DIR``: the frame count of every layer must follow ``T = floor((L - 400) / 320) + 1``.
 A JSON report goes to ``DIR/check.json``.
+
+Everything is written into a temporary sibling of ``DIR`` and moved onto ``DIR`` only after the
+check passed and the report is written, so ``DIR`` is never a half-written or unchecked teacher:
+a previous ``DIR`` is replaced only then and stays as it was when any step fails.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import torch
 
 from audio_compress.data.dataset import SpeechDataset, collate_waveforms
 from audio_compress.frames import num_frames
-from audio_compress.teachers import FrozenTeacher, load_teacher, save_teacher
+from audio_compress.teachers import FrozenTeacher, load_teacher, write_teacher
+from compact_ssl.io import staged_folder
 
 
-def check_teacher(teacher: FrozenTeacher, data_dir: str | Path, num_utts: int = 4) -> dict:
+def check_teacher(teacher: FrozenTeacher, data_dir: str | Path, num_utts: int = 4, resample: bool = False) -> dict:
     """Run ``teacher`` on the first ``num_utts`` utterances of ``data_dir`` (one padded batch) and
-    verify frame counts and finiteness of every hidden state; returns a report, raises on failure."""
-    dataset = SpeechDataset(data_dir)
+    verify frame counts and finiteness of every hidden state; returns a report, raises on failure.
+    ``resample``: resample audio that is not 16 kHz instead of refusing it (as the data prep did)."""
+    dataset = SpeechDataset(data_dir, resample=resample)
     items = [dataset[i] for i in range(min(num_utts, len(dataset)))]
     batch = collate_waveforms(items)
     with torch.no_grad():
@@ -55,10 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder for the local transformers copy")
     parser.add_argument("--seed", type=int, default=0, help="seed for a randomly initialised named teacher")
     parser.add_argument("--check_data", default=None, help="Kaldi data dir to run the teacher on")
+    parser.add_argument("--resample", default="false", choices=["true", "false"],
+                        help="resample --check_data audio that is not 16 kHz instead of refusing it")
     args = parser.parse_args(argv)
 
     teacher = load_teacher(args.teacher, seed=args.seed)
-    out = save_teacher(teacher, args.out)
+    out = Path(args.out)
     report = {
         "source": args.teacher,
         "saved_to": str(out),
@@ -68,11 +76,15 @@ def main(argv: list[str] | None = None) -> None:
         "num_heads": teacher.num_heads,
         "parameters": sum(p.numel() for p in teacher.parameters()),
     }
-    if args.check_data:
-        report["check"] = check_teacher(load_teacher(out), args.check_data)
-    (Path(out) / "check.json").write_text(json.dumps(report, indent=2))
+    with staged_folder(out) as staging:
+        write_teacher(teacher, staging)
+        if args.check_data:
+            # the saved copy is what training loads, so that is what gets checked
+            report["check"] = check_teacher(load_teacher(staging), args.check_data,
+                                            resample=args.resample == "true")
+        (staging / "check.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    print(f"Teacher ready: {out} (report: {Path(out) / 'check.json'})")
+    print(f"Teacher ready: {out} (report: {out / 'check.json'})")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from audio_compress.data.dataset import MULTICHANNEL_FILE
 from audio_compress.data.kaldi import DataDir, KaldiFormatError, validate_data_dir
 from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
 from compact_ssl.audio import MULTICHANNEL_POLICIES, AudioError, AudioInfo, multichannel_problem, verify_audio
-from compact_ssl.io import atomic_write_text, write_json
+from compact_ssl.io import atomic_write_text, replace_folder, write_json
 
 __all__ = [
     "LIBRISPEECH_SUBSETS",
@@ -439,23 +439,6 @@ def _write_bad_list(path: Path, problems: list[AudioProblem]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _replace_dir(staged: Path, final: Path) -> None:
-    """Move the complete data dir ``staged`` onto ``final``, replacing an earlier one."""
-    old = final.with_name(f".{final.name}.old{os.getpid()}")
-    if old.exists():
-        shutil.rmtree(old)  # left by a killed earlier run with the same pid
-    if final.exists():
-        os.replace(final, old)
-    try:
-        os.replace(staged, final)
-    except OSError:
-        if old.exists():
-            os.replace(old, final)  # put the earlier data dir back
-        raise
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def prepare_librispeech(
     root: str | Path,
     subsets: Sequence[str],
@@ -599,7 +582,7 @@ def prepare_librispeech(
                 num_samples=sum(dd.utt2num_samples.values()), num_bad=len(bad),
                 bad_audio_path=bad_path.absolute() if bad else None, extra_files=sorted(dd.extra)))
         for tmp, data_path in staged:
-            _replace_dir(tmp, data_path)
+            replace_folder(tmp, data_path)
     finally:
         for tmp, _ in staged:
             if tmp.exists():

@@ -16,6 +16,11 @@ Why one utterance at a time
     are exactly what the teacher computes for the utterance, and are reproducible.
 
 Layout of ``out_dir``
+    The dump is written in the sibling folder ``<out_dir>.partial`` and renamed to ``out_dir`` only
+    once complete, so ``out_dir`` is either a finished dump or absent (a previous dump there is
+    replaced only by a finished one); an interrupted run leaves its work in ``<out_dir>.partial``
+    for the next run with the same arguments to resume.
+
     * ``dump_meta.json``: what is being dumped (layers, teacher, data dir, shard plan); written
       first, so an interrupted dump can be resumed and checked against the request.
     * ``shard_<index>.bin``: raw little-endian fp16, C order, shape ``(frames_in_shard, n_layers, D)``
@@ -26,14 +31,20 @@ Layout of ``out_dir``
       done only when its index exists, matches the plan and the ``.bin`` has the expected size.
     * ``index.json``: the whole dump (layers, hidden size, dtype, teacher, data dir, counts,
       shards, ``utt_id -> [shard, offset, frames]``), written atomically at the end, followed by
-      the ``done`` marker.
+      the ``done`` marker (JSON: utterance and frame counts). The reader refuses a folder without
+      both, naming it and saying to rerun the dump stage (stage 3 of the recipes).
 
 Utterances are processed in sorted-id order and packed into shards in that order until a shard
 holds ``shard_frames`` frames, so the shard assignment is deterministic and a re-run skips the
 completed shards and redoes only the incomplete ones.
+
+Cropping
+    :class:`DumpedSpeechDataset` can crop training utterances (``data.crop_samples``) at frame
+    boundaries and slice the stored targets to the same frames; see its docstring for how far the
+    teacher's context makes such targets differ from an online teacher run on the crop.
 """
 
-from audio_compress.dump.dataset import DumpBatch, DumpedSpeechDataset
+from audio_compress.dump.dataset import DumpBatch, DumpedSpeechDataset, frame_span
 from audio_compress.dump.layout import (
                                         BYTES_PER_VALUE,
                                         DEFAULT_SHARD_FRAMES,
@@ -43,9 +54,11 @@ from audio_compress.dump.layout import (
                                         FORMAT_VERSION,
                                         INDEX_FILE,
                                         META_FILE,
+                                        STAGING_SUFFIX,
                                         DumpError,
                                         expected_feature_bytes,
                                         plan_shards,
+                                        staging_dir,
 )
 from audio_compress.dump.reader import TeacherDump
 from audio_compress.dump.writer import dump_teacher_features, teacher_identity
@@ -59,12 +72,15 @@ __all__ = [
     "FORMAT_VERSION",
     "INDEX_FILE",
     "META_FILE",
+    "STAGING_SUFFIX",
     "DumpError",
     "DumpBatch",
     "DumpedSpeechDataset",
     "TeacherDump",
     "dump_teacher_features",
     "expected_feature_bytes",
+    "frame_span",
     "plan_shards",
+    "staging_dir",
     "teacher_identity",
 ]

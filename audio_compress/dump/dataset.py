@@ -1,4 +1,5 @@
-"""Training data from a dump: whole utterances of a data dir paired with their stored targets."""
+"""Training data from a dump: utterances of a data dir paired with their stored targets, optionally
+cropped at frame boundaries so that waveform and targets stay aligned frame for frame."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from torch.utils.data import Dataset
 from audio_compress.data.dataset import SpeechDataset, WaveBatch, pad_waveforms
 from audio_compress.dump.layout import DumpError
 from audio_compress.dump.reader import TeacherDump
-from audio_compress.frames import num_frames
+from audio_compress.frames import HOP, RECEPTIVE_FIELD, num_frames
 
-__all__ = ["DumpBatch", "DumpedSpeechDataset"]
+__all__ = ["DumpBatch", "DumpedSpeechDataset", "frame_span"]
+
+
+def frame_span(frames: int) -> int:
+    """Samples that ``frames`` consecutive CNN frames read: ``320 * (frames - 1) + 400``."""
+    return HOP * (frames - 1) + RECEPTIVE_FIELD
 
 
 @dataclass
@@ -41,11 +47,52 @@ class DumpBatch(WaveBatch):
 
 
 class DumpedSpeechDataset(Dataset):
-    """Whole utterances of a data dir (no cropping: the teacher saw whole utterances) with the
-    teacher targets read from a dump. Items are dicts with ``utt_id``, ``wav`` and ``targets``
-    (``(n_layers, T, D)`` fp16); :meth:`collate` builds a :class:`DumpBatch`."""
+    """Utterances of a data dir with the teacher targets read from a dump.
 
-    def __init__(self, data_dir: str | Path, dump_dir: str | Path, resample: bool = False):
+    Items are dicts with ``utt_id``, ``wav``, ``targets`` (``(n_layers, T, D)`` fp16) and
+    ``start_frame`` (index in the whole utterance of the first frame of ``targets``; 0 unless
+    cropped); :meth:`collate` builds a :class:`DumpBatch`.
+
+    Cropping (``crop_samples``, training only)
+        An utterance longer than ``crop_samples`` is cut to the ``n = num_frames(crop_samples)``
+        frames starting at a random frame ``k`` (uniform over ``0 .. num_frames(L) - n``, drawn
+        from torch's global generator like the online crop of
+        :class:`~audio_compress.data.dataset.SpeechDataset`, so ``torch.manual_seed`` /
+        Lightning's per-worker seeding makes it reproducible). The waveform keeps samples
+        ``[320 k, 320 k + 320 (n - 1) + 400)``: the offset is a multiple of the 320-sample hop
+        and the length is the span of whole frames (``crop_samples`` rounded down by at most
+        319 samples that no frame reads). Frame ``j`` of the cropped waveform then reads exactly
+        the samples of frame ``k + j`` of the whole utterance, so the student's ``n`` frames
+        line up one to one with the stored targets ``k .. k + n - 1``.
+
+        What stays different from an online teacher run on the cropped audio is the teacher's
+        context, not the alignment. No CNN frame is cut (its 400-sample receptive field lies
+        inside the crop), but a stored target was computed on the whole utterance: the
+        positional convolution (kernel 128 frames in the Base models) gives the targets within
+        64 frames (about 1.3 s) of either crop edge context from outside the crop, from hidden
+        state 0 on; every Transformer layer attends over the whole utterance, so frames near
+        the edges differ most from what the teacher would give on the crop alone but no frame
+        is guaranteed identical; and the Base models' first GroupNorm takes its statistics over
+        the whole utterance. The targets are therefore the teacher's representation of each
+        frame within its full utterance, exactly as in the uncropped dump (the teacher saw
+        whole utterances); an online teacher on the crop (s3prl's DistilHuBERT recipe) sees
+        the crop edges as utterance edges instead.
+
+    Args:
+        data_dir: Kaldi data dir (``wav.scp`` + ``utt2num_samples``).
+        dump_dir: the finished dump of ``data_dir``.
+        resample: resample non-16 kHz audio (as at dump time).
+        crop_samples: crop length for training (``data.crop_samples``); ``None`` keeps whole
+            utterances (validation).
+    """
+
+    def __init__(self, data_dir: str | Path, dump_dir: str | Path, resample: bool = False,
+                 crop_samples: int | None = None):
+        if crop_samples is not None and crop_samples < RECEPTIVE_FIELD:
+            raise ValueError(
+                f"data.crop_samples={crop_samples} is below the {RECEPTIVE_FIELD}-sample receptive field "
+                "(no frame would fit); set it to at least that, or null for whole utterances"
+            )
         self.speech = SpeechDataset(data_dir, crop_samples=None, resample=resample)
         self.dump = TeacherDump(dump_dir)
         missing = [u for u in self.speech.utt_ids if u not in self.dump]
@@ -62,6 +109,9 @@ class DumpedSpeechDataset(Dataset):
                 f"(first: {bad[:5]}); the data changed since the dump: re-run the dump stage"
             )
         self.layers = list(self.dump.layers)
+        self.crop_samples = crop_samples
+        #: frames of a cropped item (None: no cropping)
+        self.crop_frames = num_frames(crop_samples) if crop_samples is not None else None
 
     def __len__(self) -> int:
         return len(self.speech)
@@ -72,19 +122,36 @@ class DumpedSpeechDataset(Dataset):
 
     @property
     def lengths(self) -> list[int]:
-        """Length in samples of every utterance (for bucketing)."""
-        return self.speech.lengths
+        """Length in samples of every item as returned (after cropping; for bucketing)."""
+        if self.crop_frames is None:
+            return list(self.speech.num_samples)
+        span = frame_span(self.crop_frames)
+        return [span if n > self.crop_samples else n for n in self.speech.num_samples]
+
+    def crop_start_frame(self, num_samples: int) -> int | None:
+        """Random first frame of the crop of an utterance of ``num_samples`` samples, or ``None``
+        when it is not cropped (no ``crop_samples``, or not longer than it)."""
+        if self.crop_frames is None or num_samples <= self.crop_samples:
+            return None
+        last = num_frames(num_samples) - self.crop_frames
+        return int(torch.randint(0, last + 1, ()).item())
 
     def __getitem__(self, index: int) -> dict:
         item = self.speech[index]
-        targets = self.dump.get(item["utt_id"], as_tensor=True)
-        if targets.shape[1] != num_frames(item["wav"].shape[0]):
+        utt, wav = item["utt_id"], item["wav"]
+        if self.dump.num_frames(utt) != num_frames(wav.shape[0]):
             raise DumpError(
-                f"utterance {item['utt_id']}: {item['wav'].shape[0]} samples give "
-                f"{num_frames(item['wav'].shape[0])} frames but the dump stores {targets.shape[1]}; "
-                "re-run the dump stage"
+                f"utterance {utt}: {wav.shape[0]} samples give {num_frames(wav.shape[0])} frames but the dump "
+                f"{self.dump.out_dir} stores {self.dump.num_frames(utt)}; re-run the dump stage"
             )
-        item["targets"] = targets
+        start = self.crop_start_frame(wav.shape[0])
+        if start is None:
+            item["targets"] = self.dump.get(utt, as_tensor=True)
+            item["start_frame"] = 0
+            return item
+        item["wav"] = wav[start * HOP : start * HOP + frame_span(self.crop_frames)]
+        item["targets"] = self.dump.get(utt, as_tensor=True, start=start, count=self.crop_frames)
+        item["start_frame"] = start
         return item
 
     def collate(self, items: list[dict]) -> DumpBatch:

@@ -6,6 +6,7 @@ Shared by the writer and the reader so that both agree on one definition of the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from audio_compress.frames import num_frames
 
@@ -19,10 +20,17 @@ DISK_MARGIN = 0.05
 META_FILE = "dump_meta.json"
 INDEX_FILE = "index.json"
 DONE_FILE = "done"
+#: suffix of the sibling folder a dump is written (and resumed) in before it is moved into place
+STAGING_SUFFIX = ".partial"
 
 
 class DumpError(RuntimeError):
     """A dump that cannot be written or read (mismatch, missing utterance, incomplete dump)."""
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """Where the dump of ``out_dir`` is written until it is complete: ``<out_dir>.partial``."""
+    return out_dir.with_name(out_dir.name + STAGING_SUFFIX)
 
 
 def shard_name(index: int) -> str:

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audio_compress.dump.layout import BYTES_PER_VALUE, DONE_FILE, DTYPE, FORMAT_VERSION, INDEX_FILE, DumpError
+from audio_compress.dump.layout import (
+    BYTES_PER_VALUE,
+    DONE_FILE,
+    DTYPE,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    DumpError,
+    staging_dir,
+)
 from compact_ssl.io import read_json
 
 __all__ = ["TeacherDump"]
@@ -25,11 +33,9 @@ class TeacherDump:
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
         if not (self.out_dir / DONE_FILE).is_file() or not (self.out_dir / INDEX_FILE).is_file():
-            what = "does not exist" if not self.out_dir.is_dir() else "is incomplete (no 'done' marker)"
-            raise DumpError(
-                f"teacher dump {self.out_dir} {what}; run (or re-run, to resume) the dump stage "
-                "(python -m audio_compress.bin.dump_teacher) with the same arguments"
-            )
+            raise DumpError(f"teacher dump {self.out_dir} {self._missing_reason()}; rerun stage 3 of the recipe "
+                            "(python -m audio_compress.bin.dump_teacher with the same arguments), which resumes "
+                            "what an interrupted dump left")
         index = read_json(self.out_dir / INDEX_FILE)
         if index.get("format_version") != FORMAT_VERSION or index.get("dtype") != DTYPE:
             raise DumpError(f"{self.out_dir / INDEX_FILE}: unsupported dump format; re-run the dump stage")
@@ -51,6 +57,16 @@ class TeacherDump:
                 )
         self._maps: dict[int, np.memmap] = {}
         self._pid = os.getpid()
+
+    def _missing_reason(self) -> str:
+        """Why ``out_dir`` is not a finished dump (for the error message)."""
+        staging = staging_dir(self.out_dir)
+        if not self.out_dir.exists():
+            if staging.is_dir():
+                return f"does not exist yet: an unfinished dump is in {staging}"
+            return "does not exist"
+        return (f"is incomplete: it has no '{DONE_FILE}' marker or no {INDEX_FILE} (a dump gets both last, "
+                "once every shard is written)")
 
     def __len__(self) -> int:
         return len(self._utts)
@@ -84,11 +100,19 @@ class TeacherDump:
             self._maps[shard] = mm
         return mm
 
-    def get(self, utt_id: str, as_tensor: bool = False) -> np.ndarray | torch.Tensor:
+    def get(self, utt_id: str, as_tensor: bool = False, start: int = 0,
+            count: int | None = None) -> np.ndarray | torch.Tensor:
         """Stored targets of ``utt_id`` as ``(n_layers, T, D)`` fp16 (a copy, not a view of the
-        map); a torch tensor when ``as_tensor``."""
+        map); a torch tensor when ``as_tensor``. ``start`` / ``count`` select frames
+        ``start .. start + count - 1`` of the utterance (default: all of them), reading only those."""
         shard, offset, frames = self._lookup(utt_id)
-        block = self._map(shard)[offset : offset + frames]
+        count = frames - start if count is None else count
+        if start < 0 or count < 0 or start + count > frames:
+            raise ValueError(
+                f"frames {start}..{start + count - 1} of utterance {utt_id!r} requested, but the teacher dump "
+                f"{self.out_dir} stores {frames} frames for it"
+            )
+        block = self._map(shard)[offset + start : offset + start + count]
         # always a fresh, writable copy (a 1-frame slice is already contiguous: ascontiguousarray
         # would return a read-only view that keeps the map alive)
         array = np.array(block.transpose(1, 0, 2), dtype=np.float16, order="C", copy=True)

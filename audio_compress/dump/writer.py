@@ -1,5 +1,11 @@
 """Writing a teacher dump: plan the shards, check an existing dump and the free space, run the
-teacher one utterance at a time, write each shard and finally the index.
+teacher one utterance at a time, write each shard and finally the index, then move the finished
+dump into place.
+
+The dump is written in the sibling folder ``<out_dir>.partial`` (:func:`~.layout.staging_dir`),
+where an interrupted run leaves its completed shards for the next run to resume from. Only once
+the index and the ``done`` marker are written there is the folder moved onto ``out_dir``
+(replacing a previous dump only then), so ``out_dir`` never holds a partial dump.
 
 See :mod:`audio_compress.dump` for the on-disk layout and why utterances run alone.
 """
@@ -32,9 +38,10 @@ from audio_compress.dump.layout import (
     DumpError,
     plan_shards,
     shard_name,
+    staging_dir,
 )
 from audio_compress.frames import num_frames
-from compact_ssl.io import atomic_write_text, read_json
+from compact_ssl.io import atomic_write_text, read_json, replace_folder
 
 __all__ = ["dump_teacher_features", "teacher_identity"]
 
@@ -99,6 +106,7 @@ def _free_space_dir(path: Path) -> Path:
 class _DumpPlan:
     """Everything decided before the teacher runs."""
 
+    #: where the finished dump goes
     out_dir: Path
     dataset: SpeechDataset
     layers: list[int]
@@ -112,6 +120,11 @@ class _DumpPlan:
     meta: dict
     #: hash of ``meta`` without the data dir's location; stored in every shard index
     meta_key: str
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the dump is written (and resumed) until it is complete."""
+        return staging_dir(self.out_dir)
 
     @property
     def bytes_per_frame(self) -> int:
@@ -183,7 +196,8 @@ def _plan_dump(teacher, data_dir: Path, out_dir: Path, layers: Sequence[int], sh
 
 
 # ------------------------------------------------------------------------- existing dumps
-def _check_request(meta: dict, stored: dict, out_dir: Path, finished: bool) -> None:
+def _request_differences(meta: dict, stored: dict) -> list[str]:
+    """How the stored dump description ``stored`` differs from the request ``meta`` (empty: same)."""
     problems = []
     if stored.get("format_version") != FORMAT_VERSION:
         problems.append(f"format version {stored.get('format_version')} (this code writes {FORMAT_VERSION})")
@@ -204,33 +218,49 @@ def _check_request(meta: dict, stored: dict, out_dir: Path, finished: bool) -> N
         )
     if stored.get("resample") != meta["resample"]:
         problems.append(f"resample={stored.get('resample')} (requested resample={meta['resample']})")
-    if problems:
-        state = "finished" if finished else "unfinished"
-        raise DumpError(
-            f"{out_dir} already holds an {state} teacher dump that differs from this request: "
-            + "; ".join(problems)
-            + ". Use another output directory or delete this one to dump again."
-        )
+    return problems
 
 
-def _finished_dump(plan: _DumpPlan, shard_frames: int) -> dict | None:
-    """The stored index when ``out_dir`` already holds this very dump, finished; ``None`` when
-    there is nothing or an unfinished dump of the same request (to resume). Any other dump in
-    ``out_dir`` is an error."""
+def _finished_dump(plan: _DumpPlan) -> dict | None:
+    """The stored index when ``out_dir`` already holds this very dump, finished; else ``None``.
+
+    A finished dump of another request is kept (and reported) until this one is complete."""
     out_dir = plan.out_dir
-    if (out_dir / DONE_FILE).is_file() and (out_dir / INDEX_FILE).is_file():
-        stored = read_json(out_dir / INDEX_FILE)
-        _check_request(plan.meta, stored, out_dir, finished=True)
+    if not ((out_dir / DONE_FILE).is_file() and (out_dir / INDEX_FILE).is_file()):
+        return None
+    stored = read_json(out_dir / INDEX_FILE)
+    problems = _request_differences(plan.meta, stored)
+    if not problems:
         return stored
-    if (out_dir / META_FILE).is_file():
-        stored = read_json(out_dir / META_FILE)
-        _check_request(plan.meta, stored, out_dir, finished=False)
-        if stored.get("shard_frames") != plan.meta["shard_frames"]:
-            raise DumpError(
-                f"{out_dir} holds an unfinished dump made with shard_frames={stored.get('shard_frames')}; "
-                f"resume it with the same value (requested {shard_frames}) or delete the directory"
-            )
+    print(f"{out_dir} holds a finished teacher dump of another request ({'; '.join(problems)}); it stays "
+          f"in place until the new dump is complete in {plan.work_dir}, and is replaced then")
     return None
+
+
+def _adopt_in_place_partial(plan: _DumpPlan) -> None:
+    """Move an unfinished dump written directly in ``out_dir`` (before dumps were staged) to the
+    staging folder, so that its completed shards are resumed instead of redone."""
+    out_dir, work = plan.out_dir, plan.work_dir
+    if (out_dir / META_FILE).is_file() and not (out_dir / DONE_FILE).is_file() and not work.exists():
+        os.replace(out_dir, work)
+        print(f"Moved the unfinished teacher dump {out_dir} to {work} to resume it there")
+
+
+def _check_unfinished(plan: _DumpPlan) -> None:
+    """Refuse to resume an unfinished dump in the staging folder that was made for another request."""
+    work = plan.work_dir
+    if not (work / META_FILE).is_file():
+        return
+    stored = read_json(work / META_FILE)
+    problems = _request_differences(plan.meta, stored)
+    if stored.get("shard_frames") != plan.meta["shard_frames"]:
+        problems.append(f"shard_frames={stored.get('shard_frames')} (requested {plan.meta['shard_frames']})")
+    if problems:
+        raise DumpError(
+            f"{work} holds an unfinished teacher dump (for {plan.out_dir}) that differs from this request: "
+            + "; ".join(problems)
+            + f". Rerun with that dump's arguments to finish it, or delete {work} to start this one."
+        )
 
 
 def _shard_is_complete(out_dir: Path, shard: int, plan_entry: dict, meta_key: str, bytes_per_frame: int) -> bool:
@@ -252,8 +282,8 @@ def _shard_is_complete(out_dir: Path, shard: int, plan_entry: dict, meta_key: st
 def _completed_shards(plan: _DumpPlan) -> list[bool]:
     """Per shard, whether a previous (interrupted) run left it complete and valid."""
     return [
-        (plan.out_dir / META_FILE).is_file()
-        and _shard_is_complete(plan.out_dir, s, entry, plan.meta_key, plan.bytes_per_frame)
+        (plan.work_dir / META_FILE).is_file()
+        and _shard_is_complete(plan.work_dir, s, entry, plan.meta_key, plan.bytes_per_frame)
         for s, entry in enumerate(plan.entries)
     ]
 
@@ -274,7 +304,7 @@ def _check_disk_space(plan: _DumpPlan, complete: Sequence[bool]) -> None:
         + (f"; {sum(complete)} shards already done, {remaining} bytes ({_gib(remaining):.3f} GiB) to write"
            if any(complete) else "")
     )
-    usage_dir = _free_space_dir(out_dir)
+    usage_dir = _free_space_dir(plan.work_dir)
     free = shutil.disk_usage(usage_dir).free
     needed = int(remaining * (1 + DISK_MARGIN))
     if needed > free:
@@ -332,7 +362,7 @@ def _write_shard(teacher, plan: _DumpPlan, shard: int, items: Iterator, device, 
     """Write the shard's ``.bin`` and sync it to disk, then its index: the index is what marks
     the shard complete, so an interruption before it leaves the shard to be redone."""
     name = shard_name(shard)
-    with open(plan.out_dir / f"{name}.bin", "wb") as f:
+    with open(plan.work_dir / f"{name}.bin", "wb") as f:
         for i in plan.shards[shard]:
             index, wav = next(items)
             assert index == i
@@ -342,7 +372,7 @@ def _write_shard(teacher, plan: _DumpPlan, shard: int, items: Iterator, device, 
         f.flush()
         os.fsync(f.fileno())
     entry = plan.entries[shard]
-    _write_compact_json(plan.out_dir / f"{name}.json", {
+    _write_compact_json(plan.work_dir / f"{name}.json", {
         "shard": shard, "file": f"{name}.bin", "meta_key": plan.meta_key,
         "num_frames": entry["num_frames"], "utts": entry["utts"],
     })
@@ -373,7 +403,8 @@ def _run_teacher(teacher, plan: _DumpPlan, todo: Sequence[int], device, progress
 
 
 def _write_index(plan: _DumpPlan) -> None:
-    """``index.json`` (the meta plus every shard and utterance), then the ``done`` marker."""
+    """``index.json`` (the meta plus every shard and utterance), then the ``done`` marker: the
+    explicit "complete" state that :class:`~audio_compress.dump.TeacherDump` requires."""
     utt_map = {}
     for s, entry in enumerate(plan.entries):
         for utt, (offset, n) in entry["utts"].items():
@@ -386,8 +417,9 @@ def _write_index(plan: _DumpPlan) -> None:
         for s, entry in enumerate(plan.entries)
     ]
     index["utts"] = utt_map
-    _write_compact_json(plan.out_dir / INDEX_FILE, index)
-    (plan.out_dir / DONE_FILE).write_text(f"{len(plan.dataset)} utterances, {sum(plan.frames)} frames\n")
+    _write_compact_json(plan.work_dir / INDEX_FILE, index)
+    _write_compact_json(plan.work_dir / DONE_FILE, {"num_utterances": len(plan.dataset),
+                                                    "num_frames": int(sum(plan.frames)), "meta_key": plan.meta_key})
 
 
 @torch.inference_mode()
@@ -408,10 +440,12 @@ def dump_teacher_features(
 
     Each utterance is run alone (no padding; see the module docstring). Before starting, the
     expected size is printed and the dump is refused when the free space of ``out_dir``'s file
-    system cannot hold the remaining part plus 5 %. An interrupted dump resumes: completed shards
-    are verified and skipped, incomplete ones redone. A finished dump with the same layers,
-    teacher and data is left as is (a no-op); a different request for the same ``out_dir`` is an
-    error.
+    system cannot hold the remaining part plus 5 %. The dump is written in ``<out_dir>.partial``
+    and moved onto ``out_dir`` once complete: ``out_dir`` never holds a partial dump, and a
+    previous dump there is replaced only then. An interrupted dump resumes: completed shards in
+    ``<out_dir>.partial`` are verified and skipped, incomplete ones redone (an unfinished dump of
+    another request there is an error). A finished dump with the same layers, teacher and data is
+    left as is (a no-op).
 
     Args:
         teacher: a :class:`~audio_compress.teachers.FrozenTeacher` (or a spec string for
@@ -423,27 +457,31 @@ def dump_teacher_features(
         num_workers: DataLoader workers that read audio ahead of the teacher.
 
     Raises:
-        DumpError: not enough disk space, a mismatching existing dump, a frame-count mismatch
+        DumpError: not enough disk space, a mismatching unfinished dump, a frame-count mismatch
             (naming the utterance) or values outside the fp16 range.
     """
-    if isinstance(teacher, (str, os.PathLike)):
-        from audio_compress.teachers import load_teacher
+    from audio_compress.teachers import load_teacher
 
+    if isinstance(teacher, (str, os.PathLike)):
         teacher = load_teacher(str(teacher))
     out_dir = Path(out_dir)
     plan = _plan_dump(teacher, Path(data_dir), out_dir, layers, shard_frames, resample)
-    stored = _finished_dump(plan, shard_frames)
+    stored = _finished_dump(plan)
     if stored is not None:
         print(f"Teacher dump {out_dir} is already complete ({stored['num_utterances']} utterances, "
               f"layers {stored['layers']}); nothing to do.")
         return out_dir
+    _adopt_in_place_partial(plan)
+    _check_unfinished(plan)
     complete = _completed_shards(plan)
     _check_disk_space(plan, complete)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (out_dir / META_FILE).is_file():
-        _write_compact_json(out_dir / META_FILE, plan.meta)
+    work = plan.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / META_FILE).is_file():
+        _write_compact_json(work / META_FILE, plan.meta)
     _run_teacher(teacher, plan, [s for s, done in enumerate(complete) if not done], device, progress,
                  num_workers)
     _write_index(plan)
+    replace_folder(work, out_dir)
     print(f"Teacher dump complete: {out_dir}")
     return out_dir

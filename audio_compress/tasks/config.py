@@ -2,14 +2,18 @@
 
 A YAML file mirrors :class:`DistillConfig`; unknown keys are errors (a typo must not silently
 fall back to a default). ``key.sub=value`` overrides (from the command line) are applied on top.
+:func:`check_distill_config` checks what can be checked without any model, data or dump (a
+recipe's preflight, before hours of dumping), e.g. a method that cannot train from a feature dump.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from audio_compress.frames import RECEPTIVE_FIELD
 from audio_compress.methods import METHODS as _METHOD_REGISTRY
-from compact_ssl.config import YamlConfig
+from audio_compress.methods import get_method
+from compact_ssl.config import ConfigError, YamlConfig
 from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 #: names of the distillation methods (:data:`audio_compress.methods.METHODS`)
@@ -24,11 +28,21 @@ class DataConfig:
     dev: str = "data/dev_clean"  #: Kaldi data dir for validation
     max_batch_samples: int = 16000 * 200  #: padded samples per batch (per device)
     max_batch_size: int | None = None  #: optional cap on utterances per batch
-    crop_samples: int | None = None  #: random crop of long training utterances (None: no crop)
+    #: random crop of long training utterances (None: no crop); with a feature dump the crop starts
+    #: on a frame boundary and the stored targets are sliced to its frames
+    #: (:class:`~audio_compress.dump.DumpedSpeechDataset`). Dev utterances are never cropped.
+    crop_samples: int | None = None
     num_workers: int = 4
     resample: bool = False  #: resample non-16 kHz audio instead of refusing it
     dump_dir: str | None = None  #: read teacher targets from a feature dump instead of running it
     dev_dump_dir: str | None = None  #: dump of the dev set (optional; else online teacher for dev)
+
+    def __post_init__(self) -> None:
+        if self.crop_samples is not None and self.crop_samples < RECEPTIVE_FIELD:
+            raise ValueError(
+                f"crop_samples={self.crop_samples} is below the {RECEPTIVE_FIELD}-sample receptive field of the "
+                "CNN (a crop would have no frame); set it to at least that, or null for whole utterances"
+            )
 
 
 @dataclass
@@ -101,3 +115,52 @@ class DistillConfig(YamlConfig):
 
 #: module-level names of the loaders (``load_config(path, overrides)`` etc.)
 load_config = DistillConfig.load
+
+
+def check_distill_config(config: DistillConfig, use_dump: bool, where: str = "config") -> None:
+    """Refuse a configuration that cannot train, before any teacher, data or dump exists.
+
+    Meant for a recipe's preflight (and the dump stage), so that an incompatible combination
+    fails in seconds instead of after hours of dumping. Checks that the student exists (with its
+    ``student_overrides``), that the method can be built for it (``teacher_layers`` has one entry
+    per student layer; DistilHuBERT needs a student with prediction heads) and, when teacher
+    targets come from a feature dump (``use_dump``, or ``data.dump_dir`` / ``data.dev_dump_dir``
+    set), that the method can use one (:meth:`~audio_compress.methods.DistillMethod.dump_refusal`:
+    ARMHuBERT never can; STaR not with ``loss.attn_weight > 0``). ``data.crop_samples`` is
+    compatible with a dump (frame-aligned crops). What needs the teacher itself (its depth and
+    width) is checked when training starts.
+
+    Args:
+        config: the loaded config (types and unknown keys were checked by the loader).
+        use_dump: the recipe will dump teacher features and train from them (``--use_dump true``).
+        where: the config's file name, put in front of every message.
+
+    Raises:
+        ConfigError: naming the key at fault and what to change.
+    """
+    from audio_compress.models import get_student_config  # model code: only loaded when checking
+
+    try:
+        student = get_student_config(config.student, **config.student_overrides)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: student={config.student!r} / student_overrides: {err}") from err
+    # the teacher's depth only picks default layers, which no check below reads: the student's
+    # own depth stands in for it until the teacher exists
+    try:
+        method = get_method(config.method)(config, student, student.num_layers)
+    except ValueError as err:  # the messages name the key (teacher_layers, the student's pred_layers)
+        raise ConfigError(f"{where}: method={config.method}, student={config.student}: {err}") from err
+    sources = []
+    if use_dump:
+        sources.append("use_dump=true")
+    if config.data.dump_dir:
+        sources.append(f"data.dump_dir={config.data.dump_dir}")
+    if config.data.dev_dump_dir:
+        sources.append(f"data.dev_dump_dir={config.data.dev_dump_dir}")
+    reason = method.dump_refusal()
+    if sources and reason is not None:
+        raise ConfigError(
+            f"{where}: {reason} (method={config.method}; a feature dump is requested by {', '.join(sources)}). "
+            "Train with the online teacher (use_dump=false, data.dump_dir and data.dev_dump_dir null) or "
+            "change the setting named above"
+        )

@@ -14,6 +14,10 @@ from compact_ssl.training import ResumableDataLoader
 class DistillDataModule(L.LightningDataModule):
     """Train/dev loaders over Kaldi data dirs.
 
+    ``data.crop_samples`` crops training utterances only, at any sample with the online teacher
+    and at frame boundaries with a feature dump (the stored targets sliced to the same frames,
+    see :class:`~audio_compress.dump.DumpedSpeechDataset`); dev utterances are always whole.
+
     The batch sampler is created inside ``*_dataloader()`` so that, under DDP, it sees the
     initialised process group and gives each rank its own share of the buckets (Lightning's
     own distributed sampler must be disabled: ``Trainer(use_distributed_sampler=False)``).
@@ -25,16 +29,13 @@ class DistillDataModule(L.LightningDataModule):
         self.seed = seed
 
     def _dataset(self, data_dir: str, dump_dir: str | None, train: bool):
+        # only training audio is cropped: validation always sees whole utterances
         crop = self.config.crop_samples if train else None
         if dump_dir:
             from audio_compress.dump import DumpedSpeechDataset
 
-            if crop is not None:
-                raise ValueError(
-                    "data.crop_samples must be null with a feature dump: the teacher saw whole utterances, "
-                    "so cropped audio would not match the stored targets"
-                )
-            return DumpedSpeechDataset(data_dir, dump_dir, resample=self.config.resample)
+            # cropped at frame boundaries, with the stored targets sliced to the same frames
+            return DumpedSpeechDataset(data_dir, dump_dir, resample=self.config.resample, crop_samples=crop)
         return SpeechDataset(data_dir, crop_samples=crop, random_crop=train, resample=self.config.resample)
 
     def _loader(self, data_dir: str, dump_dir: str | None, train: bool) -> ResumableDataLoader:

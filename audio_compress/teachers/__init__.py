@@ -17,7 +17,7 @@ from audio_compress.teachers.fairseq import (
     load_fairseq_checkpoint,
     parse_conv_feature_layers,
 )
-from audio_compress.teachers.teacher import FrozenTeacher, TeacherOutput, load_teacher, save_teacher
+from audio_compress.teachers.teacher import FrozenTeacher, TeacherOutput, load_teacher, save_teacher, write_teacher
 
 __all__ = [
     "ARCHITECTURES",
@@ -33,4 +33,5 @@ __all__ = [
     "load_teacher",
     "parse_conv_feature_layers",
     "save_teacher",
+    "write_teacher",
 ]

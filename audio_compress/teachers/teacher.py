@@ -13,9 +13,6 @@ whose backward saves them.)
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +24,9 @@ from transformers import PreTrainedModel
 from audio_compress.frames import RECEPTIVE_FIELD, frame_padding_mask, num_frames
 from audio_compress.teachers.configs import MODEL_CLASSES, architecture_names, get_config, model_class_for
 from audio_compress.teachers.fairseq import build_model_from_fairseq, load_fairseq_checkpoint
+from compact_ssl.io import staged_folder
 
-__all__ = ["FrozenTeacher", "TeacherOutput", "load_teacher", "save_teacher"]
+__all__ = ["FrozenTeacher", "TeacherOutput", "load_teacher", "save_teacher", "write_teacher"]
 
 
 @dataclass
@@ -41,7 +39,18 @@ class TeacherOutput:
       ``i`` is the output of layer ``i`` (for post-LN models, after its final LayerNorm).
     * ``attentions``: per layer ``(B, H, T, T)`` post-softmax maps (rows sum to 1 over
       the valid keys), or ``None`` when not requested.
-    * ``padding_mask``: frame-level ``(B, T)``, True at padded frames.
+    * ``padding_mask``: frame-level ``(B, T)``, True at padded frames. A frame is valid when its
+      whole 400-sample receptive field lies in the row's ``n`` valid samples: the first
+      ``num_frames(n) = floor((n - 400) / 320) + 1`` frames (:func:`~audio_compress.frames.frame_padding_mask`,
+      transformers' own rule for the attention mask, and the rule of the students and losses).
+      fairseq 0.12's ``HubertModel.forward_padding_mask`` differs on padded rows: it drops the last
+      ``L % T`` samples of the sample mask, splits the rest into ``T`` chunks of ``c = L // T``
+      samples (``c = 320`` whenever the padded length ``L`` exceeds 128,079 samples) and counts a
+      frame valid when any sample of its chunk is: ``min(T, ceil(n / c))`` frames, which is 0 to 2
+      more than ours (for ``c = 320``: 1 more, 2 when ``0 < n mod 320 < 80``) and depends on the
+      batch's padded length. Those extra frames read zeros past the row's end; fairseq's
+      Transformer attends to them, this teacher masks them. Unpadded rows, and so the feature
+      dump (one utterance per batch), are not affected.
     * ``last_hidden_state``: the model's final output; equal to ``hidden_states[-1]``
       for post-LN models, the encoder-LayerNorm'ed version of it for pre-LN ones.
     """
@@ -361,32 +370,33 @@ def load_teacher(
 def save_teacher(teacher: FrozenTeacher | PreTrainedModel, folder: str | Path) -> Path:
     """Save a teacher as a transformers folder (``save_pretrained``) that :func:`load_teacher` reads.
 
-    Writes into a temporary sibling folder first and moves it into place, so an
-    interrupted save never leaves a half-written teacher behind.
+    Writes into a temporary sibling folder first and moves it into place
+    (:func:`compact_ssl.io.staged_folder`), so an interrupted save never leaves
+    a half-written teacher behind and a previous teacher in ``folder`` is replaced only on success.
+    """
+    with staged_folder(folder) as tmp:
+        write_teacher(teacher, tmp)
+    return Path(folder)
+
+
+def write_teacher(teacher: FrozenTeacher | PreTrainedModel, folder: str | Path) -> Path:
+    """Write a teacher's transformers files into ``folder`` as it is, with no staging (for a
+    caller that stages the folder itself to add more files; otherwise use :func:`save_teacher`).
+
+    A :class:`FrozenTeacher`'s ``normalize_waveform`` is stored as ``teacher_normalize_waveform``
+    in ``config.json``; the model's own config object is left as it was.
     """
     model = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
     config = model.config
     had_flag = hasattr(config, "teacher_normalize_waveform")
     previous = getattr(config, "teacher_normalize_waveform", None)
     try:
         if isinstance(teacher, FrozenTeacher):
             config.teacher_normalize_waveform = teacher.normalize_waveform
-        model.save_pretrained(str(tmp))
-        if folder.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old", dir=folder.parent))
-            os.replace(folder, backup / folder.name)
-            os.replace(tmp, folder)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
+        model.save_pretrained(str(folder))
     finally:
         if had_flag:
             config.teacher_normalize_waveform = previous
         elif hasattr(config, "teacher_normalize_waveform"):
             delattr(config, "teacher_normalize_waveform")
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return Path(folder)
