@@ -143,7 +143,7 @@ def cycle_features(records: list[CycleRecord], config: FeatureConfig, progress: 
         group = list(group)
         wave = load_recording(audio, config.sample_rate, config.resampler)
         waves = cycle_waves(wave, config.sample_rate, [(r.start, r.end) for r in group],
-                            config.num_samples, config.pad_type)
+                            config.num_samples, config.pad_type, sources=[r.source for r in group])
         for record, cycle in zip(group, waves, strict=True):
             yield record, fbank(cycle, config)
             if bar is not None:
@@ -204,7 +204,7 @@ def _write_cache(folder: Path, manifest: str | Path, records: list[CycleRecord],
                                       shape=(len(records), config.num_frames, config.num_mel_bins))
     for i, (record, feat) in enumerate(cycle_features(records, config, progress)):
         if feat.shape != feats.shape[1:]:
-            raise RuntimeError(f"{record.audio}: cycle {record.id} gave fbank {tuple(feat.shape)}, "
+            raise RuntimeError(f"{record.source}: cycle {record.id} of {record.audio} gave fbank {tuple(feat.shape)}, "
                                f"expected {feats.shape[1:]}")
         feats[i] = feat.numpy()
     feats.flush()

@@ -25,6 +25,7 @@ dumpdir=dump             # feature caches go to <dumpdir>/features
 corpus_root=""           # ICBHI root (default: $ICBHI from db.sh)
 split_file=""            # official split file (default: found under corpus_root)
 missing_audio=fail       # split entries without audio: fail | skip (listed in <datadir>/counts.json)
+bad_cycles=fail          # annotated cycles that cannot be cut (empty, beyond the recording): fail | skip (listed in counts.json)
 make_corpus=false        # stage 0 synthesizes the mini corpus into corpus_root (mini recipes)
 corpus_seed=0            # seed of the mini corpus
 confs="conf/patchmix_cl.yaml"  # training configs (one method each); stage 3 trains each of them
@@ -71,7 +72,7 @@ corpus_stage() {
 
 data_stage() {
   python -m audio_cls.bin.prepare_icbhi --root "${corpus_root}" --out "${datadir}" \
-    --missing_audio "${missing_audio}" ${split_file:+--split_file "${split_file}"}
+    --missing_audio "${missing_audio}" --bad_cycles "${bad_cycles}" ${split_file:+--split_file "${split_file}"}
 }
 
 feature_stage() {

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED_DATA
 
 from audio_compress.bin import prepare_librispeech as prep_cli
 from audio_compress.data.kaldi import (
@@ -27,7 +28,7 @@ from audio_compress.data.librispeech import (
     resampled_length,
 )
 
-SHARED_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "librispeech_samples"
+SHARED_SAMPLES = SHARED_DATA / "librispeech_samples"
 
 
 # ----------------------------------------------------------------------------- kaldi files

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,9 +96,9 @@ def test_full_recipe_names_missing_dataset_root(tmp_path):
 
 
 def test_full_recipe_data_stage_on_real_librispeech_samples(tmp_path):
-    samples = ROOT.parent / "shared" / "data" / "librispeech_samples"
+    samples = SHARED_DATA / "librispeech_samples"
     if not samples.is_dir():
-        pytest.skip(f"{samples} is absent (shared test data lives beside the checkout)")
+        pytest.skip(f"{samples} is absent (run `make test-data`, or put the shared test data beside the checkout)")
     r = subprocess.run(
         ["bash", str(ROOT / "egs/librispeech/armhubert/run.sh"), "--stop_stage", "1", "--corpus_root", str(samples),
          "--train_sets", "dev-clean", "--dev_set", "dev-clean", "--test_sets", "dev-clean",

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from PIL import Image
 
 from vision_ssl.bin.simcore import label_fraction, main
@@ -21,7 +22,7 @@ from vision_ssl.simcore.coreset import write_coreset
 from vision_ssl.simcore.features import FeatureShards, extract_to_shards
 from vision_ssl.simcore.mini import extract_omniglot, make_mini_sets
 
-OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
+OMNIGLOT = SHARED_DATA / "omniglot"
 
 
 def _images(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -145,7 +146,7 @@ def test_mini_sets_from_digits(tmp_path):
     assert len(build_dataset("imagefolder", tmp_path / "mini" / "target", "test")) == 46 + 46
 
 
-@pytest.mark.skipif(not OMNIGLOT.is_dir(), reason=f"{OMNIGLOT} absent (shared test data beside the checkout)")
+@pytest.mark.skipif(not OMNIGLOT.is_dir(), reason=f"{OMNIGLOT} absent (run `make test-data`)")
 def test_omniglot_open_set_images(tmp_path):
     images = extract_omniglot(OMNIGLOT, tmp_path / "omniglot")
     assert len(images) == 2720 + 3120  # SOURCES.md: the two small background sets

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from audio_compress.superb import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = pytest.mark.slow
 
 MINI_KEYS = {"PR_per", "KS_acc", "SID_acc", "IC_acc"}
@@ -87,7 +87,7 @@ def test_two_process_ddp_training_then_single_process_evaluation(mini_recipe, tm
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "fsdd" / "recordings").is_dir(),
-                    reason="../shared/data/fsdd (Free Spoken Digit Dataset) is not available")
+                    reason=f"{SHARED_DATA}/fsdd (Free Spoken Digit Dataset) is not available (run `make test-data`)")
 def test_keyword_and_speaker_classification_on_spoken_digits(tmp_path):
     """FSDD (real recordings, 6 speakers): digits as the 10 keyword slots of the Speech Commands
     layout, speakers in the VoxCeleb1 layout; official split (test: index 0-4). Upstream: the

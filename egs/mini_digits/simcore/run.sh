@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Mini SimCore: target = 40 train images of each of the digits 3, 5 and 8 (scikit-learn's digits,
-# 16x16); open set = every other digits train image plus, where ../shared/data/omniglot exists,
-# 5,840 Omniglot characters; tiny ResNet SimCLR; every stage on CPU in a few minutes.
+# 16x16); open set = every other digits train image plus, where the Omniglot zips are found
+# (`make test-data` puts them in .test-data/omniglot; also $COMPACT_SSL_TEST_DATA/omniglot or
+# ../shared/data/omniglot beside the checkout), 5,840 Omniglot characters; tiny ResNet SimCLR; every stage on CPU in a few minutes.
 # Options: bash run.sh --help
 set -euo pipefail
 cd "$(dirname "$0")"
-omniglot_dir="$(cd ../../.. && pwd)/../shared/data/omniglot"
-[ -d "${omniglot_dir}" ] || omniglot_dir=""
+root="$(cd ../../.. && pwd)"
+omniglot_dir=""
+for d in ${COMPACT_SSL_TEST_DATA:+"${COMPACT_SSL_TEST_DATA}/omniglot"} "${root}/.test-data/omniglot" "${root}/../shared/data/omniglot"; do
+  if [ -d "${d}" ]; then omniglot_dir="${d}"; break; fi
+done
 exec bash ../../../recipes/simcore.sh \
   --conf conf/simclr.yaml \
   --coreset_conf conf/coreset.yaml \
