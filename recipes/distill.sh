@@ -211,7 +211,7 @@ preflight() {
   if ! want_stage 4 && want_stage 5; then
     require_input "${expdir}/checkpoints/last.ckpt" 4 "the distillation checkpoints"
   fi
-  if ! want_stage 5 && want_stage 6; then
+  if ! want_stage 5 && want_stage 6 && [ -z "${superb_upstreams}" ]; then
     require_input "${expdir}/student.pt" 5 "the exported student"
   fi
   if want_stage 3 || want_stage 4; then

@@ -326,7 +326,7 @@ def test_config_validation(tmp_path):
     path.write_text("data:\n  dataset: shapes\n  resolution: 16\n")
     config = load_config(path, ["data.batch_size=3"]).data
     assert (config.dataset, config.resolution, config.batch_size) == ("shapes", 16, 3)
-    with pytest.raises(ValueError, match=f"{path}.data: unknown keys \\['bogus'\\]"):
+    with pytest.raises(ValueError, match=f"{path}: data: unknown keys \\['bogus'\\]"):
         load_config(path, ["data.bogus=1"])
 
 

@@ -482,6 +482,10 @@ def test_full_recipe_superb_stage_names_what_is_missing(tmp_path):
             "--s3prl_root", str(tmp_path / "s3prl"), "--s3prl_fetch", "false"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run(base + ["--superb_tasks", "ks ic"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "the exported student" in proc.stderr and "rerun with --stage 5" in proc.stderr
+    (tmp_path / "exp/star_starhubert").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "exp/star_starhubert/student.pt").touch()  # the SUPERB stage's own checks come next
+    proc = subprocess.run(base + ["--superb_tasks", "ks ic"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "SPEECH_COMMANDS" in out and "FLUENT_COMMANDS" in out and "--superb_tasks" in out

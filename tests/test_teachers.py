@@ -391,7 +391,7 @@ def test_prepare_teacher_replaces_its_output_only_when_checked(tmp_path, monkeyp
     assert report["saved_to"] == str(out) and report["check"]["frames"]
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def failing_check(teacher, data_dir, num_utts=4):
+    def failing_check(teacher, data_dir, num_utts=4, resample=False):
         raise RuntimeError("teacher layer 3 produced NaN/Inf")
 
     monkeypatch.setattr(prepare_teacher, "check_teacher", failing_check)
