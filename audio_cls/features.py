@@ -33,8 +33,9 @@ from audio_cls.data.manifest import CycleRecord, manifest_digest, read_manifest
 #: AudioSet fbank statistics used by AST (and the HF ``ASTFeatureExtractor``).
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
-#: Bump when the cache file format changes.
-CACHE_VERSION = 1
+#: Bump when the cache file format or the cached features change (2: float64-kernel resampling and the
+#: fade-out of cycles of exactly the target length, both as in the reference).
+CACHE_VERSION = 2
 
 
 @dataclass

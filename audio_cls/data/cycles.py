@@ -1,17 +1,19 @@
 """Respiratory cycles as fixed-length waveforms (the Patch-Mix reference preprocessing).
 
-1. Load the recording, mono, resampled to the target rate.
+1. Load the recording, mono, resampled to the target rate (:func:`resample`: the reference's
+   ``torchaudio.transforms.Resample``, sinc kernel computed in float64).
 2. Linear fade-in and fade-out of ``sample_rate // 16`` samples (62.5 ms) over the whole recording.
 3. Cut each cycle as samples ``[int(start * sr), int(end * sr))``, clipped to the recording
    (:func:`cycle_problem` says why a cycle cannot be cut; data preparation applies it first).
-4. Bring it to ``length`` samples: longer cycles keep their first ``length`` samples; shorter ones
-   are tiled and cut (``repeat``, then a linear fade-out of ``fade`` samples) or centred in zeros
-   (``zero``).
+4. Bring it to ``length`` samples: longer cycles keep their first ``length`` samples; the others,
+   including a cycle of exactly ``length`` samples, are tiled and cut (``repeat``, then a linear
+   fade-out of ``fade`` samples) or centred in zeros (``zero``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +45,32 @@ def fade_samples(sample_rate: int) -> int:
     return sample_rate // 16
 
 
+@lru_cache(maxsize=8)
+def _resampler(orig_freq: int, new_freq: int):
+    """The reference's resampler for one rate pair; its kernel is built once (ICBHI has three native rates)."""
+    import torchaudio.transforms as T
+
+    return T.Resample(orig_freq, new_freq)
+
+
+def resample(wave: np.ndarray, orig_freq: int, new_freq: int) -> np.ndarray:
+    """Resample a 1-D float32 waveform as the reference does, with ``torchaudio.transforms.Resample``
+    at its defaults (Hann-windowed sinc, 6 zero crossings, roll-off 0.99).
+
+    The transform computes its sinc kernel in float64 and casts it to float32;
+    ``torchaudio.functional.resample`` computes it in the waveform's dtype, float32 here, which
+    moves the fbank of the 44.1 kHz ICBHI recordings by up to 1.7e-2 (normalized units).
+    """
+    if orig_freq == new_freq:
+        return wave
+    with torch.no_grad():
+        return _resampler(orig_freq, new_freq)(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))).numpy()
+
+
 def load_recording(path: str | Path, sample_rate: int = 16000, resampler: str = "torchaudio") -> np.ndarray:
     """Mono float32 waveform of a recording at ``sample_rate`` with the whole-recording fade.
 
-    ``resampler``: ``torchaudio`` (band-limited sinc, what the reference uses) or ``soxr``
+    ``resampler``: ``torchaudio`` (:func:`resample`, what the reference uses) or ``soxr``
     (:func:`compact_ssl.audio.resample_audio`). Raises
     :class:`compact_ssl.audio.AudioError` naming the file when it is unreadable, empty or
     non-finite.
@@ -58,10 +82,7 @@ def load_recording(path: str | Path, sample_rate: int = 16000, resampler: str = 
     else:
         native = audio_info(path).sample_rate
         wave = load_audio(path, sample_rate=native, resample=False, min_samples=1)
-        if native != sample_rate:
-            import torchaudio.functional as AF
-
-            wave = AF.resample(torch.from_numpy(wave), native, sample_rate).numpy()
+        wave = resample(wave, native, sample_rate)
     fade_len = fade_samples(sample_rate)
     return fade(wave, fade_len, fade_len)
 
@@ -107,13 +128,17 @@ def cut_cycle(wave: np.ndarray, sample_rate: int, start: float, end: float, sour
 
 
 def pad_or_trim(cycle: np.ndarray, length: int, pad_type: str = "repeat", fade_out: int = 1000) -> np.ndarray:
-    """Bring ``cycle`` to exactly ``length`` samples (see the module docstring)."""
+    """Bring ``cycle`` to exactly ``length`` samples (see the module docstring).
+
+    Only a cycle longer than ``length`` is trimmed: one of exactly ``length`` samples takes the pad
+    branch (tiled once, so unchanged, then faded out), as in the reference.
+    """
     if pad_type not in PAD_TYPES:
         raise ValueError(f"unknown pad_type {pad_type!r}; choose one of {PAD_TYPES}")
     n = cycle.shape[0]
     if n == 0:
         raise ValueError("cannot pad an empty cycle")
-    if n >= length:
+    if n > length:
         return np.ascontiguousarray(cycle[:length], dtype=np.float32)
     if pad_type == "repeat":
         tiled = np.tile(cycle, -(-length // n))[:length]

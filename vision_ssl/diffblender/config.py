@@ -29,10 +29,18 @@ class ModalitySpec:
     category: str  #: one of CATEGORIES
     encoder: str  #: an encoder registered for that category (vision_ssl.diffblender.encoders)
     in_dim: int = 0  #: input width of vector modalities (colour palette 180, CLIP style 768)
+    #: vector encoders' official input switches (values of the release unknown, so off by default):
+    #: Fourier frequencies per element (0: the raw vector), their base, and an input multiplier
+    fourier_freqs: int = 0
+    temperature: float = 100.0
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
             raise ValueError(f"modality category must be one of {CATEGORIES}, got {self.category!r}")
+        if self.fourier_freqs < 0 or self.temperature <= 0:
+            raise ValueError(f"modality fourier_freqs must be >= 0 and temperature > 0, got "
+                             f"{self.fourier_freqs} and {self.temperature}")
 
 
 def default_modalities() -> dict[str, ModalitySpec]:

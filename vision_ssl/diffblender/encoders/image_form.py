@@ -3,7 +3,9 @@
 The input is the VAE latent of the condition image (sketch, depth: [0, 1] RGB, encoded by the
 frozen VAE, scaled by 0.18215; see :meth:`DiffBlenderAdapter.prepare`). The output is one feature
 map per UNet down block, with that block's channels and resolution, each from a zero-initialised
-bias-free 1x1 conv so that the encoder adds exactly nothing at initialisation.
+bias-free 1x1 conv so that the encoder adds exactly nothing at initialisation. As in the official
+encoder, a level's output conv sits on the main path: its result is both that level's feature map
+and the input of the next level (so at initialisation the later levels see zeros).
 
 Module names follow the official layout (``in_layers``, ``body.<i>``, ``out_convs.<l>``) so that
 released weights load one-to-one; the only built configuration is the one that runs there
@@ -85,5 +87,6 @@ class LatentAdapter(ConditionEncoder):
         for level, out_conv in enumerate(self.out_convs):
             for block in self.body[level * self.nums_rb:(level + 1) * self.nums_rb]:
                 x = block(x)
-            features.append(out_conv(x))
+            x = out_conv(x)
+            features.append(x)
         return features

@@ -2,7 +2,9 @@
 
 Each slot becomes one token ``MLP([content; fourier(position)])``; padded slots (mask 0) use
 learned, zero-initialised null vectors in place of both the content and the position code, and
-stay in the sequence (reference section 1.3). Parameter names follow the official layout.
+stay in the sequence (reference section 1.3). As in the official encoders the mask blends,
+``m x + (1 - m) null``, so a fractional mask gives a mixture. Parameter names follow the official
+layout.
 """
 
 from __future__ import annotations
@@ -13,21 +15,26 @@ from torch import nn
 from vision_ssl.diffblender.encoders import ConditionEncoder, mlp, register_encoder
 
 
-def fourier_embed(coords: torch.Tensor, num_freqs: int) -> torch.Tensor:
+def fourier_embed(coords: torch.Tensor, num_freqs: int, temperature: float = 100.0) -> torch.Tensor:
     """Sin/cos codes of the last axis of ``coords`` (... x K) -> ... x (num_freqs * 2 * K).
 
-    Frequencies are ``100 ** (k / num_freqs)``; the element order is frequency, then sin/cos,
-    then coordinate, as diffusers' ``get_fourier_embeds_from_boundingbox`` lays it out.
+    Frequencies are ``temperature ** (k / num_freqs)``, k = 0 .. num_freqs - 1; the element order
+    is frequency, then sin/cos, then coordinate, as diffusers' ``get_fourier_embeds_from_boundingbox``
+    lays it out.
     """
-    freqs = 100 ** (torch.arange(num_freqs, device=coords.device, dtype=coords.dtype) / num_freqs)
+    freqs = temperature ** (torch.arange(num_freqs, device=coords.device, dtype=coords.dtype) / num_freqs)
     angles = freqs[:, None] * coords[..., None, :]  # ... x F x K
     codes = torch.stack((angles.sin(), angles.cos()), dim=-2)  # ... x F x 2 x K
     return codes.flatten(-3)
 
 
-def _select(mask: torch.Tensor, value: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
-    """``value`` where ``mask`` is set, else the null vector (exactly, whatever ``value`` holds)."""
-    return torch.where(mask.bool().unsqueeze(-1), value, null.to(value.dtype))
+def blend_null(mask: torch.Tensor, value: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """``m value + (1 - m) null`` with ``mask`` m (shape of ``value`` without its last axis).
+
+    The official blend rather than a switch: a fractional mask mixes the condition with the null.
+    """
+    m = mask.unsqueeze(-1).to(value.dtype)
+    return value * m + null.to(value.dtype) * (1 - m)
 
 
 def _check(name: str, tensor: torch.Tensor, shape: tuple) -> None:
@@ -58,8 +65,8 @@ class BoxEncoder(ConditionEncoder):
         boxes, phrases, mask = condition["boxes"], condition["phrase_embeds"], condition["mask"]
         _check("box boxes", boxes, (self.num_slots, 4))
         _check("box phrase_embeds", phrases, (self.num_slots, self.text_dim))
-        text = _select(mask, phrases, self.null_text_feature)
-        position = _select(mask, fourier_embed(boxes, self.num_freqs), self.null_position_feature)
+        text = blend_null(mask, phrases, self.null_text_feature)
+        position = blend_null(mask, fourier_embed(boxes, self.num_freqs), self.null_position_feature)
         return self.linears(torch.cat([text, position], dim=-1))
 
 
@@ -89,6 +96,6 @@ class KeypointEncoder(ConditionEncoder):
         content = (self.person_embeddings[:, None] + self.keypoint_embeddings[None]).flatten(0, 1)
         content = content.to(points.dtype).expand(batch, -1, -1)
         mask = mask.reshape(batch, -1)
-        person = _select(mask, content, self.null_person_feature)
-        position = _select(mask, fourier_embed(points.reshape(batch, -1, 2), self.num_freqs), self.null_xy_feature)
+        person = blend_null(mask, content, self.null_person_feature)
+        position = blend_null(mask, fourier_embed(points.reshape(batch, -1, 2), self.num_freqs), self.null_xy_feature)
         return self.linears(torch.cat([person, position], dim=-1))
