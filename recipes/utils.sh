@@ -13,14 +13,16 @@ want_stage() {
 }
 
 # failure_cause LOGFILE: the one line that says why a stage failed: the last Python exception
-# line ("SomeError: message") or "ERROR: ..." line of the log, else its last non-empty line.
+# line ("SomeError: message") or "ERROR: ..." line of the log (joined with the line after it when it
+# ends with ":", which then holds the first item, e.g. the bad file), else its last non-empty line.
 failure_cause() {
-  local cause
-  cause="$(tr '\r' '\n' < "$1" \
-    | grep -E '^([A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)|ERROR[: ]|Killed|Segmentation fault)' \
-    | tail -n 1 || true)"
-  [ -n "${cause}" ] || cause="$(tr '\r' '\n' < "$1" | grep -v '^[[:space:]]*$' | tail -n 1 || true)"
-  echo "${cause}"
+  tr '\r' '\n' < "$1" | awk '
+    /^([A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)|ERROR[: ]|Killed|Segmentation fault)/ {
+      cause = $0; want_next = ($0 ~ /:[[:space:]]*$/); next
+    }
+    want_next && NF { sub(/^[[:space:]]+/, ""); cause = cause " " $0; want_next = 0 }
+    NF { last = $0 }
+    END { print (cause != "" ? cause : last) }'
 }
 
 # run_stage N "description" command [args...]

@@ -171,3 +171,15 @@ def test_recipe_lock_refuses_a_second_run_and_dies_with_its_holder(tmp_path):
     proc = _bash(tmp_path, "make_expdir\necho ran\n")
     assert proc.returncode == 0 and proc.stdout.strip() == "ran"
     assert (tmp_path / "exp/logs/recipe.lock").read_text().startswith("pid ")
+
+
+def test_failure_cause_joins_a_list_heading_with_its_first_item(tmp_path):
+    log = tmp_path / "stage1.log"
+    log.write_text("checking audio:  50%|#####\rchecking audio: 100%|##########\n"
+                   "ERROR: 2 bad utterance(s) in dev-clean:\n\n  u1 corpus/u1.flac: [truncated] 10 of 35011 samples\n"
+                   "  u2 corpus/u2.wav: [multichannel] 2 channels\nFix or remove these files.\n")
+    proc = subprocess.run(["bash", "-c", f". {ROOT}/recipes/utils.sh; failure_cause {log}"], capture_output=True, text=True)
+    assert proc.stdout == "ERROR: 2 bad utterance(s) in dev-clean: u1 corpus/u1.flac: [truncated] 10 of 35011 samples\n"
+    log.write_text("step 1\nstep 2 done\n\n")  # no error line: the last words of the log
+    proc = subprocess.run(["bash", "-c", f". {ROOT}/recipes/utils.sh; failure_cause {log}"], capture_output=True, text=True)
+    assert proc.stdout == "step 2 done\n"

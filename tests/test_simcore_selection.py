@@ -61,9 +61,20 @@ def test_epoch_rule_reference_targets(n_target, epochs):
     assert recompute_epochs(size, max_epochs=5000) == epochs
 
 
+@pytest.mark.parametrize("size,epochs", [
+    (5_124, 1000),  # 128,116,700 / 5,124 = 25,003.3 -> 25,003 -> cap 5000 -> x0.2 = 1000 (scale first: 5000)
+    (10_000, 1000),  # 12,811.67 -> 12,811 -> cap 5000 -> 1000 (scale first: floor(2562.3) = 2562)
+    (25_624, 999),  # 4,999.87 -> 4999 (under the cap) -> floor(999.8) = 999
+    (50_000, 512),  # 2,562.33 -> 2562 -> floor(512.4) = 512
+    (299_500, 85),  # 427.76 -> 427 -> floor(85.4) = 85
+])
+def test_epoch_rule_caps_before_scaling(size, epochs):
+    # reference 3.2 step 6: E = floor(0.2 * min(5000, floor(100 * 1,281,167 / |S|))) from an SSL checkpoint
+    assert recompute_epochs(size, max_epochs=5000, scale=0.2) == epochs
+
+
 def test_epoch_rule_cap_scale_and_budgets():
     assert recompute_epochs(1000, max_epochs=5000) == 5000  # 128,116 epochs capped
-    assert recompute_epochs(299_500, 5000, scale=0.2) == 85  # floor(0.2 * 427.7...)
     assert recompute_epochs(0, 300) == 300
     assert coreset_budget(100, 3000, stop=True) == 3000  # never more than the open set
     assert coreset_budget(100, 1001, stop=False, sampling_ratio=0.1) == 100

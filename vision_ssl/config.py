@@ -70,6 +70,12 @@ class ModelConfig:
     head_hidden: int | None = None  #: hidden width of the projection MLP (None: backbone width)
     proj_dim: int = 128
     head_bn: bool = False  #: BatchNorm in the projection head
+    #: simclr / byol / msl: true encodes the views (and MixCo mixes) in one forward pass over their
+    #: concatenation, false in one pass each, so train-mode BatchNorm normalises every view (and mix)
+    #: with its own batch statistics. null follows the reference code of the method: one pass each
+    #: for BYOL and SimCLR + MixCo, one pass for plain SimCLR (CD-FSL / SimCore code; MixCo's own
+    #: SimCLR baseline encodes each view alone: set false to match it).
+    single_pass: bool | None = None
 
     def __post_init__(self) -> None:
         _choice("model.backbone", self.backbone, BACKBONES)
@@ -249,6 +255,8 @@ class ExperimentConfig(YamlConfig):
         _choice("method", self.method, METHODS)
         if self.mixco.enabled and self.method not in ("simclr", "mocov2"):
             raise ValueError(f"mixco.enabled applies to simclr and mocov2, not {self.method!r}")
+        if self.model.single_pass is not None and self.method not in ("simclr", "byol", "msl"):
+            raise ValueError(f"model.single_pass applies to simclr, byol and msl, not {self.method!r}; leave it null")
         if self.method in ("simclr", "mocov2", "byol", "msl") and self.data.num_views != 2:
             raise ValueError(f"{self.method} needs data.num_views: 2")
         if "subnet" in self.linear.features and self.method != "selfcon":

@@ -7,9 +7,11 @@ the 2-class evaluation, the confusion matrix, the checkpoint's epoch), ``confusi
 ``predictions.tsv`` (cycle id, label, prediction, class probabilities). An evaluation newer than
 its checkpoint is not repeated.
 
-``best`` is the paper protocol (epoch chosen on the test set among the epochs whose sensitivity
-passes ``trainer.min_sensitivity``); ``last`` is the fixed final epoch, which involves no test-set
-selection. When no epoch passed that gate, ``best.ckpt`` is only the fallback epoch Lightning kept:
+``best`` is the epoch chosen among those whose sensitivity passes ``trainer.min_sensitivity``: on
+the test set for a paper-protocol run, on the held-out training patients for a clean-protocol run
+(``data.val_fraction > 0``); ``scores.json`` records which (``selected_on``: ``test`` or
+``validation``; null for ``last``). ``last`` is the fixed final epoch, which involves no selection.
+When no epoch passed that gate, ``best.ckpt`` is only the fallback epoch Lightning kept:
 the evaluation of ``best`` records the gate check in ``scores.json`` (``gate``: ``passed``, the
 gate, the highest Se, from the run's ``csv/metrics.csv``), prints a warning naming the run folder,
 and the results table (:mod:`audio_cls.bin.results`) flags the seed. ``--ckpt`` treats a file named
@@ -43,7 +45,7 @@ from compact_ssl.io import write_json
 
 def run_gate(checkpoint: Path, min_sensitivity: float, selected_sensitivity: float) -> GateCheck:
     """Gate check of the run that selected ``checkpoint`` (``<run>/checkpoints/best.ckpt``): from the
-    per-epoch test Se of ``<run>/csv/metrics.csv``, or, without that history, from the selected
+    per-epoch Se of the selection set in ``<run>/csv/metrics.csv``, or, without that history, from the selected
     epoch's own Se (a selection failing the gate means no epoch passed it)."""
     history = checkpoint.parent.parent / "csv" / "metrics.csv"
     sensitivities = epoch_sensitivities(history) if history.is_file() else []
@@ -58,7 +60,8 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
     """Evaluate one checkpoint on ``test_manifest`` (default: the training config's test set).
 
     ``gated``: the checkpoint is the best-epoch selection under the sensitivity gate; the result
-    then holds the gate check (``gate``, see :func:`run_gate`).
+    then holds the gate check (``gate``, see :func:`run_gate`) and says where the epoch was chosen
+    (``selected_on``).
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if device == "auto":
@@ -83,9 +86,12 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
         "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", -1)) + 1, "method": config.method,
         "seed": config.seed, "test_manifest": str(manifest), "num_cycles": int(len(y_true)),
         **four.to_dict(), "two_class": two.to_dict(), "confusion": cm.tolist(),
+        "selected_on": config.data.selected_on if gated else None,
     }
     if gated:
-        result["gate"] = run_gate(checkpoint, config.trainer.min_sensitivity, four.sensitivity).to_dict()
+        # under the clean protocol the test Se below is not what the gate saw; the history is
+        selected_se = four.sensitivity if config.data.selected_on == "test" else -1.0
+        result["gate"] = run_gate(checkpoint, config.trainer.min_sensitivity, selected_se).to_dict()
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion_matrix(cm, out / "confusion.png", title=f"{config.method} seed {config.seed} {checkpoint.stem} "
                           f"(epoch {result['epoch']}): Sp {four.specificity:.1f} Se {four.sensitivity:.1f} "

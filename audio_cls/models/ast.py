@@ -13,7 +13,8 @@ Weights (``init``):
 
 * ``audioset``: the AudioSet-trained AST (0.4593 mAP, 128 mel x 1024 frames, 12 x 101 grid) from a
   transformers folder (``MIT/ast-finetuned-audioset-10-10-0.4593`` downloaded beforehand) or the
-  original ``audioset_10_10_0.4593.pth``;
+  original ``audioset_10_10_0.4593.pth`` (the AST code's DataParallel state dict: the timm DeiT under
+  ``module.v.`` with its two unused 1000-class heads, and ``module.mlp_head``; every head is dropped);
 * ``imagenet``: a distilled DeiT-B/16-384 timm checkpoint (``.pth``, 24 x 24 grid), the RGB patch
   kernel summed to one channel;
 * ``random``: fresh weights (truncated normal, std 0.02, for tokens and positions).
@@ -228,7 +229,8 @@ _TIMM_TOP_KEYS = {
     "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias", "norm.weight": "layernorm.weight",
     "norm.bias": "layernorm.bias",
 }
-#: classification heads of the original AST / DeiT checkpoints; the backbone has none
+#: classification heads of the original AST / DeiT checkpoints (timm's two 1000-class heads, AST's
+#: 527-class mlp_head); the backbone has none
 _TIMM_HEADS = ("head.", "head_dist.", "mlp_head.")
 
 
@@ -238,10 +240,11 @@ def timm_to_hf(state: dict[str, Tensor], where: str | Path = "checkpoint") -> di
     kernel is summed to one channel."""
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        key = key.removeprefix("module.")
+        # heads are recognised only once both prefixes are gone: the original AST file holds timm's
+        # heads as module.v.head*.* beside its own module.mlp_head.*
+        key = key.removeprefix("module.").removeprefix("v.")
         if key.startswith(_TIMM_HEADS):
             continue
-        key = key.removeprefix("v.")
         if key in _TIMM_TOP_KEYS:
             out[_TIMM_TOP_KEYS[key]] = value.float()
             continue

@@ -32,6 +32,20 @@ class DataConfig:
     batch_size: int = 8  #: training batch per device (the last partial batch is dropped)
     eval_batch_size: int = 32  #: evaluation batch (every test cycle is evaluated)
     num_workers: int = 4
+    #: 0: the paper protocol, the best epoch is chosen on the test set. Above 0: the clean protocol, this
+    #: fraction of the training patients is held out (patient-disjoint, stratified) and the best epoch is
+    #: chosen on it; the model trains on the other patients only
+    val_fraction: float = 0.0
+    val_seed: int = 0  #: seed of the held-out patient draw; separate from the training seed so every seed shares one split
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    @property
+    def selected_on(self) -> str:
+        """Where the best epoch is chosen: ``test`` (paper protocol) or ``validation`` (clean protocol)."""
+        return "validation" if self.val_fraction > 0 else "test"
 
 
 @dataclass

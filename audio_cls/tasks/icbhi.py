@@ -7,10 +7,13 @@
   projected mixed features and targets from the clean pass (``grad_block``: the detached clean
   feature).
 
-Evaluation runs on the test set after every epoch (the paper protocol: the best epoch by test
-Score among those with sensitivity above ``trainer.min_sensitivity`` is kept); predictions are
-gathered across DDP ranks and de-duplicated by cycle index, so the metrics cover every test cycle
-exactly once.
+Evaluation runs after every epoch and the best epoch by Score among those with sensitivity above
+``trainer.min_sensitivity`` is kept (``val_selection``). The evaluated set is the test set under
+the paper protocol (the default: selection on the test set, as the published numbers) and the
+held-out training patients under the clean protocol (``data.val_fraction > 0``, see
+:mod:`audio_cls.tasks.datamodule`); the ``val_*`` metrics are always those of that set.
+Predictions are gathered across DDP ranks and de-duplicated by cycle index, so the metrics cover
+every evaluated cycle exactly once.
 """
 
 from __future__ import annotations
@@ -154,8 +157,9 @@ class IcbhiTask(L.LightningModule):
             "val_sp": four.specificity, "val_se": four.sensitivity, "val_score": four.score,
             "val_se_2cls": two.sensitivity, "val_score_2cls": two.score, "val_selection": selection,
         }, prog_bar=False)
-        self.print(f"epoch {self.current_epoch + 1}: test Sp {four.specificity:.2f} Se {four.sensitivity:.2f} "
-                   f"Score {four.score:.2f} (2-class Score {two.score:.2f}, {int(cm.sum())} cycles)")
+        self.print(f"epoch {self.current_epoch + 1}: {self.config.data.selected_on} Sp {four.specificity:.2f} "
+                   f"Se {four.sensitivity:.2f} Score {four.score:.2f} (2-class Score {two.score:.2f}, "
+                   f"{int(cm.sum())} cycles)")
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):

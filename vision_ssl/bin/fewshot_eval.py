@@ -11,12 +11,25 @@ study table, see ``vision_ssl.fewshot.study``) or the presets lp, ft, ft_last, f
 ``--set`` overrides their fields (e.g. ``--set epochs=10``). Writes ``{"dataset", "checkpoint",
 "results": [{"shots", "update", "mean", "ci95", "episodes", "per_episode"}, ...]}`` (accuracies
 in %, ``ci95`` the half-width 1.96 s / sqrt(episodes)).
+
+Fixed episodes instead of sampled ones (no ``--dataset``, ``--root`` or sampling options):
+
+    python -m vision_ssl.bin.fewshot_eval --checkpoint CKPT --episodes_file FILE [--pixel_nn] --out result.json
+    python -m vision_ssl.bin.fewshot_eval --checkpoint CKPT --omniglot_runs DIR [--pixel_nn] --out result.json
+
+``FILE`` is an episode list (tab-separated ``episode role path label``, see
+``vision_ssl.fewshot.fixed_episodes``); ``DIR`` holds Omniglot's official one-shot runs
+(``runXX/``, see ``vision_ssl.fewshot.omniglot``). Each update is run on every episode, and
+``--pixel_nn`` adds the raw-pixel nearest-neighbour baseline as the row ``pixel_nn`` (images
+resized to the evaluation size). The JSON has the same ``results`` entries (``shots``: support
+images per class, 0 when the episodes differ) plus ``episode_ids`` per entry.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +45,18 @@ from vision_ssl.backbones import BACKBONES, build_backbone
 from vision_ssl.data import DATASETS, DatasetLayoutError, build_dataset
 from vision_ssl.data.base import LabeledImages
 from vision_ssl.fewshot import UPDATE_PRESETS, UpdateConfig, evaluate_fewshot, update_config
+from vision_ssl.fewshot.fixed_episodes import (
+    FixedEpisode,
+    common_shape,
+    evaluate_fixed_episodes,
+    evaluate_pixel_nn,
+    read_episodes_file,
+)
+from vision_ssl.fewshot.omniglot import read_omniglot_runs
 from vision_ssl.fewshot.study import load_study
+
+#: options that draw episodes from a dataset; fixed episodes (--episodes_file / --omniglot_runs) refuse them
+SAMPLING_OPTIONS = ("dataset", "root", "split", "n_way", "shots", "queries", "episodes")
 
 
 @dataclass
@@ -112,21 +136,62 @@ def run_cell(source: Source, data: LabeledImages, name: str, update: UpdateConfi
                             device=device, initial_state=load_initial_state(update)).to_dict()
 
 
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options naming the pretrained backbone, the target data and the device (shared with fsl_study)."""
+def add_source_arguments(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
+    """Options naming the pretrained backbone, the target data and the device (shared with fsl_study;
+    ``data_required=False``: the caller checks ``--dataset`` / ``--root`` itself)."""
     parser.add_argument("--checkpoint", help="Lightning checkpoint from vision_ssl.bin.pretrain")
     parser.add_argument("--backbone", choices=BACKBONES, help="backbone of a plain state dict (with --weights)")
     parser.add_argument("--weights", help="plain backbone state dict (.pt)")
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="target dataset")
-    parser.add_argument("--root", required=True, help="target dataset root")
+    parser.add_argument("--dataset", required=data_required, choices=sorted(DATASETS), help="target dataset")
+    parser.add_argument("--root", required=data_required, help="target dataset root")
     parser.add_argument("--image_size", type=int, default=None,
                         help="input side (default: the checkpoint's pretraining size; plain weights: 224)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
+def sampling_options_given(parser: argparse.ArgumentParser, argv: list[str] | None) -> list[str]:
+    """The :data:`SAMPLING_OPTIONS` set on the command line ``argv`` (``--name`` each)."""
+    parser.set_defaults(**dict.fromkeys(SAMPLING_OPTIONS))  # unset options then parse to None
+    given = vars(parser.parse_args(argv))
+    return [f"--{name}" for name in SAMPLING_OPTIONS if given[name] is not None]
+
+
+def load_fixed_episodes(episodes_file: str | None, omniglot_runs: str | None) -> tuple[str, list[FixedEpisode]]:
+    """The name (episode file stem, or ``omniglot``) and episodes of the fixed-episode input."""
+    if omniglot_runs:
+        return "omniglot", read_omniglot_runs(omniglot_runs)
+    return Path(episodes_file).stem, read_episodes_file(episodes_file)
+
+
+def run_fixed(source: Source, name: str, episodes: list[FixedEpisode], updates: dict[str, UpdateConfig], *,
+              pixel_nn: bool, seed: int, image_size: int, device: str) -> list[dict]:
+    """Result entries of every update (then the pixel baseline) on the fixed episodes."""
+    n_way, shots = common_shape(episodes)
+    shape = f"{n_way or 'mixed'}-way {shots or 'mixed'}-shot"
+    ids = [e.name for e in episodes]
+    results = []
+    for update_name, update in updates.items():
+        result = evaluate_fixed_episodes(source.backbone, episodes, update, name=update_name, image_size=image_size,
+                                         mean=source.mean, std=source.std, device=device, seed=seed,
+                                         initial_state=load_initial_state(update))
+        results.append({**result.to_dict(), "episode_ids": ids})
+    if pixel_nn:
+        results.append({**evaluate_pixel_nn(episodes, image_size).to_dict(), "episode_ids": ids})
+    for entry in results:
+        print(f"{name} {entry['update']} {len(episodes)} fixed episodes ({shape}): "
+              f"{entry['mean']:.2f} ± {entry['ci95']:.2f}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_source_arguments(parser)
+    add_source_arguments(parser, data_required=False)
+    fixed = parser.add_mutually_exclusive_group()
+    fixed.add_argument("--episodes_file", help="evaluate the fixed episodes of this list (TSV: episode role path label) "
+                                                "instead of sampling from --dataset")
+    fixed.add_argument("--omniglot_runs", help="evaluate Omniglot's official one-shot runs in this folder (runXX/)")
+    parser.add_argument("--pixel_nn", action="store_true",
+                        help="fixed episodes: add the raw-pixel Euclidean nearest-neighbour baseline (row pixel_nn)")
     parser.add_argument("--split", default="labeled", help="target split the episodes come from (labeled | all | ...)")
     parser.add_argument("--n_way", type=int, default=5)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
@@ -138,16 +203,38 @@ def main(argv: list[str] | None = None) -> None:
     add_override_argument(parser, "epochs=10")
     parser.add_argument("--out", required=True, help="result JSON")
     args = parser.parse_args(argv)
+    fixed_input = args.episodes_file or args.omniglot_runs
+    if fixed_input:
+        clash = sampling_options_given(parser, argv)
+        if clash:
+            parser.error(f"{', '.join(clash)}: not allowed with --episodes_file / --omniglot_runs (the episodes are fixed)")
+    elif not (args.dataset and args.root):
+        parser.error("--dataset and --root are required unless --episodes_file or --omniglot_runs is given")
+    elif args.pixel_nn:
+        parser.error("--pixel_nn needs fixed episodes (--episodes_file or --omniglot_runs)")
     try:
         table = load_study(args.table).update_table() if args.table else None
         updates = resolve_updates(args.update, table, args.overrides)
         source = load_source(args.checkpoint, args.backbone, args.weights)
-        data = build_dataset(args.dataset, args.root, args.split)
+        if fixed_input:
+            name, episodes = load_fixed_episodes(args.episodes_file, args.omniglot_runs)
+        else:
+            data = build_dataset(args.dataset, args.root, args.split)
     except (DatasetLayoutError, FileNotFoundError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(1)
     device = pick_device(args.device)
     size = args.image_size or source.image_size
+    if fixed_input:
+        results = run_fixed(source, name, episodes, updates, pixel_nn=args.pixel_nn, seed=args.seed,
+                            image_size=size, device=device)
+        n_way, shots = common_shape(episodes)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, {"dataset": name, "episodes_source": os.path.abspath(fixed_input), "checkpoint": source.name,
+                         "n_way": n_way, "shots": shots, "seed": args.seed, "image_size": size, "results": results})
+        print(f"Written: {out}")
+        return
     results = []
     for name, update in updates.items():
         for k in args.shots:

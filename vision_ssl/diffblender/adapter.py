@@ -11,7 +11,9 @@ Life of a condition (raw-condition contract in :mod:`vision_ssl.diffblender`)::
 
 ``prepare`` VAE-encodes image-form conditions into ``"latent"`` and embeds box phrases into
 ``"phrase_embeds"`` (entries that already hold them are kept, so a prepared dict can be
-re-prepared after nulling one modality). Absent image-form modalities follow
+re-prepared after nulling one modality). With ``posterior="sample"`` it also keeps the posterior
+(``"posterior_mean"``, ``"posterior_std"``), from which :meth:`DiffBlenderAdapter.resample` draws
+a new latent: the official model draws one at every UNet call, which the pipeline reproduces. Absent image-form modalities follow
 ``config.image_null``: ``"zero_image"`` (official) encodes a black image, a learned null signal
 that changes the output once trained; ``"skip"`` adds nothing, an exact identity. Absent token
 modalities always use the encoders' learned null tokens (mask 0), kept in the sequence.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from vision_ssl.diffblender.config import AdapterConfig
@@ -89,8 +92,26 @@ def encode_text(text_encoder: nn.Module, tokenizer: Any, texts: Sequence[str], p
 def encode_latents(vae: nn.Module, images: torch.Tensor, scale: float, posterior: str = "sample",
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """``scale`` x a VAE posterior sample (or its mode) of ``images`` (B x 3 x H x W)."""
+    return encode_image_condition(vae, images, scale, posterior, generator)["latent"]
+
+
+def draw_latent(mean: torch.Tensor, std: torch.Tensor, scale: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """``scale`` x a sample of the Gaussian posterior ``(mean, std)``, drawn as diffusers'
+    ``DiagonalGaussianDistribution.sample`` draws it (same noise for the same generator state)."""
+    return scale * (mean + std * randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype))
+
+
+@torch.no_grad()
+def encode_image_condition(vae: nn.Module, images: torch.Tensor, scale: float, posterior: str,
+                           generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """``{"latent"}`` of ``images`` (as :func:`encode_latents`), plus the unscaled posterior
+    ``{"posterior_mean", "posterior_std"}`` when ``posterior="sample"`` (for re-drawing)."""
     dist = vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist
-    return scale * (dist.sample(generator) if posterior == "sample" else dist.mode())
+    if posterior != "sample":
+        return {"latent": scale * dist.mode()}
+    return {"latent": draw_latent(dist.mean, dist.std, scale, generator),
+            "posterior_mean": dist.mean, "posterior_std": dist.std}
 
 
 class DiffBlenderAdapter(nn.Module):
@@ -206,7 +227,7 @@ class DiffBlenderAdapter(nn.Module):
                 image = cond["image"]
                 if self.config.image_null == "zero_image":
                     image = image * cond["mask"].reshape(-1, 1, 1, 1).to(image.dtype)
-                cond["latent"] = encode_latents(vae, image, self.config.vae_scale, posterior, generator)
+                cond.update(encode_image_condition(vae, image, self.config.vae_scale, posterior, generator))
             if "phrases" in cond and "phrase_embeds" not in cond:
                 cond["phrase_embeds"] = self._embed_phrases(cond["phrases"], text_encoder, tokenizer)
             out[name] = cond
@@ -217,8 +238,19 @@ class DiffBlenderAdapter(nn.Module):
                         raise ValueError(f"absent image condition {name!r} with image_null='zero_image' needs "
                                          "vae=... and image_size=(H, W) (or use image_null='skip')")
                     black = torch.zeros(batch_size, 3, *image_size, device=vae.device, dtype=vae.dtype)
-                    out[name] = {"latent": encode_latents(vae, black, self.config.vae_scale, posterior, generator),
+                    out[name] = {**encode_image_condition(vae, black, self.config.vae_scale, posterior, generator),
                                  "mask": torch.zeros(batch_size, device=vae.device)}
+        return out
+
+    def resample(self, prepared: Conditions, generator: torch.Generator | None = None) -> Conditions:
+        """``prepared`` with a new posterior sample as the ``"latent"`` of every image-form entry
+        that keeps its posterior (the others, and token entries, are the same objects)."""
+        out = dict(prepared)
+        for name in self.config.names("image"):
+            cond = prepared.get(name)
+            if cond is not None and "posterior_mean" in cond:
+                latent = draw_latent(cond["posterior_mean"], cond["posterior_std"], self.config.vae_scale, generator)
+                out[name] = {**cond, "latent": latent}
         return out
 
     def _embed_phrases(self, phrases: Sequence[Sequence[str]], text_encoder, tokenizer) -> torch.Tensor:
@@ -239,25 +271,35 @@ class DiffBlenderAdapter(nn.Module):
 
     def encode(self, prepared: Conditions, batch_size: int) -> EncodedConditions:
         """Encode prepared conditions; absent token modalities become their null tokens."""
+        tokens = self.encode_tokens(prepared, batch_size)
+        return EncodedConditions(tokens.spatial, tokens.nonspatial, self.encode_image(prepared))
+
+    def encode_image(self, prepared: Conditions) -> list[torch.Tensor] | None:
+        """The summed image-form features of ``prepared`` (None when it has no image-form entry)."""
         image: list[torch.Tensor] | None = None
+        for name in self.config.names("image"):
+            cond = prepared.get(name)
+            if cond is None:
+                continue
+            if "latent" not in cond:
+                raise ValueError(f"condition {name!r} has no 'latent': run DiffBlenderAdapter.prepare first")
+            feats = self.encoders[name](cond["latent"].to(self.dtype))
+            if self.config.image_null == "skip":
+                keep = cond["mask"].reshape(-1, 1, 1, 1).to(self.dtype)
+                feats = [f * keep for f in feats]
+            image = feats if image is None else [a + b for a, b in zip(image, feats)]
+        return image
+
+    def encode_tokens(self, prepared: Conditions, batch_size: int) -> EncodedConditions:
+        """The layout and attribute tokens of ``prepared`` (absent modalities: null tokens)."""
         tokens: dict[str, list[torch.Tensor]] = {"spatial": [], "nonspatial": []}
         for name, spec in self.config.modalities.items():
-            encoder = self.encoders[name]
-            cond = prepared.get(name)
             if spec.category == "image":
-                if cond is None:
-                    continue
-                if "latent" not in cond:
-                    raise ValueError(f"condition {name!r} has no 'latent': run DiffBlenderAdapter.prepare first")
-                feats = encoder(cond["latent"].to(self.dtype))
-                if self.config.image_null == "skip":
-                    keep = cond["mask"].reshape(-1, 1, 1, 1).to(self.dtype)
-                    feats = [f * keep for f in feats]
-                image = feats if image is None else [a + b for a, b in zip(image, feats)]
-            else:
-                if cond is None:
-                    cond = encoder.null_condition(batch_size, self.device, self.dtype)
-                cond = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in cond.items()}
-                tokens[spec.category].append(encoder(cond))
+                continue
+            encoder, cond = self.encoders[name], prepared.get(name)
+            if cond is None:
+                cond = encoder.null_condition(batch_size, self.device, self.dtype)
+            cond = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in cond.items()}
+            tokens[spec.category].append(encoder(cond))
         spatial, nonspatial = (torch.cat(tokens[c], dim=1) if tokens[c] else None for c in ("spatial", "nonspatial"))
-        return EncodedConditions(spatial, nonspatial, image)
+        return EncodedConditions(spatial, nonspatial)

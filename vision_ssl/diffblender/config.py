@@ -164,6 +164,9 @@ class SampleConfig:
     gate_nonspatial: tuple[float, float, float, float] = (0.3, 0.0, 0.7, 1.0)
     gate_image: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.7)
     mode_guidance: dict[str, float] = field(default_factory=dict)  #: modality -> w_m (0: plain CFG)
+    #: a new VAE posterior sample of the sketch / depth at every UNet evaluation (official) or one
+    #: per image (false); only with adapter.posterior: sample
+    resample_image_latents: bool = True
     height: int = 512
     width: int = 512
     seed: int = 0

@@ -5,7 +5,10 @@ loads a Stable-Diffusion-layout folder (or hub id) plus our adapter file; ``pipe
 conditions=..., ...)`` samples with any subset of modalities. Each step batches the chunks
 ``[uncond, cond, cond minus m for each m in mode_guidance]``: the unconditional chunk nulls the
 text (negative prompt) and every token modality but keeps the image-form conditions; gate
-schedules set the spatial, non-spatial and image scales per step (reference section 3).
+schedules set the spatial, non-spatial and image scales per sampling step (reference section 3;
+PLMS's extra warm-up evaluation takes step 0's scales, as in the official sampler). As the official
+model does, each UNet evaluation encodes a new VAE posterior sample of every image-form condition
+in every chunk (``resample_image_latents=False``: one sample per call, shared by all evaluations).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from diffusers.image_processor import VaeImageProcessor
 from vision_ssl.diffblender.adapter import Conditions, DiffBlenderAdapter, EncodedConditions, GateScales, encode_text
 from vision_ssl.diffblender.config import AdapterConfig
 from vision_ssl.diffblender.guidance import Weight, combine_guidance, unconditional, without_modality
-from vision_ssl.diffblender.schedule import gate_schedule
+from vision_ssl.diffblender.schedule import evaluation_gate_schedule
 from vision_ssl.diffblender.weights import load_adapter
 
 Gate = tuple[float, float, float, float]
@@ -91,6 +94,16 @@ class DiffBlenderPipeline(DiffusionPipeline):
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         return latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
 
+    def _image_features(self, chunks: Sequence[Conditions], resample: bool = False,
+                        generator: torch.Generator | None = None) -> list[torch.Tensor] | None:
+        """Image-form features of the prepared ``chunks``, batched. ``resample``: each chunk's
+        latents are first re-drawn from their posteriors with ``generator`` (independently per
+        chunk, as the official sampler's separate conditional and unconditional UNet calls draw them)."""
+        adapter = self.adapter
+        parts = [EncodedConditions(image=adapter.encode_image(adapter.resample(c, generator) if resample else c))
+                 for c in chunks]
+        return EncodedConditions.cat(parts).image
+
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], conditions: Conditions | None = None, negative_prompt: str = "",
                  num_inference_steps: int = 50, guidance_scale: float = 5.0,
@@ -98,12 +111,15 @@ class DiffBlenderPipeline(DiffusionPipeline):
                  gate_spatial: Gate = (0.3, 0.0, 0.7, 1.0), gate_nonspatial: Gate = (0.3, 0.0, 0.7, 1.0),
                  gate_image: Gate = (1.0, 0.0, 0.0, 0.7), generator: torch.Generator | None = None,
                  height: int | None = None, width: int | None = None, latents: torch.Tensor | None = None,
-                 output_type: str = "pil", return_dict: bool = True):
+                 output_type: str = "pil", return_dict: bool = True, resample_image_latents: bool = True):
         """Sample images for ``prompt`` under ``conditions`` (raw-condition contract; any subset).
 
         ``mode_guidance`` maps a given modality to ``w_m`` (a float or one per sample; negative
-        weakens it). ``gate_*`` are ``(a0, a1, a2, scale)`` schedules. ``output_type``: ``"pil"``,
-        ``"np"``, ``"pt"`` or ``"latent"``. Returns ``ImagePipelineOutput(images)`` (or a tuple).
+        weakens it). ``gate_*`` are ``(a0, a1, a2, scale)`` schedules over the
+        ``num_inference_steps`` steps. ``resample_image_latents``: a new posterior sample of the
+        image-form conditions at every UNet evaluation (official) or one per call (False; only
+        matters with ``adapter.config.posterior="sample"``). ``output_type``: ``"pil"``, ``"np"``,
+        ``"pt"`` or ``"latent"``. Returns ``ImagePipelineOutput(images)`` (or a tuple).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         n = len(prompts)
@@ -116,25 +132,30 @@ class DiffBlenderPipeline(DiffusionPipeline):
 
         conditions = adapter.prepare(conditions, n, **frozen)
         text_c = encode_text(self.text_encoder, self.tokenizer, prompts)
-        chunks = [adapter.encode(conditions, n)]
+        chunks = [conditions]
         texts = [text_c]
         use_uncond = guidance_scale != 1.0 or bool(modes)
         if use_uncond:
-            uncond = unconditional(conditions, adapter.config.names("image"))
-            chunks.insert(0, adapter.encode(uncond, n))
+            chunks.insert(0, unconditional(conditions, adapter.config.names("image")))
             texts.insert(0, encode_text(self.text_encoder, self.tokenizer, [negative_prompt] * n))
         for m in modes:
-            chunks.append(adapter.encode(adapter.prepare(without_modality(conditions, m), n, **frozen), n))
+            chunks.append(adapter.prepare(without_modality(conditions, m), n, **frozen))
             texts.append(text_c)
-        encoded = EncodedConditions.cat(chunks)
+        tokens = EncodedConditions.cat([adapter.encode_tokens(c, n) for c in chunks])
         text = torch.cat(texts).to(self.unet.dtype)
+        resample = resample_image_latents and adapter.config.posterior == "sample"
+        image = None if resample else self._image_features(chunks)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        scales = [gate_schedule(g, len(timesteps)) for g in (gate_spatial, gate_nonspatial, gate_image)]
+        scales = [evaluation_gate_schedule(g, num_inference_steps, len(timesteps))
+                  for g in (gate_spatial, gate_nonspatial, gate_image)]
         latents = self._prepare_latents(n, height, width, generator, latents)
         with self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
+                if resample:
+                    image = self._image_features(chunks, resample=True, generator=generator)
+                encoded = EncodedConditions(tokens.spatial, tokens.nonspatial, image)
                 inputs = self.scheduler.scale_model_input(torch.cat([latents] * len(chunks)), t)
                 step_scales = GateScales(scales[0][i], scales[1][i], scales[2][i])
                 eps = adapter.predict(self.unet, inputs, t, text, encoded, step_scales).chunk(len(chunks))

@@ -62,7 +62,7 @@ def sample(config: DiffBlenderConfig, adapter: str | Path, out: str | Path, num:
                       mode_guidance={m: w for m, w in s.mode_guidance.items() if m in conditions} or None,
                       gate_spatial=s.gate_spatial, gate_nonspatial=s.gate_nonspatial, gate_image=s.gate_image,
                       generator=generator, height=config.data.resolution, width=config.data.resolution,
-                      output_type="pt").images
+                      output_type="pt", resample_image_latents=s.resample_image_latents).images
         if i == 0:
             condition_grid({**batch, "conditions": conditions}, images).save(out / "grid.png")
         box = batch["conditions"].get("box")

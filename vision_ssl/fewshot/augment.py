@@ -112,14 +112,30 @@ def cutmix(x: Tensor, x2: Tensor, lam: float, rng: np.random.Generator) -> tuple
 
 
 @torch.no_grad()
-def tta_logits(model: nn.Module, images: Sequence, clean: Callable[..., Tensor], augment: Callable[..., Tensor],
-               views: int, device: torch.device | str = "cpu", batch_size: int = 128) -> Tensor:
-    """Logits of PIL ``images`` averaged over ``views`` views: the ``clean`` transform, then
-    ``views - 1`` draws of ``augment``; ``model`` is used as it is (put it in eval mode first)."""
-    total = None
+def tta_view_logits(model: nn.Module, images: Sequence, clean: Callable[..., Tensor], augment: Callable[..., Tensor],
+                    views: int, device: torch.device | str = "cpu", batch_size: int = 128) -> Tensor:
+    """``[views, len(images), C]`` logits of PIL ``images``: view 0 through the ``clean`` transform,
+    views 1.. through draws of ``augment``; ``model`` is used as it is (put it in eval mode first).
+
+    Views are drawn one after another (every image of view 1, then of view 2, ...), so the first
+    ``n`` views of a run with more views are exactly the views of a run with ``n`` (same RNG state).
+    """
+    out = []
     for v in range(views):
         transform = clean if v == 0 else augment
-        logits = torch.cat([model(torch.stack([transform(im) for im in images[i:i + batch_size]]).to(device))
-                            for i in range(0, len(images), batch_size)])
-        total = logits if total is None else total + logits
-    return total / views
+        out.append(torch.cat([model(torch.stack([transform(im) for im in images[i:i + batch_size]]).to(device))
+                              for i in range(0, len(images), batch_size)]))
+    return torch.stack(out)
+
+
+def prefix_means(view_logits: Tensor, counts: Sequence[int]) -> dict[int, Tensor]:
+    """``{n: mean of the first n views' logits}`` for each ``n`` in ``counts`` (the reference's
+    TTA average over 1, 2, 4, ... 32 views of one run)."""
+    cumulative = view_logits.cumsum(0)
+    return {n: cumulative[n - 1] / n for n in counts}
+
+
+def tta_logits(model: nn.Module, images: Sequence, clean: Callable[..., Tensor], augment: Callable[..., Tensor],
+               views: int, device: torch.device | str = "cpu", batch_size: int = 128) -> Tensor:
+    """Logits of PIL ``images`` averaged over ``views`` views (see :func:`tta_view_logits`)."""
+    return tta_view_logits(model, images, clean, augment, views, device, batch_size).mean(0)

@@ -1,5 +1,5 @@
 """Run an update method over the episodes of a target dataset and report mean accuracy with its
-95 % interval."""
+95 % interval (and, for an update with several TTA view counts, the same for every count)."""
 
 from __future__ import annotations
 
@@ -18,18 +18,27 @@ from vision_ssl.fewshot.update import UpdateConfig, finetune_episode
 
 @dataclass
 class FewShotResult:
-    """Accuracies (%) of one (update method, shots) cell."""
+    """Accuracies (%) of one (update method, shots) cell; with TTA, ``mean`` / ``accuracies`` are
+    those of the largest view count and ``tta_accuracies`` holds every requested count."""
 
     update: str
     shots: int
     mean: float
     ci95: float
     accuracies: list[float] = field(default_factory=list)
+    tta_accuracies: dict[int, list[float]] = field(default_factory=dict)  #: view count -> per-episode accuracies
 
     def to_dict(self) -> dict:
-        """The ``results`` entry of ``fewshot_eval``'s JSON."""
-        return {"shots": self.shots, "update": self.update, "mean": self.mean, "ci95": self.ci95,
-                "episodes": len(self.accuracies), "per_episode": self.accuracies}
+        """The ``results`` entry of ``fewshot_eval``'s JSON; several TTA view counts add ``tta``:
+        ``[{"views", "mean", "ci95", "per_episode"}, ...]`` in ascending view count."""
+        out = {"shots": self.shots, "update": self.update, "mean": self.mean, "ci95": self.ci95,
+               "episodes": len(self.accuracies), "per_episode": self.accuracies}
+        if len(self.tta_accuracies) > 1:
+            out["tta"] = []
+            for n, accs in sorted(self.tta_accuracies.items()):
+                mean, half = confidence_interval(accs)
+                out["tta"].append({"views": n, "mean": mean, "ci95": half, "per_episode": accs})
+        return out
 
 
 def evaluate_fewshot(backbone: nn.Module, dataset: LabeledImages, update: UpdateConfig, *, name: str = "update",
@@ -45,6 +54,7 @@ def evaluate_fewshot(backbone: nn.Module, dataset: LabeledImages, update: Update
     """
     backbone = backbone.to(device).eval()
     accuracies: list[float] = []
+    tta_accuracies: dict[int, list[float]] = {n: [] for n in update.tta_counts}
     bar = tqdm(iter_episodes(dataset.targets, n_way, shots, queries, episodes, seed), total=episodes,
                desc=f"{name} {n_way}-way {shots}-shot", disable=not progress)
     for i, ep in enumerate(bar):
@@ -54,6 +64,8 @@ def evaluate_fewshot(backbone: nn.Module, dataset: LabeledImages, update: Update
                                    [dataset.load(j) for j in ep.query], ep.query_labels, n_way, update, image_size,
                                    mean, std, rng, device, initial_state)
         accuracies.append(outcome.accuracy)
+        for n, acc in outcome.tta_accuracy.items():
+            tta_accuracies[n].append(acc)
         bar.set_postfix(acc=f"{np.mean(accuracies):.2f}")
     mean_acc, half = confidence_interval(accuracies)
-    return FewShotResult(name, shots, mean_acc, half, accuracies)
+    return FewShotResult(name, shots, mean_acc, half, accuracies, tta_accuracies)

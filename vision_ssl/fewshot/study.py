@@ -57,14 +57,25 @@ def load_study(path: str | Path | None, overrides: list[str] | None = None) -> S
     return load_yaml_config(StudyConfig, path, overrides, where="study")
 
 
+def _with_tta_rows(results: list[dict]) -> list[dict]:
+    """``results`` plus, after an entry with several TTA view counts, one row per count
+    (update ``"<name> [n views]"``)."""
+    rows = []
+    for r in results:
+        rows.append(r)
+        rows += [{**t, "update": f"{r['update']} [{t['views']} views]", "shots": r["shots"]} for t in r.get("tta", [])]
+    return rows
+
+
 def to_markdown(summaries: list[dict]) -> str:
-    """Markdown table: one row per (dataset, update), one column per shot count, ``mean ± ci95``."""
+    """Markdown table: one row per (dataset, update), one column per shot count, ``mean ± ci95``;
+    an update evaluated at several TTA view counts gets one more row per count."""
     shots = sorted({r["shots"] for s in summaries for r in s["results"]})
     lines = ["| dataset | update | " + " | ".join(f"{k}-shot" for k in shots) + " |",
              "|---|---|" + "---|" * len(shots)]
     for summary in summaries:
         cells: dict[str, dict[int, dict]] = {}
-        for r in summary["results"]:
+        for r in _with_tta_rows(summary["results"]):
             cells.setdefault(r["update"], {})[r["shots"]] = r
         for update, by_shot in cells.items():
             row = [f"{by_shot[k]['mean']:.2f} ± {by_shot[k]['ci95']:.2f}" if k in by_shot else "–" for k in shots]

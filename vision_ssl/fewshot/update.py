@@ -3,15 +3,21 @@ fine-tuning (FT), partial fine-tuning, with optional support-set augmentation, M
 ReFine re-randomization and test-time augmentation.
 
 Per episode (reference protocol): a fresh copy of the pretrained backbone, a new linear head
-(PyTorch default init) for ``n_way`` classes, SGD (lr 0.01, momentum 0.9, dampening 0.9, weight
-decay 1e-3) over ``epochs`` = 100 passes of the support set in shuffled mini-batches of 4, then
-query accuracy. This is evaluation, not training infrastructure, so it is a plain loop.
+for ``n_way`` classes (PyTorch default init; with ``zero_head_bias`` its bias starts at 0, as in
+the ReFine-era code), SGD (lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-3) over
+``epochs`` = 100 passes of the support set in shuffled mini-batches of 4, then query accuracy.
+This is evaluation, not training infrastructure, so it is a plain loop.
 
 ``parts`` names what is updated: ``head`` (always, unless ``full``), ``full`` (body and head), or
 body groups ``stem``, ``layer1`` .. ``layer4``, ``bn`` (every BatchNorm weight and bias) next to
 ``head``. LP with no augmentation computes the support features once, with the body in eval
 mode; whenever body parameters are updated the body runs in train mode (BN on batch statistics,
 as in the reference FT) unless ``body_mode`` says otherwise.
+
+Test-time augmentation: ``tta_views`` is one view count or a list of them (the study's
+``[1, 2, 4, 8, 16, 32]``). The query logits of ``max(tta_views)`` views are computed once
+(view 1 clean, the others augmented) and every count ``n`` is scored on the mean logits of the
+first ``n`` views, as the reference reports all counts from one run.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from vision_ssl.fewshot.augment import (
     cutmix,
     mix_partners,
     mixup,
+    prefix_means,
     support_transform,
-    tta_logits,
+    tta_view_logits,
 )
 from vision_ssl.fewshot.refine import rerandomize
 
@@ -61,11 +68,14 @@ class UpdateConfig:
     mix: str = "none"  #: none | mixup | cutmix
     mix_pairing: str = "both"  #: both | within | between
     mix_alpha: float = 1.0  #: lambda ~ Beta(alpha, alpha), drawn once per epoch
-    tta_views: int = 1  #: query views averaged (1: clean only)
+    #: query views averaged (1: clean only); a list scores every count on prefixes of one run's views
+    tta_views: int | list[int] = 1
     tta_augmentation: str = ""  #: policy of the extra TTA views ("": the support policy, base if none)
     refine: bool = False  #: ReFine: re-randomize refine_layers before fine-tuning
     refine_layers: list[str] = field(default_factory=list)  #: [] -> the default set (last block)
     refine_init: str = ""  #: reinit mode: state-dict file of the weights to reset to ("" -> fresh random)
+    #: zero the new head's bias after its default init (ReFine-era CD-FSL code; the bias is still trained)
+    zero_head_bias: bool = False
 
     def __post_init__(self) -> None:
         bad = [p for p in self.parts if p not in PARTS]
@@ -80,8 +90,13 @@ class UpdateConfig:
                 raise ValueError(f"update.{key} must be one of {list(choices)}, got {value!r}")
         if self.tta_augmentation and self.tta_augmentation not in SUPPORT_POLICIES:
             raise ValueError(f"update.tta_augmentation must be one of {list(SUPPORT_POLICIES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.tta_views < 1:
+        if self.epochs < 1 or self.batch_size < 1 or not self.tta_counts or min(self.tta_counts) < 1:
             raise ValueError("update.epochs, update.batch_size and update.tta_views must be >= 1")
+
+    @property
+    def tta_counts(self) -> list[int]:
+        """The requested TTA view counts, ascending, without repeats."""
+        return sorted(set(self.tta_views if isinstance(self.tta_views, list) else [self.tta_views]))
 
     @property
     def updates_body(self) -> bool:
@@ -100,7 +115,7 @@ UPDATE_PRESETS: dict[str, dict] = {
     "ft": {"parts": ["full"]},
     "ft_last": {"parts": ["head", "layer4"]},
     "ft_bn": {"parts": ["head", "bn"]},
-    "refine": {"parts": ["full"], "refine": True},
+    "refine": {"parts": ["full"], "refine": True, "zero_head_bias": True},
 }
 
 
@@ -126,10 +141,12 @@ def trainable_body_parameters(backbone: nn.Module, parts: Sequence[str]) -> list
 
 @dataclass
 class EpisodeOutcome:
-    """Query accuracy (%) of one episode and the optimizer steps taken."""
+    """Query accuracy (%) of one episode (with the most TTA views), the optimizer steps taken and
+    the accuracy at every requested TTA view count."""
 
     accuracy: float
     steps: int
+    tta_accuracy: dict[int, float] = field(default_factory=dict)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -161,6 +178,8 @@ def finetune_episode(pretrained: nn.Module, support: Sequence, support_labels: S
     if c.refine:
         rerandomize(body, c.refine_layers or None, initial_state)
     head = nn.Linear(body.out_dim, n_way).to(device)
+    if c.zero_head_bias:  # after the default init, so the weight draw (and the RNG stream) is unchanged
+        nn.init.zeros_(head.bias)
     body_params = trainable_body_parameters(body, c.parts) if c.updates_body else []
     if changes_body:  # flags only on the copy: a frozen body runs under no_grad instead
         body.requires_grad_(False)
@@ -215,7 +234,10 @@ def finetune_episode(pretrained: nn.Module, support: Sequence, support_labels: S
     body.eval()
     head.eval()
     tta_policy = c.tta_augmentation or (c.augmentation if c.augmentation != "none" else "base")
-    logits = tta_logits(nn.Sequential(body, head), query, clean,
-                        support_transform(tta_policy, image_size, mean, std), c.tta_views, device)
-    correct = (logits.argmax(1).cpu() == torch.as_tensor(list(query_labels))).float().mean().item()
-    return EpisodeOutcome(100.0 * correct, steps)
+    counts = c.tta_counts
+    views = tta_view_logits(nn.Sequential(body, head), query, clean,
+                            support_transform(tta_policy, image_size, mean, std), counts[-1], device)
+    labels = torch.as_tensor(list(query_labels))
+    accuracy = {n: 100.0 * (logits.argmax(1).cpu() == labels).float().mean().item()
+                for n, logits in prefix_means(views, counts).items()}
+    return EpisodeOutcome(accuracy[counts[-1]], steps, accuracy)

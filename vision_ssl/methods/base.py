@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import copy
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
@@ -42,6 +43,23 @@ class PretrainMethod(L.LightningModule, abc.ABC):
     def compute_loss(self, views: list[Tensor], labels: Tensor) -> dict[str, Tensor]:
         """Loss terms of one batch; ``"loss"`` is optimised, the rest is logged (each method
         implements it; the base class cannot be instantiated)."""
+
+    #: forward-pass grouping of the method's reference code when ``model.single_pass`` is null
+    reference_single_pass: bool = True
+
+    @property
+    def single_pass(self) -> bool:
+        """Whether :meth:`encode_batches` concatenates its batches into one forward pass."""
+        setting = self.config.model.single_pass
+        return self.reference_single_pass if setting is None else setting
+
+    def encode_batches(self, encoder: Callable[[Tensor], Tensor], batches: Sequence[Tensor]) -> list[Tensor]:
+        """``encoder`` applied to each of ``batches`` (views, mixes), in one forward pass over their
+        concatenation when :attr:`single_pass`, else one pass each. The results differ only through
+        train-mode BatchNorm, whose statistics span whatever one pass sees."""
+        if self.single_pass:
+            return list(encoder(torch.cat(list(batches))).split([len(b) for b in batches]))
+        return [encoder(b) for b in batches]
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Representations evaluated downstream (kNN, linear probe): ``{"backbone": [B, D]}``."""

@@ -7,6 +7,10 @@ of backbone + projector, updated after every optimizer step with the constant mo
 ``2 - 2 cos`` regression of each view's prediction onto the other view's target projection.
 The target starts as a copy of the online network when training starts (after a two-stage
 ``cdfsl.init_from``, from the loaded weights); a resumed run keeps its saved target.
+
+Like the reference code, online and target networks encode each view in its own forward pass, so
+train-mode BatchNorm (backbone, projector, predictor) normalises each view with its own batch
+statistics; ``model.single_pass: true`` encodes both views in one pass instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from vision_ssl.methods.base import PretrainMethod, frozen_copy
 class BYOL(PretrainMethod):
     """BYOL with a constant-momentum target network."""
 
+    reference_single_pass = False  #: the CD-FSL code encodes each view alone (online and target)
+
     def __init__(self, config: ExperimentConfig | dict) -> None:
         super().__init__(config)
         b = self.config.byol
@@ -36,14 +42,19 @@ class BYOL(PretrainMethod):
         b = self.config.byol
         return ProjectionHead(self.backbone.out_dim, b.hidden_dim, b.out_dim, batch_norm=True)
 
-    def compute_loss(self, views: list[Tensor], labels: Tensor) -> dict[str, Tensor]:
-        x1, x2 = views
-        n = len(x1)
-        both = torch.cat([x1, x2])
-        p = self.predictor(self.head(self.backbone(both)))
+    def predict(self, x: Tensor) -> Tensor:
+        """Online predictions ``predictor(projector(backbone(x)))``."""
+        return self.predictor(self.head(self.backbone(x)))
+
+    def target_project(self, x: Tensor) -> Tensor:
+        """Target projections (no gradient)."""
         with torch.no_grad():
-            t = self.target_head(self.target_backbone(both))
-        return {"loss": byol_loss(p[:n], p[n:], t[:n], t[n:])}
+            return self.target_head(self.target_backbone(x))
+
+    def compute_loss(self, views: list[Tensor], labels: Tensor) -> dict[str, Tensor]:
+        p1, p2 = self.encode_batches(self.predict, views)
+        t1, t2 = self.encode_batches(self.target_project, views)
+        return {"loss": byol_loss(p1, p2, t1, t2)}
 
     @torch.no_grad()
     def update_target(self) -> None:

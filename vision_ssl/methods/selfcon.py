@@ -7,6 +7,12 @@ head. ``data.num_views: 1`` is SelfCon-S (the paper's main method), ``2`` SelfCo
 ``contrast.supervised: false`` they become -SU / -MU. ``selfcon.alpha > 0`` gives SelfCon-S* / M*:
 SupCon(-S) on the backbone only plus ``alpha`` times the SelfCon term with sub-network anchors.
 The loss is scaled by ``temperature / base_temperature`` (0.1 / 0.07) as in the reference.
+
+Positives without labels follow the reference code, which differs between the terms: in
+SelfCon-MU (``alpha`` 0) the two augmentations of an image are *not* positives of each other, but
+in the ``alpha`` term of SelfCon-MU* they are (every output of the same image, either view), and
+the backbone term of SelfCon-MU* is SimCLR-style (the other view). SelfCon-SU* has no backbone
+term at all: with one view and no labels a backbone anchor has no positive.
 """
 
 from __future__ import annotations
@@ -53,7 +59,13 @@ class SelfCon(PretrainMethod):
         outputs = [self.gather(o.view(v, n, -1).transpose(0, 1)).transpose(0, 1).flatten(0, 1) for o in z]
         if alpha == 0:
             return {"loss": selfcon_loss(outputs, labels_all, c.temperature, c.base_temperature)}
+        # without labels the alpha term's classes are the images (repeated over the views by
+        # selfcon_loss), so the views of one image are positives of each other, as in the reference
+        images = torch.arange(len(outputs[0]) // v, device=outputs[0].device)
+        sub = selfcon_loss(outputs, labels_all if c.supervised else images, c.temperature, c.base_temperature,
+                           sub_anchors_only=True)
+        if v == 1 and not c.supervised:  # SelfCon-SU*: the alpha term only
+            return {"loss": alpha * sub, "selfcon": sub}
         backbone = self.gather(z[-1].view(v, n, -1).transpose(0, 1))
         base = supcon_loss(backbone, labels_all, c.temperature, c.base_temperature)
-        sub = selfcon_loss(outputs, labels_all, c.temperature, c.base_temperature, sub_anchors_only=True)
         return {"loss": base + alpha * sub, "supcon": base, "selfcon": sub}

@@ -30,11 +30,17 @@ def random_coreset(n_open: int, size: int, rng: np.random.Generator) -> np.ndarr
 
 def recompute_epochs(coreset_size: int, max_epochs: int, reference_size: int = IMAGENET_TRAIN_SIZE,
                      visits: int = 100, scale: float = 1.0) -> int:
-    """Pretraining epochs on ``X`` + coreset: ``min(max_epochs, floor(scale * visits * reference_size
-    / |S|))``, i.e. about ``visits`` epochs of the reference open set (``scale`` 0.2 when starting
-    from an already pretrained SSL checkpoint). An empty coreset keeps ``max_epochs``."""
+    """Pretraining epochs on ``X`` + coreset: ``floor(scale * min(max_epochs, floor(visits *
+    reference_size / |S|)))``, i.e. about ``visits`` epochs of the reference open set, capped, then
+    scaled (``scale`` 0.2 when starting from an already pretrained SSL checkpoint). An empty
+    coreset keeps ``max_epochs`` (unscaled).
+
+    The cap comes before the scale as in the reference code: scaling first would let a coreset
+    smaller than ``visits * reference_size / max_epochs`` (25,624 for ImageNet and 5000 epochs)
+    train up to ``1 / scale`` times longer.
+    """
     if coreset_size <= 0:
         return max_epochs
-    if scale == 1.0:  # integer arithmetic: no rounding surprises at exact multiples
-        return min(max_epochs, visits * reference_size // coreset_size)
-    return min(max_epochs, math.floor(scale * visits * reference_size / coreset_size))
+    # integer arithmetic for the visit count: no rounding surprises at exact multiples
+    capped = min(max_epochs, visits * reference_size // coreset_size)
+    return capped if scale == 1.0 else math.floor(scale * capped)

@@ -28,7 +28,8 @@ class CoresetConfig:
     max_epochs: int = 5000  #: cap of the recomputed epochs
     epoch_reference: int = IMAGENET_TRAIN_SIZE  #: open-set size whose epochs the rule counts
     epoch_visits: int = 100  #: epochs of the reference open set
-    epoch_scale: float = 1.0  #: 0.2 when the pretraining starts from an SSL checkpoint
+    #: 0.2 when the pretraining starts from an SSL checkpoint; applied after the max_epochs cap (reference order)
+    epoch_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLERS:
