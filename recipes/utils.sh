@@ -110,6 +110,10 @@ make_expdir() {
 # ends with them: a killed run never leaves a stale lock. The file records the holder's pid.
 lock_expdir() {
   local lockfile="${expdir}/logs/recipe.lock"
+  if [ "${nnodes:-1}" -gt 1 ]; then
+    log "no experiment lock: with --nnodes ${nnodes} every node runs this recipe in ${expdir}"
+    return 0
+  fi
   exec 9<>"${lockfile}"
   if ! flock -n 9; then
     echo "ERROR: ${expdir} is in use by another run ($(head -n 1 "${lockfile}" 2>/dev/null))." >&2
