@@ -59,11 +59,11 @@ def load_study(path: str | Path | None, overrides: list[str] | None = None) -> S
 
 def _with_tta_rows(results: list[dict]) -> list[dict]:
     """``results`` plus, after an entry with several TTA view counts, one row per count
-    (update ``"<name> [n views]"``)."""
+    (update ``"<name> [tta n]"``: the mean logits of the first n query views)."""
     rows = []
     for r in results:
         rows.append(r)
-        rows += [{**t, "update": f"{r['update']} [{t['views']} views]", "shots": r["shots"]} for t in r.get("tta", [])]
+        rows += [{**t, "update": f"{r['update']} [tta {t['views']}]", "shots": r["shots"]} for t in r.get("tta", [])]
     return rows
 
 

@@ -139,6 +139,16 @@ def trainable_body_parameters(backbone: nn.Module, parts: Sequence[str]) -> list
     return list(chosen.values())
 
 
+def new_head(in_dim: int, n_way: int, zero_bias: bool = False) -> nn.Linear:
+    """The episode's linear head: PyTorch's default init, then (``zero_bias``) the bias set to 0 as
+    in the ReFine-era code; zeroing after the init leaves the weight draw and the RNG stream as
+    they are. The bias stays trainable either way."""
+    head = nn.Linear(in_dim, n_way)
+    if zero_bias:
+        nn.init.zeros_(head.bias)
+    return head
+
+
 @dataclass
 class EpisodeOutcome:
     """Query accuracy (%) of one episode (with the most TTA views), the optimizer steps taken and
@@ -177,9 +187,7 @@ def finetune_episode(pretrained: nn.Module, support: Sequence, support_labels: S
     body = copy.deepcopy(pretrained) if changes_body else pretrained
     if c.refine:
         rerandomize(body, c.refine_layers or None, initial_state)
-    head = nn.Linear(body.out_dim, n_way).to(device)
-    if c.zero_head_bias:  # after the default init, so the weight draw (and the RNG stream) is unchanged
-        nn.init.zeros_(head.bias)
+    head = new_head(body.out_dim, n_way, c.zero_head_bias).to(device)
     body_params = trainable_body_parameters(body, c.parts) if c.updates_body else []
     if changes_body:  # flags only on the copy: a frozen body runs under no_grad instead
         body.requires_grad_(False)

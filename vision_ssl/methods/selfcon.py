@@ -61,9 +61,8 @@ class SelfCon(PretrainMethod):
             return {"loss": selfcon_loss(outputs, labels_all, c.temperature, c.base_temperature)}
         # without labels the alpha term's classes are the images (repeated over the views by
         # selfcon_loss), so the views of one image are positives of each other, as in the reference
-        images = torch.arange(len(outputs[0]) // v, device=outputs[0].device)
-        sub = selfcon_loss(outputs, labels_all if c.supervised else images, c.temperature, c.base_temperature,
-                           sub_anchors_only=True)
+        classes = labels_all if c.supervised else torch.arange(len(outputs[0]) // v, device=outputs[0].device)
+        sub = selfcon_loss(outputs, classes, c.temperature, c.base_temperature, sub_anchors_only=True)
         if v == 1 and not c.supervised:  # SelfCon-SU*: the alpha term only
             return {"loss": alpha * sub, "selfcon": sub}
         backbone = self.gather(z[-1].view(v, n, -1).transpose(0, 1))
