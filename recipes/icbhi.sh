@@ -34,6 +34,7 @@ pretrained=""            # AST checkpoint for model.init audioset/imagenet: tran
 resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 train_args=""            # extra config overrides, e.g. "trainer.max_epochs=2 optim.lr=1e-4"
 eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper protocol) and/or last
+val_fraction=0           # > 0: also train every conf under the clean protocol into <method>_clean (best epoch chosen on this fraction of the training patients, held out)
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -47,6 +48,12 @@ log "recipe: confs=(${confs}) seeds=(${seeds}) expdir=${expdir}"
 
 # conf file -> method folder name (conf/patchmix_cl.yaml -> patchmix_cl)
 cname() { basename "${1%.*}"; }
+# the clean protocol is requested (--val_fraction above 0)
+clean_protocol() { awk -v f="${val_fraction}" 'BEGIN { exit !(f > 0) }'; }
+# method folders of a conf: the paper protocol's, then the clean protocol's when requested
+run_dirs() { echo "${expdir}/$(cname "$1")"; if clean_protocol; then echo "${expdir}/$(cname "$1")_clean"; fi; }
+# training arguments of a method folder: the clean one holds out --val_fraction of the training patients
+protocol_args() { case "$1" in *_clean) echo "--set data.val_fraction=${val_fraction}" ;; esac; }
 
 # --set overrides shared by the feature and training stages
 overrides=(--set "data.train=${datadir}/train/cycles.tsv" --set "data.test=${datadir}/test/cycles.tsv"
@@ -81,17 +88,20 @@ feature_stage() {
 }
 
 train_stage() {
-  local conf
+  local conf dir
   for conf in ${confs}; do
-    # shellcheck disable=SC2086
-    launch 1 1 audio_cls.bin.train --config "${conf}" --expdir "${expdir}/$(cname "${conf}")" \
-      --seeds ${seeds} --resume "${resume}" "${overrides[@]}"
+    for dir in $(run_dirs "${conf}"); do
+      # shellcheck disable=SC2086,SC2046
+      launch 1 1 audio_cls.bin.train --config "${conf}" --expdir "${dir}" \
+        --seeds ${seeds} --resume "${resume}" "${overrides[@]}" $(protocol_args "${dir}")
+    done
   done
 }
 
 eval_stage() {
   local conf dirs=()
-  for conf in ${confs}; do dirs+=("${expdir}/$(cname "${conf}")"); done
+  # shellcheck disable=SC2207
+  for conf in ${confs}; do dirs+=($(run_dirs "${conf}")); done
   # shellcheck disable=SC2086
   python -m audio_cls.bin.evaluate --expdir "${dirs[@]}" --which ${eval_which}
   python -m audio_cls.bin.results --exp "${expdir}" --title "ICBHI results: ${tag}"
@@ -99,7 +109,7 @@ eval_stage() {
 
 # preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
 preflight() {
-  local conf
+  local conf dir
   for conf in ${confs}; do
     [ -f "${conf}" ] || { echo "ERROR: --confs: ${conf}: no such file (see conf/ of this recipe)" >&2; return 1; }
   done
@@ -108,13 +118,17 @@ preflight() {
     require_input "${datadir}/test/cycles.tsv" 1 "the test cycle manifest"
   fi
   if ! want_stage 3 && want_stage 4; then
-    for conf in ${confs}; do require_input "${expdir}/$(cname "${conf}")" 3 "the trained runs of ${conf}"; done
+    for conf in ${confs}; do
+      for dir in $(run_dirs "${conf}"); do require_input "${dir}" 3 "the trained runs of ${conf}"; done
+    done
   fi
   if want_stage 3; then
     for conf in ${confs}; do
-      # shellcheck disable=SC2086
-      python -m audio_cls.bin.train --config "${conf}" --expdir "${expdir}/$(cname "${conf}")" --seeds ${seeds} \
-        --resume "${resume}" "${overrides[@]}" --check
+      for dir in $(run_dirs "${conf}"); do
+        # shellcheck disable=SC2086,SC2046
+        python -m audio_cls.bin.train --config "${conf}" --expdir "${dir}" --seeds ${seeds} \
+          --resume "${resume}" "${overrides[@]}" $(protocol_args "${dir}") --check
+      done
     done
   fi
 }

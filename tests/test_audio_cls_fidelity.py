@@ -4,6 +4,7 @@ the resampler's kernel precision, the fade-out of exact-length cycles, and the c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from conftest import SHARED_DATA
 from audio_cls.data.cycles import fade, load_recording, pad_or_trim, resample
 from audio_cls.models import build_ast, count_parameters
 
+ROOT = Path(__file__).resolve().parents[1]
 ICBHI_SAMPLES = SHARED_DATA / "icbhi_samples"
 needs_icbhi = pytest.mark.skipif(not ICBHI_SAMPLES.is_dir(),
                                  reason=f"real ICBHI samples not found at {ICBHI_SAMPLES} (optional; `make test-data`)")
@@ -170,3 +172,157 @@ def test_exact_length_cycle_is_faded_like_the_reference():
     assert padded[-2] == pytest.approx((length - 1) * 1 / 999, rel=1e-6)
     # zero padding has nothing to pad: an exact-length cycle comes back unchanged
     np.testing.assert_array_equal(pad_or_trim(np.full(length, 2.0, dtype=np.float32), length, "zero"), 2.0)
+
+
+# ---------------------------------------------------------------- clean protocol: selection on held-out patients
+@pytest.fixture(scope="module")
+def mini_train(tmp_path_factory):
+    """The mini corpus (seed 0) prepared into manifests: 85 training cycles of 12 patients."""
+    from audio_cls.data import make_mini_icbhi, prepare_icbhi, write_manifest
+
+    root = tmp_path_factory.mktemp("clean")
+    corpus = prepare_icbhi(make_mini_icbhi(root / "corpus", seed=0).root)
+    for split, records in corpus.cycles.items():
+        write_manifest(records, root / "data" / split / "cycles.tsv")
+    return root, corpus.cycles["train"]
+
+
+def _record(patient: int, label: int, number: int):
+    from audio_cls.data.manifest import CycleRecord
+
+    name = f"{patient}_1b1_Al_sc_Meditron"
+    return CycleRecord(id=f"{name}_{number:03d}", recording=name, audio=f"/x/{name}.wav", start=0.0, end=1.0,
+                       crackle=int(label in (1, 3)), wheeze=int(label in (2, 3)), label=label, patient=patient,
+                       device="Meditron", annotation=f"/x/{name}.txt", line=number + 1)
+
+
+def test_validation_split_is_patient_disjoint_seeded_and_stratified(mini_train):
+    from audio_cls.data.manifest import class_counts
+    from audio_cls.data.split import validation_split
+
+    _, records = mini_train
+    train, val = validation_split(records, 0.2, seed=0)
+    assert sorted(train + val) == list(range(85)) and train == sorted(train) and val == sorted(val)
+    train_patients, val_patients = {records[i].patient for i in train}, {records[i].patient for i in val}
+    assert not train_patients & val_patients and len(train_patients | val_patients) == 12
+    # round(0.2 x 12) = 2 patients: one of the 7 mostly-normal patients and, by the largest remainder
+    # (2/12 each, ties to the lower label), one of the 2 mostly-crackle ones
+    assert val_patients == {104, 113} and class_counts([records[i] for i in val]) == [4, 5, 2, 1]
+    assert validation_split(records, 0.2, seed=0) == (train, val)  # deterministic
+    assert {records[i].patient for i in validation_split(records, 0.2, seed=4)[1]} == {103, 114}
+    # stratification on hand-made records: 5 mostly-normal and 5 mostly-wheeze patients -> one of each
+    made = [_record(p, 0 if p < 5 else 2, n) for p in range(10) for n in range(3)]
+    for seed in range(5):
+        held = {made[i].patient for i in validation_split(made, 0.2, seed)[1]}
+        assert len(held) == 2 and len({p < 5 for p in held}) == 2
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        validation_split(made, 0.0)
+    with pytest.raises(ValueError, match="at least 2 training patients, got 1"):
+        validation_split(made[:3], 0.2)
+    assert len({made[i].patient for i in validation_split(made[:6], 0.9)[1]}) == 1  # one patient stays for training
+
+
+#: the class every evaluated cycle is predicted as, per epoch: on the held-out patients (val_seed 4:
+#: [4, 4, 1, 2] cycles per class) "both" beats "wheeze", on the test set ([20, 15, 12, 10]) it is the other
+#: way round, and the all-normal epoch has the top Score (50) but no sensitivity, so the gate drops it
+SCRIPT = (2, 0, 3)
+
+
+@pytest.mark.slow
+def test_clean_protocol_selects_the_best_validation_epoch(mini_train, monkeypatch, tmp_path):
+    import csv
+    import json
+
+    from lightning.pytorch.callbacks import Callback
+
+    from audio_cls.bin import evaluate, results
+    from audio_cls.bin.train import IcbhiTraining
+    from audio_cls.losses import class_weights
+    from audio_cls.tasks import IcbhiTask, load_config
+
+    root, _ = mini_train
+    predicted: dict[str, int | None] = {"class": None}
+    real_forward = IcbhiTask.forward
+
+    def scripted(self, spec):
+        logits = real_forward(self, spec)
+        if self.training or predicted["class"] is None:
+            return logits
+        return torch.nn.functional.one_hot(torch.full((spec.shape[0],), predicted["class"]), logits.shape[1]).float()
+
+    class Script(Callback):
+        def on_validation_epoch_start(self, trainer, pl_module):
+            predicted["class"] = SCRIPT[trainer.current_epoch]
+
+    monkeypatch.setattr(IcbhiTask, "forward", scripted)
+    config = load_config(ROOT / "egs" / "mini_icbhi" / "patchmix" / "conf" / "ce.yaml", [
+        f"data.train={root}/data/train/cycles.tsv", f"data.test={root}/data/test/cycles.tsv",
+        f"data.cache_dir={root}/features", "data.val_fraction=0.2", "data.val_seed=4"])
+    run = tmp_path / "exp" / "ce_clean" / "seed1"
+    training = IcbhiTraining()
+    setup = training.setup(config, run)
+    # trained on the 74 cycles of the other 10 patients, class weights from those
+    torch.testing.assert_close(setup.module.class_weight, class_weights([26, 18, 14, 16]))
+    setup.datamodule.prepare_data()
+    setup.datamodule.setup()
+    assert len(setup.datamodule.train_set) == 74 and len(setup.datamodule.selection_set) == 11
+    summary = training.run(config, run, callbacks=[Script()])
+    assert summary["selected_on"] == "validation"
+    history = [{k: float(v) for k, v in row.items() if v}
+               for row in csv.DictReader(open(run / "csv" / "metrics.csv")) if row.get("val_score")]
+    # every epoch scored on the 11 held-out cycles: constant "wheeze" 1 of 7 abnormal, "normal" Sp 100 Se 0,
+    # constant "both" 2 of 7
+    assert [round(e["val_se"], 4) for e in history] == [14.2857, 0.0, 28.5714]
+    assert [round(e["val_score"], 4) for e in history] == [7.1429, 50.0, 14.2857]
+    assert [round(e["val_selection"], 4) for e in history] == [7.1429, -1.0, 14.2857]
+    assert torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["epoch"] == 2
+    predicted["class"] = SCRIPT[2]
+    evaluate.main(["--expdir", str(run.parent), "--which", "best", "last"])
+    best = json.loads((run / "eval" / "best" / "scores.json").read_text())
+    assert (best["epoch"], best["selected_on"], best["gate"]["passed"]) == (3, "validation", True)
+    # on the test set, 10 of 37 abnormal cycles (test-set selection would have kept epoch 1: 12 of 37)
+    assert best["num_cycles"] == 57 and best["sensitivity"] == pytest.approx(1000 / 37, abs=1e-3)
+    assert best["validation"]["num_cycles"] == 11 and best["validation"]["score"] == pytest.approx(100 / 7, abs=1e-3)
+    assert json.loads((run / "eval" / "last" / "scores.json").read_text())["selected_on"] is None
+    results.main(["--exp", str(tmp_path / "exp")])
+    rows = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert [(r["method"], r["selection"]) for r in rows] == [("ce_clean", "best_val"), ("ce_clean", "last")]
+    assert "| ce_clean | best epoch on validation (clean protocol) | 1 |" in (tmp_path / "exp" / "results.md").read_text()
+
+
+def _scores(seed: int, score: float, selected_on: str | None) -> dict:
+    result = {"seed": seed, "epoch": 3, "method": "patchmix_cl", "specificity": 80.0, "sensitivity": 2 * score - 80.0,
+              "score": score, "two_class": {"specificity": 80.0, "sensitivity": 50.0, "score": 65.0}}
+    if selected_on is not None:
+        result["selected_on"] = selected_on
+        result["gate"] = {"min_sensitivity": 5.0, "passed": True, "best_sensitivity": 45.0, "epochs": 50, "source": "h"}
+    return result
+
+
+def test_results_table_has_paper_and_clean_rows(tmp_path):
+    import json
+
+    from audio_cls.bin import results
+
+    exp = tmp_path / "exp"
+    runs = {("patchmix_cl", "best"): (62.0, 63.0, "test"), ("patchmix_cl", "last"): (60.0, 61.0, None),
+            ("patchmix_cl_clean", "best"): (59.0, 61.0, "validation"), ("patchmix_cl_clean", "last"): (58.0, 60.0, None)}
+    for (folder, which), (first, second, selected_on) in runs.items():
+        for seed, score in ((1, first), (2, second)):
+            path = exp / folder / f"seed{seed}" / "eval" / which / "scores.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(_scores(seed, score, selected_on)))
+    # an evaluation from before selected_on was recorded is a paper-protocol one
+    legacy = exp / "patchmix_cl" / "seed2" / "eval" / "best" / "scores.json"
+    legacy.write_text(json.dumps({k: v for k, v in json.loads(legacy.read_text()).items() if k != "selected_on"}))
+    results.main(["--exp", str(exp)])
+    table = (exp / "results.md").read_text().splitlines()
+    assert "best epoch on test = chosen on the test set itself (test-set selection, the paper protocol" in table[2]
+    assert table[6] == ("| patchmix_cl | best epoch on test (paper protocol) | 1,2 | 80.00 ± 0.00 | 45.00 ± 1.41 | "
+                        "62.50 ± 0.71 | 50.00 ± 0.00 | 65.00 ± 0.00 |")
+    assert table[7].startswith("| patchmix_cl | last epoch | 1,2 | 80.00 ± 0.00 | 41.00 ± 1.41 | 60.50 ± 0.71 |")
+    assert table[8] == ("| patchmix_cl_clean | best epoch on validation (clean protocol) | 1,2 | 80.00 ± 0.00 | "
+                        "40.00 ± 2.83 | 60.00 ± 1.41 | 50.00 ± 0.00 | 65.00 ± 0.00 |")
+    assert table[9].startswith("| patchmix_cl_clean | last epoch | 1,2 |")
+    rows = json.loads((exp / "results.json").read_text())
+    assert [r["selection"] for r in rows] == ["best", "last", "best_val", "last"]

@@ -79,7 +79,9 @@ def test_mini_recipe_end_to_end(mini_run):
             last = json.loads((run / "eval" / "last" / "scores.json").read_text())
             assert last["epoch"] == 3 and last["score"] == pytest.approx(epochs[-1]["val_score"], abs=1e-4)
     results = json.loads((exp / "results.json").read_text())
-    assert [(r["method"], r["selection"]) for r in results] == [(m, w) for m in METHODS for w in ("best", "last")]
+    assert [(r["method"], r["selection"]) for r in results] == [
+        (folder, w) for m in METHODS for folder, ws in ((m, ("best", "last")), (f"{m}_clean", ("best_val", "last")))
+        for w in ws]
     for row in results:
         assert row["seeds"] == [1, 2]
         values = row["metrics"]["score"]["values"]
@@ -87,6 +89,7 @@ def test_mini_recipe_end_to_end(mini_run):
         assert row["metrics"]["score"]["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
     table = (exp / "results.md").read_text()
     assert table.count("| ce |") == 2 and "best epoch on test (paper protocol)" in table and " ± " in table
+    assert "best epoch on validation (clean protocol)" in table
 
 
 @pytest.mark.slow
@@ -94,7 +97,7 @@ def test_mini_recipe_rerun_and_resume(mini_run):
     work, exp = mini_run
     proc = _run("mini_icbhi", work, "--stage", "3", "--stop_stage", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("already finished; skipping") == 6
+    assert proc.stdout.count("already finished; skipping") == 12  # 3 methods x 2 seeds x 2 protocols
     # more epochs is a changed config: refused, naming the key, unless continued deliberately
     run = exp / "ce" / "seed1"
     more = ["--stage", "3", "--stop_stage", "3", "--confs", "conf/ce.yaml", "--seeds", "1",

@@ -34,8 +34,11 @@ def test_published_configs(method):
     assert (args.mix_beta, args.temperature, args.alpha, args.negative_pair, args.target_type) == (
         1.0, 0.06, 1.0, "all", "grad_block")
     assert args.weighted_ce == (method == "ce")  # only the CE script uses --weighted_loss
+    # the paper protocol by default: the best epoch is chosen on the test set
+    assert (config.data.val_fraction, config.data.val_seed, config.data.selected_on) == (0.0, 0, "test")
     mini = load_config(MINI / f"{method}.yaml")
     assert mini.method == method and mini.model.arch == "ast_tiny" and mini.model.init == "random"
+    assert mini.data.selected_on == "test"
 
 
 def test_config_is_strict(tmp_path):
@@ -46,6 +49,9 @@ def test_config_is_strict(tmp_path):
     with pytest.raises(ValueError, match="method must be one of"):
         load_config(overrides=["method=mixup"])
     assert load_config(overrides=["optim.lr=1e-4"]).optim.lr == 1e-4
+    assert load_config(overrides=["data.val_fraction=0.2"]).data.selected_on == "validation"
+    with pytest.raises(ValueError, match=r"data.val_fraction must be in \[0, 1\), got 1.0"):
+        load_config(overrides=["data.val_fraction=1.0"])
 
 
 def test_cosine_schedule_per_epoch():

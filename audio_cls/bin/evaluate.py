@@ -3,7 +3,8 @@
 ``python -m audio_cls.bin.evaluate --expdir exp/<tag>/<method> [...] --which best last`` evaluates
 ``seed*/checkpoints/<which>.ckpt`` of every seed of every method folder; ``--ckpt C --out O`` evaluates one checkpoint.
 Each evaluation writes ``<seed>/eval/<which>/`` (or ``O``): ``scores.json`` (4-class Sp/Se/Score,
-the 2-class evaluation, the confusion matrix, the checkpoint's epoch), ``confusion.png`` and
+the 2-class evaluation, the confusion matrix, the checkpoint's epoch; for a clean-protocol run
+also ``validation``, the scores on the held-out training patients), ``confusion.png`` and
 ``predictions.tsv`` (cycle id, label, prediction, class probabilities). An evaluation newer than
 its checkpoint is not repeated.
 
@@ -25,8 +26,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from audio_cls.data.dataset import CycleFeatureDataset
@@ -39,20 +41,31 @@ from audio_cls.metrics import (
     plot_confusion_matrix,
     scores_from_confusion,
 )
-from audio_cls.tasks.icbhi import task_from_checkpoint
+from audio_cls.tasks.datamodule import split_training_cycles
+from audio_cls.tasks.icbhi import IcbhiTask, task_from_checkpoint
 from compact_ssl.io import write_json
 
 
 def run_gate(checkpoint: Path, min_sensitivity: float, selected_sensitivity: float) -> GateCheck:
     """Gate check of the run that selected ``checkpoint`` (``<run>/checkpoints/best.ckpt``): from the
     per-epoch Se of the selection set in ``<run>/csv/metrics.csv``, or, without that history, from the selected
-    epoch's own Se (a selection failing the gate means no epoch passed it)."""
+    epoch's own Se on that set (a selection failing the gate means no epoch passed it)."""
     history = checkpoint.parent.parent / "csv" / "metrics.csv"
     sensitivities = epoch_sensitivities(history) if history.is_file() else []
     if sensitivities:
         return check_gate(sensitivities, min_sensitivity, str(history))
     return check_gate([selected_sensitivity], min_sensitivity,
-                      f"{checkpoint} (its own test Se; no metric history at {history})")
+                      f"{checkpoint} (its own Se; no metric history at {history})")
+
+
+def _predict(task: IcbhiTask, dataset: Dataset, batch_size: int, device: str, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, classes) and labels (N,) of ``dataset`` in order."""
+    probs, labels = [], []
+    with torch.no_grad():
+        for spec, label, _ in tqdm(DataLoader(dataset, batch_size=batch_size, shuffle=False), desc=desc, unit="batch"):
+            probs.append(torch.softmax(task(spec.to(device)).float(), dim=1).cpu())
+            labels.append(label)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
 def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: str | None = None,
@@ -71,16 +84,11 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
     config = task.config
     manifest = test_manifest or config.data.test
     cache = load_feature_cache(build_feature_cache(manifest, config.features, config.data.cache_dir))
-    dataset = CycleFeatureDataset(cache.feats, cache.labels, config.data.num_classes)
-    loader = DataLoader(dataset, batch_size=batch_size or config.data.eval_batch_size, shuffle=False)
-    probs, labels = [], []
-    with torch.no_grad():
-        for spec, label, _ in tqdm(loader, desc=f"eval {checkpoint.name}", unit="batch"):
-            probs.append(torch.softmax(task(spec.to(device)).float(), dim=1).cpu())
-            labels.append(label)
-    prob = torch.cat(probs).numpy()
-    y_true, y_pred = torch.cat(labels).numpy(), prob.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred, config.data.num_classes)
+    num_classes, batch_size = config.data.num_classes, batch_size or config.data.eval_batch_size
+    prob, y_true = _predict(task, CycleFeatureDataset(cache.feats, cache.labels, num_classes), batch_size, device,
+                            f"eval {checkpoint.name}")
+    y_pred = prob.argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, num_classes)
     four, two = scores_from_confusion(cm), scores_from_confusion(cm, two_class_eval=True)
     result = {
         "checkpoint": str(checkpoint), "epoch": int(ckpt.get("epoch", -1)) + 1, "method": config.method,
@@ -88,10 +96,16 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
         **four.to_dict(), "two_class": two.to_dict(), "confusion": cm.tolist(),
         "selected_on": config.data.selected_on if gated else None,
     }
+    selection_se = four.sensitivity
+    if config.data.selected_on == "validation":
+        train = load_feature_cache(build_feature_cache(config.data.train, config.features, config.data.cache_dir))
+        held_out = Subset(CycleFeatureDataset(train.feats, train.labels, num_classes), split_training_cycles(config)[1])
+        val_prob, val_true = _predict(task, held_out, batch_size, device, f"validation {checkpoint.name}")
+        val = scores_from_confusion(confusion_matrix(val_true, val_prob.argmax(axis=1), num_classes))
+        result["validation"] = {**val.to_dict(), "num_cycles": int(len(val_true))}
+        selection_se = val.sensitivity
     if gated:
-        # under the clean protocol the test Se below is not what the gate saw; the history is
-        selected_se = four.sensitivity if config.data.selected_on == "test" else -1.0
-        result["gate"] = run_gate(checkpoint, config.trainer.min_sensitivity, selected_se).to_dict()
+        result["gate"] = run_gate(checkpoint, config.trainer.min_sensitivity, selection_se).to_dict()
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion_matrix(cm, out / "confusion.png", title=f"{config.method} seed {config.seed} {checkpoint.stem} "
                           f"(epoch {result['epoch']}): Sp {four.specificity:.1f} Se {four.sensitivity:.1f} "

@@ -1,9 +1,15 @@
 """Results table over seeds: ``python -m audio_cls.bin.results --exp exp/<tag>``.
 
 Reads ``<exp>/<method>/seed*/eval/<which>/scores.json`` and writes ``<exp>/results.md`` and
-``<exp>/results.json`` with, per method and checkpoint selection, mean and standard deviation over
-seeds of Sp, Se and Score (4-class) and of the 2-class Se and Score. The standard deviation is the
-sample one (n - 1); with a single seed it is left out.
+``<exp>/results.json`` with, per method folder and checkpoint selection, mean and standard deviation
+over seeds of Sp, Se and Score (4-class) and of the 2-class Se and Score. The standard deviation is
+the sample one (n - 1); with a single seed it is left out.
+
+Selections (:data:`SELECTIONS`): ``best`` is the best epoch chosen on the test set itself (the paper
+protocol, test-set selection); ``best_val`` the best epoch chosen on patients held out of the
+training set (the clean protocol: a run with ``data.val_fraction > 0``, whose ``best`` evaluation
+says ``selected_on: validation``); ``last`` the final epoch (no selection). Evaluations from before
+``selected_on`` was recorded are paper-protocol ones.
 
 Sensitivity gate: the ``best`` selection only considers epochs whose Se passes
 ``trainer.min_sensitivity``. A seed where no epoch passed (``gate.passed`` false in its
@@ -25,7 +31,8 @@ from pathlib import Path
 from audio_cls.metrics import GateCheck
 from compact_ssl.io import atomic_write_text
 
-SELECTIONS = {"best": "best epoch on test (paper protocol)", "last": "last epoch"}
+SELECTIONS = {"best": "best epoch on test (paper protocol)", "best_val": "best epoch on validation (clean protocol)",
+              "last": "last epoch"}
 METRICS = (("specificity", "Sp"), ("sensitivity", "Se"), ("score", "Score"),
            ("two_class.sensitivity", "Se 2-cls"), ("two_class.score", "Score 2-cls"))
 #: marks a seed whose best epoch is a fallback (no epoch passed the sensitivity gate)
@@ -44,8 +51,10 @@ def collect(exp: str | Path) -> list[dict]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     runs: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for path in sorted(exp.glob("*/seed*/eval/*/scores.json")):
-        method, which = path.parents[3].name, path.parent.name
-        groups[(method, which)].append(json.loads(path.read_text()))
+        method, which, result = path.parents[3].name, path.parent.name, json.loads(path.read_text())
+        if which == "best" and result.get("selected_on") == "validation":
+            which = "best_val"
+        groups[(method, which)].append(result)
         runs[(method, which)].append(path.parents[2].relative_to(exp))  # <method>/seed<N>
     rows = []
     for (method, which), results in sorted(groups.items()):
@@ -78,7 +87,11 @@ def _gate_fields(results: list[dict], runs: list[Path]) -> dict:
 
 def to_markdown(rows: list[dict], title: str) -> str:
     """The results as a Markdown table (percent, mean +- sample std over seeds)."""
-    lines = [f"# {title}", "", "ICBHI official 60/40 split, all test cycles; values in %, mean ± std over seeds.", "",
+    lines = [f"# {title}", "",
+             "ICBHI official 60/40 split, all test cycles; values in %, mean ± std over seeds. Checkpoint selection: "
+             "best epoch on test = chosen on the test set itself (test-set selection, the paper protocol; optimistic); "
+             "best epoch on validation = chosen on patients held out of the training set (clean protocol); "
+             "last epoch = no selection.", "",
              "| method | selection | seeds | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
     for row in rows:

@@ -10,4 +10,5 @@ exec bash ../../../recipes/icbhi.sh \
   --corpus_root corpus \
   --confs "conf/ce.yaml conf/patchmix.yaml conf/patchmix_cl.yaml" \
   --seeds "1 2" \
+  --val_fraction 0.2 \
   "$@"
