@@ -79,9 +79,9 @@ def test_mini_recipe_end_to_end(mini_run):
             last = json.loads((run / "eval" / "last" / "scores.json").read_text())
             assert last["epoch"] == 3 and last["score"] == pytest.approx(epochs[-1]["val_score"], abs=1e-4)
     results = json.loads((exp / "results.json").read_text())
+    selections = {**{m: ("best", "last") for m in METHODS}, **{f"{m}_clean": ("best_val", "last") for m in METHODS}}
     assert [(r["method"], r["selection"]) for r in results] == [
-        (folder, w) for m in METHODS for folder, ws in ((m, ("best", "last")), (f"{m}_clean", ("best_val", "last")))
-        for w in ws]
+        (folder, w) for folder in sorted(selections) for w in selections[folder]]  # method folders by name
     for row in results:
         assert row["seeds"] == [1, 2]
         values = row["metrics"]["score"]["values"]
