@@ -17,6 +17,7 @@ CIFAR100="${CIFAR100:-}"               # folder containing cifar-100-python/ (CI
 TINYIMAGENET="${TINYIMAGENET:-}"       # folder containing tiny-imagenet-200/
 IMAGENET="${IMAGENET:-}"               # ILSVRC2012 root with train/<wnid>/ and val/<wnid>/
 # Cross-domain few-shot (CD-FSL) sources and targets; layouts in vision_ssl/data/cdfsl.py
+OMNIGLOT="${OMNIGLOT:-}"               # folder holding all_runs.zip or its unzipped run01..run20 (Lake et al.'s 20 one-shot runs)
 MINIIMAGENET="${MINIIMAGENET:-}"       # miniImageNet (Ravi & Larochelle split) as {train,val,test}/<class>/*.jpg
 TIEREDIMAGENET="${TIEREDIMAGENET:-}"   # tieredImageNet as {train,test}/<class>/*
 CROPDISEASE="${CROPDISEASE:-}"         # BSCD-FSL CropDiseases (Plant Village) unpacked to dataset/train/<class>/*.jpg

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from recipe_faults import walk_stages_with_faults
 
 pytestmark = pytest.mark.slow
@@ -58,6 +59,10 @@ def _diffblender(w: Path) -> list[str]:
             "--sample_args", "sample.num_inference_steps=2", "--sample_sets", "all", "--num_eval", "4"]
 
 
+def _fixed_episodes(w: Path) -> list[str]:
+    return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--eval_args", "epochs=2"]
+
+
 #: template -> (mini twin, its stages, the options that keep each stage small and in tmp)
 CASES = {
     "distill": ("mini_speech/distilhubert", [0, 1, 2, 3, 4, 5, 6, 7], _speech),
@@ -67,12 +72,15 @@ CASES = {
     "fewshot": ("mini_digits/fsl_update", [0, 1, 2, 3], _fewshot),
     "simcore": ("mini_digits/simcore", [0, 1, 2, 3, 4, 5, 6], _simcore),
     "diffblender": ("mini_shapes/diffblender", [0, 1, 2, 3, 4], _diffblender),
+    "fixed_episodes": ("mini_omniglot/fewshot", [0, 1, 2, 3], _fixed_episodes),
 }
 
 
 @pytest.mark.parametrize("template", sorted(CASES))
 def test_fault_in_each_stage_fails_the_recipe_and_the_rerun_completes(tmp_path, template):
     recipe, stages, args = CASES[template]
+    if template == "fixed_episodes" and not (SHARED_DATA / "omniglot" / "all_runs.zip").is_file():
+        pytest.skip(f"{SHARED_DATA}/omniglot/all_runs.zip absent: the mini Omniglot recipe needs it (`make test-data`)")
     work = tmp_path / "work"
     records = walk_stages_with_faults(recipe, args(work), stages, tmp_path, [work])
     assert [r["stage"] for r in records] == stages

@@ -140,7 +140,7 @@ def test_real_manifest_describes_the_shared_copies():
     sources = fetch_test_data.load_manifest(fetch_test_data.DEFAULT_MANIFEST, SHARED_DATA)
     entries = [e for s in sources for e in s.entries]
     assert {s.dataset for s in sources} == {"fsdd", "omniglot", "icbhi_samples", "librispeech_samples"}
-    assert len(entries) == 3000 + 2 + 22 + 4 and len({e.dest for e in entries}) == len(entries)
+    assert len(entries) == 3000 + 3 + 22 + 4 and len({e.dest for e in entries}) == len(entries)
     present = [e for e in entries if e.dest.is_file()]
     if not present:
         pytest.skip(f"no test data at {SHARED_DATA} to compare the manifest with (`make test-data` fetches it)")

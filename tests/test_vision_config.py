@@ -15,7 +15,7 @@ from vision_ssl.schedules import cosine_lr, learning_rate, lr_lambda
 
 ROOT = Path(__file__).resolve().parents[1]
 _VISION_YAML = sorted(p for corpus in ("cifar10", "cifar100", "tinyimagenet", "imagenet", "mini_digits", "cdfsl",
-                                       "simcore", "fsl_update")
+                                       "simcore", "fsl_update", "mini_omniglot")
                       for p in (ROOT / "egs" / corpus).glob("**/conf/*.yaml"))
 # pretraining experiments have a ``data`` section; the rest are few-shot study tables
 # (vision_ssl.fewshot.study) and SimCore coreset settings (vision_ssl.simcore.config)
@@ -63,7 +63,7 @@ def test_every_recipe_config_loads(path):
     # mini digits: ImageFolder trees, or the class-folder CD-FSL target ("folder") of mini_digits/cdfsl;
     # CD-FSL sources and SimCore target + coreset lists
     expected = {"mini_digits": ("imagefolder", "folder"), "cdfsl": tuple(CDFSL_LAYOUTS),
-                "simcore": ("filelist", "imagefolder")}.get(corpus, (corpus,))
+                "simcore": ("filelist", "imagefolder"), "mini_omniglot": ("imagefolder",)}.get(corpus, (corpus,))
     assert load_config(path).data.dataset in expected
 
 
