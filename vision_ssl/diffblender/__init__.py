@@ -24,7 +24,9 @@ Raw-condition contract (a missing modality key means absent, i.e. null for the w
      "color":    {"vector": B x 180, "mask": B},
      "style":    {"vector": B x S (L2-normalised CLIP image embedding), "mask": B}}
 
-Image-form entries may also carry ``"latent"`` (the scaled VAE latent) once prepared. Absent
-image-form modalities follow ``AdapterConfig.image_null``: ``"zero_image"`` (official: a black
+Masks may be fractional: the encoders blend ``m x + (1 - m) null`` as the official ones do.
+Image-form entries may also carry ``"latent"`` (the scaled VAE latent) once prepared, with the
+posterior (``"posterior_mean"``, ``"posterior_std"``) the pipeline re-draws it from at every UNet
+evaluation. Absent image-form modalities follow ``AdapterConfig.image_null``: ``"zero_image"`` (official: a black
 image is encoded, a learned null signal) or ``"skip"`` (nothing is added: an identity).
 """

@@ -94,15 +94,24 @@ class DiffBlenderPipeline(DiffusionPipeline):
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         return latents.to(self.device, self.unet.dtype) * self.scheduler.init_noise_sigma
 
-    def _image_features(self, chunks: Sequence[Conditions], resample: bool = False,
-                        generator: torch.Generator | None = None) -> list[torch.Tensor] | None:
-        """Image-form features of the prepared ``chunks``, batched. ``resample``: each chunk's
-        latents are first re-drawn from their posteriors with ``generator`` (independently per
-        chunk, as the official sampler's separate conditional and unconditional UNet calls draw them)."""
+    def _image_features(self, chunks: Sequence[Conditions],
+                        generators: Sequence[torch.Generator] | None = None) -> list[torch.Tensor] | None:
+        """Image-form features of the prepared ``chunks``, batched. With ``generators`` (one per
+        chunk) each chunk's latents are first re-drawn from their posteriors, independently per
+        chunk as the official sampler's separate conditional and unconditional UNet calls draw them."""
         adapter = self.adapter
-        parts = [EncodedConditions(image=adapter.encode_image(adapter.resample(c, generator) if resample else c))
-                 for c in chunks]
-        return EncodedConditions.cat(parts).image
+        if generators is not None:
+            chunks = [adapter.resample(c, g) for c, g in zip(chunks, generators)]
+        return EncodedConditions.cat([EncodedConditions(image=adapter.encode_image(c)) for c in chunks]).image
+
+    @staticmethod
+    def _chunk_generators(generator: torch.Generator | None, roles: Sequence[int]) -> list[torch.Generator]:
+        """One generator per chunk, seeded from one draw of ``generator`` plus the chunk's role
+        (0 uncond, 1 cond, 2 + j the j-th mode-nulled chunk): adding a mode-guidance chunk leaves
+        the other chunks' posterior samples unchanged, so ``w_m = 0`` stays plain guidance."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=device))
+        return [torch.Generator(device).manual_seed(seed + role) for role in roles]
 
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], conditions: Conditions | None = None, negative_prompt: str = "",
@@ -132,18 +141,21 @@ class DiffBlenderPipeline(DiffusionPipeline):
 
         conditions = adapter.prepare(conditions, n, **frozen)
         text_c = encode_text(self.text_encoder, self.tokenizer, prompts)
-        chunks = [conditions]
+        chunks, roles = [conditions], [1]
         texts = [text_c]
         use_uncond = guidance_scale != 1.0 or bool(modes)
         if use_uncond:
             chunks.insert(0, unconditional(conditions, adapter.config.names("image")))
+            roles.insert(0, 0)
             texts.insert(0, encode_text(self.text_encoder, self.tokenizer, [negative_prompt] * n))
-        for m in modes:
+        for j, m in enumerate(modes):
             chunks.append(adapter.prepare(without_modality(conditions, m), n, **frozen))
+            roles.append(2 + j)
             texts.append(text_c)
         tokens = EncodedConditions.cat([adapter.encode_tokens(c, n) for c in chunks])
         text = torch.cat(texts).to(self.unet.dtype)
-        resample = resample_image_latents and adapter.config.posterior == "sample"
+        resample = resample_image_latents and adapter.config.posterior == "sample" and bool(adapter.config.names("image"))
+        generators = self._chunk_generators(generator, roles) if resample else None
         image = None if resample else self._image_features(chunks)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -154,7 +166,7 @@ class DiffBlenderPipeline(DiffusionPipeline):
         with self.progress_bar(total=len(timesteps)) as bar:
             for i, t in enumerate(timesteps):
                 if resample:
-                    image = self._image_features(chunks, resample=True, generator=generator)
+                    image = self._image_features(chunks, generators)
                 encoded = EncodedConditions(tokens.spatial, tokens.nonspatial, image)
                 inputs = self.scheduler.scale_model_input(torch.cat([latents] * len(chunks)), t)
                 step_scales = GateScales(scales[0][i], scales[1][i], scales[2][i])
