@@ -23,9 +23,8 @@ Blank lines and lines starting with ``#`` are ignored. For example::
 Pixel nearest-neighbour baseline: every image is converted to RGB, resized to ``size`` x ``size``
 (PIL bilinear, which averages over the source pixels when shrinking), scaled to [0, 1] and
 flattened; each query takes the label of the support image at the smallest Euclidean distance
-(ties: the earliest support image). The reference notes (/work/shared/reference/vision.md) name
-no distance for this baseline, so it is the plain Euclidean one, not the modified Hausdorff
-distance of Lake et al.'s own Omniglot baseline.
+(ties: the earliest support image). This is the plain Euclidean distance, not the modified
+Hausdorff distance of the pixel baseline in Lake et al. (Science 350(6266), 2015).
 """
 
 from __future__ import annotations
