@@ -92,23 +92,12 @@ source_args() {
   fi
 }
 
-# require_source: fail unless the source model given by --checkpoint or --weights exists
-require_source() {
-  local file="${checkpoint:-${weights}}"
-  if [ -z "${file}" ] || [ ! -f "${file}" ]; then
-    echo "ERROR: source model '${file}' not found. Pass --checkpoint (a vision_ssl.bin.pretrain checkpoint, e.g." \
-      "from egs/cdfsl's SL recipe) or --backbone NAME --weights FILE (a plain state dict)." >&2
-    return 1
-  fi
-  echo "source model: ${file}"
-}
-
 source_stage() {
   if "${own_source}"; then
     python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
       --set "data.root=${data_root}/source"
   fi
-  require_source
+  require_source " or --backbone NAME --weights FILE (a plain state dict)"
 }
 
 study_stage() {
@@ -135,7 +124,7 @@ preflight() {
     python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
       --set "data.root=${data_root}/source" --check
   elif { want_stage 1 || want_stage 2; } && ! "${own_source}"; then
-    require_source
+    require_source " or --backbone NAME --weights FILE (a plain state dict)"
   elif want_stage 2; then
     require_input "${checkpoint}" 1 "the source model"
   fi

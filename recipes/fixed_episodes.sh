@@ -90,17 +90,6 @@ require_episodes() {
   fi
 }
 
-# require_source: fail unless the source model given by --checkpoint or --weights exists
-require_source() {
-  local file="${checkpoint:-${weights}}"
-  if [ -z "${file}" ] || [ ! -f "${file}" ]; then
-    echo "ERROR: source model '${file}' not found. Pass --checkpoint (a vision_ssl.bin.pretrain checkpoint)," \
-      "--backbone NAME --weights FILE (a plain state dict) or --pretrain_conf with --omniglot and --background." >&2
-    return 1
-  fi
-  echo "source model: ${file}"
-}
-
 data_stage() {
   if [ -n "${omniglot}" ]; then
     local bg=""
@@ -116,7 +105,7 @@ source_stage() {
     python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
       --set "data.root=${data_root}/background"
   fi
-  require_source
+  require_source ", --backbone NAME --weights FILE (a plain state dict) or --pretrain_conf with --omniglot and --background"
 }
 
 eval_stage() {
@@ -152,7 +141,7 @@ preflight() {
     python -m vision_ssl.bin.pretrain --config "${pretrain_conf}" --expdir "${expdir}/source" --seeds 0 \
       --set "data.root=${data_root}/background" --check
   elif { want_stage 1 || want_stage 2; } && ! "${own_source}"; then
-    require_source
+    require_source ", --backbone NAME --weights FILE (a plain state dict) or --pretrain_conf with --omniglot and --background"
   elif want_stage 2; then
     require_input "${checkpoint}" 1 "the source model"
   fi

@@ -82,6 +82,17 @@ require_input() {
   fi
 }
 
+# require_source HINT: fail unless the few-shot source model (${checkpoint}, else ${weights}) exists;
+# HINT says which options give one.
+require_source() {
+  local file="${checkpoint:-${weights}}"
+  if [ -z "${file}" ] || [ ! -f "${file}" ]; then
+    echo "ERROR: source model '${file}' not found. Pass --checkpoint (a vision_ssl.bin.pretrain checkpoint)$1." >&2
+    return 1
+  fi
+  echo "source model: ${file}"
+}
+
 # require_root DB_VAR OPTION PATH WHAT: fail with a message saying what to download and
 # where to point it (DB_VAR in db.sh, or the recipe option --OPTION).
 require_root() {

@@ -56,7 +56,6 @@ def _cut(path: Path, keep: float) -> Path:
 def test_parse_wav_chunks_of_a_soundfile_wav(tmp_path):
     head = _wav(tmp_path / "a.wav").read_bytes()
     chunks = parse_wav_chunks(head)
-    assert chunks is not None
     assert (chunks.data_offset, chunks.data_size, chunks.block_align) == (44, 2 * N, 2)
     assert chunks.riff_size + 8 == len(head)
     assert wav_truncation(head, len(head)) is None
@@ -71,7 +70,6 @@ def test_parse_wav_chunks_skips_padded_chunk_before_data():
     body = b"WAVE" + fmt + junk + data
     head = b"RIFF" + struct.pack("<I", len(body)) + body
     chunks = parse_wav_chunks(head)
-    assert chunks is not None
     assert (chunks.data_offset, chunks.data_size, chunks.block_align) == (len(head) - 400, 400, 4)
     assert wav_truncation(head, len(head)) is None
     assert "declares 400 bytes (100 samples) but only 200 bytes (50 samples)" in wav_truncation(head, len(head) - 200)
