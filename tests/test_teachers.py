@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import types
 from pathlib import Path
@@ -17,6 +16,7 @@ from fairseq_fixtures import (
     transformers_to_fairseq_config,
     transformers_to_fairseq_state_dict,
 )
+from pickle_payloads import write_payload_checkpoint
 from torch import nn
 from transformers import HubertModel, Wav2Vec2Model, WavLMModel
 
@@ -34,7 +34,7 @@ from audio_compress.teachers import (
     save_teacher,
 )
 from audio_compress.teachers.configs import model_class_for
-from audio_compress.teachers.fairseq import unpickle as fairseq_unpickle
+from compact_ssl import unpickle as safe_unpickle
 
 TINY = ["tiny_hubert", "tiny_wavlm", "tiny_wav2vec2"]
 
@@ -527,25 +527,27 @@ def test_fairseq_placeholders_and_no_code_execution(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "fairseq", fake)
     monkeypatch.setitem(sys.modules, "fairseq.logging.meters", fake_meters)
 
-    target = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.makedirs, (str(target),))
-
     teacher = _tiny("tiny_hubert", seed=10)
     sd, cfg = _fairseq_checkpoint(teacher)
     path = tmp_path / "hubert.pt"
-    torch.save({"model": sd, "cfg": {"model": cfg}, "extra_state": {"meter": AverageMeter(), "x": Evil()}}, path)
-    assert not target.exists()
+    torch.save({"model": sd, "cfg": {"model": cfg}, "extra_state": {"meter": AverageMeter()}}, path)
 
-    raw = torch.load(path, weights_only=False, pickle_module=fairseq_unpickle.checkpoint_pickle)
+    raw = safe_unpickle.load_untrusted(path, placeholders=("fairseq",))
     meter = raw["extra_state"]["meter"]
-    assert isinstance(meter, fairseq_unpickle.Placeholder) and meter._state == {"val": 3.5, "count": 7}
-    assert isinstance(raw["extra_state"]["x"], fairseq_unpickle.Placeholder)
-    assert not target.exists()
+    assert isinstance(meter, safe_unpickle.Placeholder) and meter._state == {"val": 3.5, "count": 7}
+    assert repr(meter) == "<Placeholder for fairseq.logging.meters.AverageMeter>"
     _assert_same_outputs(teacher, load_teacher(path))
+
+    # a payload beside the same weights is refused, by the reader and by every entry point over it
+    target = tmp_path / "pwned"
+    evil = write_payload_checkpoint(tmp_path / "evil.pt", target, {"model": sd, "cfg": {"model": cfg}})
+    for load in (load_fairseq_checkpoint, load_teacher):
+        with pytest.raises(safe_unpickle.UnsafePickleError, match=r"evil\.pt: refuses to unpickle os\.makedirs.*trust"):
+            load(evil)
     assert not target.exists()
+    # trust=True unpickles fully, which is exactly what runs the payload
+    assert load_fairseq_checkpoint(evil, trust=True).model_cfg["encoder_layers"] == 4
+    assert target.is_dir()
 
 
 def test_fairseq_omegaconf_cfg_without_omegaconf_classes(tmp_path, monkeypatch):
@@ -556,7 +558,14 @@ def test_fairseq_omegaconf_cfg_without_omegaconf_classes(tmp_path, monkeypatch):
     sd, cfg = _fairseq_checkpoint(teacher)
     path = tmp_path / "hubert.pt"
     torch.save({"model": sd, "cfg": OmegaConf.create({"model": cfg})}, path)
-    monkeypatch.setattr(fairseq_unpickle, "_ALLOWED_CLASS_PREFIXES", ("typing", "enum"))
+    real_import = safe_unpickle._import_global
+
+    def no_omegaconf(module, name):
+        if module.startswith("omegaconf"):
+            raise ImportError(module)
+        return real_import(module, name)
+
+    monkeypatch.setattr(safe_unpickle, "_import_global", no_omegaconf)
     ckpt = load_fairseq_checkpoint(path)
     assert ckpt.model_cfg["encoder_layers"] == 4
     assert ckpt.model_cfg["conv_feature_layers"] == cfg["conv_feature_layers"]

@@ -60,12 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher", required=True, help="named architecture, transformers folder or fairseq .pt")
     parser.add_argument("--out", required=True, help="folder for the local transformers copy")
     parser.add_argument("--seed", type=int, default=0, help="seed for a randomly initialised named teacher")
+    parser.add_argument("--trust", default="false", choices=["true", "false"],
+                        help="unpickle a checkpoint file fully, which can run code in it: only for a file from a "
+                             "trusted source that the safe reader refuses")
     parser.add_argument("--check_data", default=None, help="Kaldi data dir to run the teacher on")
     parser.add_argument("--resample", default="false", choices=["true", "false"],
                         help="resample --check_data audio that is not 16 kHz instead of refusing it")
     args = parser.parse_args(argv)
 
-    teacher = load_teacher(args.teacher, seed=args.seed)
+    teacher = load_teacher(args.teacher, seed=args.seed, trust=args.trust == "true")
     out = Path(args.out)
     report = {
         "source": args.teacher,

@@ -311,6 +311,7 @@ def load_teacher(
     device: str | torch.device = "cpu",
     seed: int = 0,
     normalize_waveform: bool | None = None,
+    trust: bool = False,
 ) -> FrozenTeacher:
     """Load a frozen teacher.
 
@@ -328,6 +329,8 @@ def load_teacher(
             ``None``: from the fairseq cfg (``normalize``, model or task section), from
             ``teacher_normalize_waveform`` in a folder's config.json (a hub folder lacks it:
             pass True for models trained on normalised input), False for named architectures.
+        trust: unpickle a checkpoint file fully (it can run code): only for files from a trusted
+            source whose extra objects the safe reader refuses.
     """
     if kind is not None and kind not in MODEL_CLASSES:
         raise ValueError(f"kind must be one of {sorted(MODEL_CLASSES)} or None, got {kind!r}")
@@ -345,7 +348,7 @@ def load_teacher(
         model = MODEL_CLASSES[model_type][1].from_pretrained(str(path), local_files_only=True)
         name = str(path)
     elif path.is_file():
-        ckpt = load_fairseq_checkpoint(path)
+        ckpt = load_fairseq_checkpoint(path, trust=trust)
         model = build_model_from_fairseq(ckpt, kind)
         if normalize_waveform is None:
             normalize_waveform = ckpt.normalize

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from compact_ssl.unpickle import LIGHTNING, load_untrusted
 from vision_ssl.config import ExperimentConfig, config_from_dict
 from vision_ssl.methods.base import PretrainMethod
 from vision_ssl.methods.byol import BYOL
@@ -42,12 +43,17 @@ def build_method(config: ExperimentConfig) -> PretrainMethod:
     return model
 
 
-def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> PretrainMethod:
-    """A pretrained method from a checkpoint written by ``vision_ssl.bin.pretrain``, in eval mode."""
+def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu", trust: bool = False) -> PretrainMethod:
+    """A pretrained method from a checkpoint written by ``vision_ssl.bin.pretrain``, in eval mode.
+
+    The file is read without running code from it (``compact_ssl.unpickle``), since checkpoints get
+    shared; ``trust=True`` unpickles fully.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (run the pretraining stage first)")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = load_untrusted(path, what="vision_ssl pretraining checkpoint", placeholders=LIGHTNING, trust=trust,
+                          map_location=map_location)
     try:
         config = config_from_dict(ckpt["hyper_parameters"]["config"])
     except KeyError as err:

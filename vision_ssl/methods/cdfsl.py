@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from compact_ssl.unpickle import LIGHTNING, load_untrusted
 from vision_ssl.config import ExperimentConfig, config_from_dict
 from vision_ssl.data import build_dataset
 from vision_ssl.losses import linear_gamma, mixed_supervised_loss
@@ -124,7 +125,7 @@ def init_from_checkpoint(model: PretrainMethod, path: str | Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: first-stage checkpoint (cdfsl.init_from) not found; run the first stage "
                                 "(e.g. the sl scheme) or fix the path")
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict")
+    state = load_untrusted(path, what="first-stage checkpoint", placeholders=LIGHTNING).get("state_dict")
     if state is None:
         raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); cdfsl.init_from needs a checkpoint "
                          "written by vision_ssl.bin.pretrain")

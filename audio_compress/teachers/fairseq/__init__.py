@@ -1,9 +1,9 @@
 """Original fairseq (and unilm WavLM) checkpoints -> transformers models, without fairseq.
 
 fairseq 0.12.2 does not import on Python 3.11, so this package reads its checkpoint files with
-:func:`torch.load` alone and maps the parameter names itself:
+:func:`compact_ssl.unpickle.load_untrusted` (fairseq classes become inert placeholders, code is
+never run) and maps the parameter names itself:
 
-* :mod:`.unpickle`: the allow-list unpickler (fairseq classes become inert placeholders);
 * :mod:`.checkpoint`: :func:`load_fairseq_checkpoint` (state dict + model cfg of a file);
 * :mod:`.config`: :func:`fairseq_to_transformers_config` (cfg fields, or shapes where missing);
 * :mod:`.state_dict`: :func:`convert_fairseq_state_dict` (the name table) and
@@ -29,7 +29,7 @@ from audio_compress.teachers.fairseq.state_dict import (
                                                         build_model_from_fairseq,
                                                         convert_fairseq_state_dict,
 )
-from audio_compress.teachers.fairseq.unpickle import Placeholder, to_plain
+from compact_ssl.unpickle import Placeholder, to_plain
 
 __all__ = [
     "DEFAULT_CONV_FEATURE_LAYERS",

@@ -8,8 +8,9 @@ pickled dict with
   (unilm's WavLM stores that flat field dict directly under ``"cfg"``), or, in older files,
   ``"args"``: an :class:`argparse.Namespace` with the same fields.
 
-The file is read with :func:`torch.load` and the safe unpickler of
-:mod:`~audio_compress.teachers.fairseq.unpickle` (fairseq itself is never imported).
+The file is read with :func:`compact_ssl.unpickle.load_untrusted`: fairseq's own classes (configs,
+meters) become inert placeholders, anything else that is not plain data is refused, and fairseq
+itself is never imported.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from audio_compress.teachers.fairseq.unpickle import checkpoint_pickle, to_plain
+from compact_ssl.unpickle import UnsafePickleError, load_untrusted, to_plain
 
 __all__ = ["FairseqCheckpoint", "FairseqConversionError", "load_fairseq_checkpoint"]
 
@@ -104,21 +105,23 @@ def _model_fields(ckpt: Mapping) -> tuple[dict[str, Any], bool]:
     return model_cfg, bool(normalize)
 
 
-def load_fairseq_checkpoint(path: str | Path) -> FairseqCheckpoint:
-    """Read an original fairseq / unilm checkpoint with :func:`torch.load` only (no fairseq).
+def load_fairseq_checkpoint(path: str | Path, trust: bool = False) -> FairseqCheckpoint:
+    """Read an original fairseq / unilm checkpoint without fairseq and without running its code.
 
-    Raises :class:`FairseqConversionError` naming the file when it is not a readable
-    fairseq wav2vec 2.0 / HuBERT / WavLM pre-training checkpoint.
+    ``trust=True`` unpickles fully (only for files from a trusted source). Raises
+    :class:`~compact_ssl.unpickle.UnsafePickleError` for a file that names other globals than
+    plain data and fairseq classes, and :class:`FairseqConversionError` naming the file when it is
+    not a readable fairseq wav2vec 2.0 / HuBERT / WavLM pre-training checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FairseqConversionError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=checkpoint_pickle)
-    except Exception as err:  # torch raises several types for non-pickle / truncated files
-        raise FairseqConversionError(
-            f"{path}: cannot be read as a PyTorch checkpoint ({type(err).__name__}: {err})"
-        ) from err
+        ckpt = load_untrusted(path, what="fairseq checkpoint", placeholders=("fairseq",), trust=trust)
+    except UnsafePickleError:
+        raise
+    except ValueError as err:
+        raise FairseqConversionError(str(err)) from err
     _check_contents(path, ckpt)
     model_cfg, normalize = _model_fields(ckpt)
     return FairseqCheckpoint(

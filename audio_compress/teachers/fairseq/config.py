@@ -16,7 +16,7 @@ from transformers import HubertConfig, PretrainedConfig, Wav2Vec2Config, WavLMCo
 
 from audio_compress.teachers.configs import MODEL_CLASSES
 from audio_compress.teachers.fairseq.checkpoint import FairseqConversionError
-from audio_compress.teachers.fairseq.unpickle import to_plain
+from compact_ssl.unpickle import to_plain
 
 __all__ = [
     "ACTIVATIONS",
