@@ -1,4 +1,4 @@
-"""Standalone student checkpoints: config as plain data plus the state dict.
+"""This toolkit's standalone student checkpoints: config as plain data plus the state dict.
 
 File layout (a dict saved with ``torch.save``)::
 
@@ -6,20 +6,26 @@ File layout (a dict saved with ``torch.save``)::
      "config": dataclasses.asdict(StudentConfig), "state_dict": {...}, "extra": dict | None}
 
 Everything is plain Python types and tensors, so files load with
-``torch.load(weights_only=True)``; ``extra`` must follow the same rule.
+``torch.load(weights_only=True)``; ``extra`` must follow the same rule. Reading goes through
+:func:`compact_ssl.unpickle.load_untrusted` (such files are shared), and loading is strict: the
+stored config must describe exactly the stored weights. Released checkpoints of other layouts
+are read by :mod:`audio_compress.models.released`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from audio_compress.models.config import StudentConfig
 from audio_compress.models.student import StudentModel
 from compact_ssl.io import atomic_write_with
+from compact_ssl.unpickle import load_untrusted
 
 CHECKPOINT_FORMAT = "compact-ssl-student"
 CHECKPOINT_VERSION = 1
@@ -43,16 +49,14 @@ def save_student(model: StudentModel, path: str | Path, extra: dict[str, Any] | 
     return atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
-def read_student_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate the raw checkpoint dict (see the module docstring for its keys)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"student checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, or a pickle that weights_only refuses
-        raise ValueError(f"{path}: not a readable {CHECKPOINT_FORMAT} checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+def is_student_payload(obj: Any) -> bool:
+    """Whether an unpickled object claims to be a checkpoint of this format (any version)."""
+    return isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
+
+
+def validate_student_payload(payload: Any, path: str | Path) -> dict[str, Any]:
+    """Check the format marker and version of an unpickled checkpoint; returns it."""
+    if not is_student_payload(payload):
         raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (missing or wrong 'format' key)")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: unsupported checkpoint version {payload.get('version')!r}, "
@@ -60,16 +64,39 @@ def read_student_checkpoint(path: str | Path, map_location: str | torch.device =
     return payload
 
 
-def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> StudentModel:
-    """Rebuild the student stored at ``path`` from its config and load its weights strictly."""
-    payload = read_student_checkpoint(path, map_location)
-    model = StudentModel(StudentConfig.from_dict(payload["config"]))
-    state_dict = payload["state_dict"]
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state_dict))
-    unexpected = sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise ValueError(f"{path}: state_dict does not match the stored config; "
-                         f"missing keys: {missing}; unexpected keys: {unexpected}")
+def read_student_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                            trust: bool = False) -> dict[str, Any]:
+    """Load and validate the raw checkpoint dict (see the module docstring for its keys).
+
+    ``trust=True`` unpickles fully (can run code): only for files from a trusted source.
+    """
+    payload = load_untrusted(path, what=f"{CHECKPOINT_FORMAT} checkpoint", trust=trust, map_location=map_location)
+    return validate_student_payload(payload, path)
+
+
+def load_weights_strictly(model: nn.Module, state_dict: Mapping[str, Any], where: str, problem: str) -> None:
+    """Load ``state_dict`` into ``model`` after checking names and shapes.
+
+    Raises one ``ValueError`` starting with ``where`` and ``problem`` that lists every missing
+    key, unexpected key and shape mismatch; the model is untouched then.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = []
+    for key in sorted(set(expected) & set(state_dict)):
+        value = state_dict[key]
+        found = tuple(value.shape) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}, not a tensor"
+        if found != tuple(expected[key].shape):
+            wrong.append(f"{key}: {found} in the file, {tuple(expected[key].shape)} expected")
+    if missing or unexpected or wrong:
+        raise ValueError(f"{where}: {problem}; missing keys: {missing}; unexpected keys: {unexpected}; "
+                         f"wrong shapes: {wrong}")
     model.load_state_dict(state_dict, strict=True)
-    return model.to(map_location)
+
+
+def student_from_payload(payload: dict[str, Any], path: str | Path) -> StudentModel:
+    """Rebuild the student of a validated checkpoint dict from its config; weights load strictly."""
+    model = StudentModel(StudentConfig.from_dict(payload["config"]))
+    load_weights_strictly(model, payload["state_dict"], str(path), "state_dict does not match the stored config")
+    return model

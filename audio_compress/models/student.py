@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from audio_compress.frames import RECEPTIVE_FIELD, frame_padding_mask
 from audio_compress.models.cnn import ConvFeatureExtractor
 from audio_compress.models.config import StudentConfig, get_student_config
+from audio_compress.models.pretrained import PretrainedStudentMixin
 from audio_compress.models.transformer import TransformerEncoder, scale_grad
 
 
@@ -70,13 +71,14 @@ class PredictionHead(nn.Module):
         return torch.stack([linear(hidden[..., n, :]) for n, linear in enumerate(self.split)], dim=1)
 
 
-class StudentModel(nn.Module):
+class StudentModel(PretrainedStudentMixin, nn.Module):
     """CNN feature encoder + post-LN Transformer with optional reuse, masking and heads.
 
     Pipeline: CNN -> (feature LayerNorm) -> (Linear to d) -> input dropout ->
     (mask embedding at ``frame_mask``) -> zero padded frames -> ``LN(x + pos_conv(x))``
     -> dropout -> L layers -> (per-layer projection heads) and (prediction head on the
-    last layer).
+    last layer). ``save_pretrained`` / ``from_pretrained`` write and read a shareable folder
+    (:mod:`audio_compress.models.pretrained`).
     """
 
     def __init__(self, config: StudentConfig):

@@ -9,11 +9,16 @@ Registered names:
 
 * ``ssl_teacher_local``: a teacher (HuBERT / WavLM / wav2vec 2.0) from a local transformers
   folder, an original fairseq checkpoint, or a named random architecture; all L+1 hidden states.
-* ``star_local``, ``armhubert_local``, ``distilhubert_local``: an exported student checkpoint
-  (``audio_compress.models.save_student`` / recipe export stage). Hidden states as the papers'
+* ``star_local``, ``armhubert_local``, ``distilhubert_local``: a student checkpoint of this
+  toolkit (``audio_compress.models.save_student`` / recipe export stage), or a released one as
+  published: a STaR / ARMHuBERT-family Lightning ``.ckpt`` with its training YAML as
+  ``model_config`` (s3prl ``-g``, or ``extra_conf={"model_config": yaml}``; found beside the
+  checkpoint when left out), or an s3prl DistilHuBERT checkpoint. Hidden states as the papers'
   upstreams expose them: STaR the L layer outputs, ARMHuBERT the L projections to 768,
   DistilHuBERT the projected CNN features, the layer outputs and the head predictions.
-  All have downsample rate 320.
+  All have downsample rate 320. A released file must come through its family's entry.
+  Files are read without running code from them; ``extra_conf={"trust": True}`` unpickles
+  fully, only for a file from a trusted source.
 """
 
 from __future__ import annotations
@@ -54,32 +59,42 @@ def _student_states(model, wavs, padding_mask):
     return model.upstream_hidden_states(model(wavs, padding_mask=padding_mask))
 
 
-def _student_upstream(ckpt: str | None, entry: str) -> UpstreamExpert:
-    from audio_compress.models import load_student
+def _student_upstream(entry: str, ckpt: str | None, model_config: str | None, trust: bool) -> UpstreamExpert:
+    from audio_compress.models.released import check_entry, open_student
 
     if ckpt is None:
-        raise ValueError(f"{entry} needs an exported student checkpoint: pass -k PATH (s3prl runner) or path_or_url")
-    model = load_student(ckpt)
-    model.eval()
-    return UpstreamExpert(model, _student_states)
+        raise ValueError(f"{entry} needs an exported student checkpoint or a released one: pass -k PATH (s3prl runner) "
+                         "or path_or_url")
+    loaded = open_student(ckpt, model_config=model_config, trust=trust)
+    check_entry(loaded, entry)
+    loaded.model.eval()
+    return UpstreamExpert(loaded.model, _student_states)
 
 
 @_factory("star_local")
-def star_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
-    """STaR student (STaRHuBERT, -L, or any student checkpoint) from an exported checkpoint."""
-    return _student_upstream(ckpt, "star_local")
+def star_local(ckpt: str, model_config: str | None = None, refresh: bool = False, trust: bool = False,
+               **kwargs) -> UpstreamExpert:
+    """STaR student (STaRHuBERT, -L, STaRWavLM): a released Lightning checkpoint with its YAML, or
+    any student checkpoint of this toolkit. Hidden states: the L layer outputs, (B, T, d) each;
+    ``last_hidden_state`` is the last of them, also (B, T, d) (the official STaR upstream returns
+    it as (T, B, d))."""
+    return _student_upstream("star_local", ckpt, model_config, trust)
 
 
 @_factory("armhubert_local")
-def armhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
-    """ARMHuBERT / ARMHuBERT-S / MaskHuBERT student from an exported checkpoint."""
-    return _student_upstream(ckpt, "armhubert_local")
+def armhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, trust: bool = False,
+                    **kwargs) -> UpstreamExpert:
+    """ARMHuBERT / ARMHuBERT-S / ARMwavLM-S / MaskHuBERT student: a released Lightning checkpoint
+    with its YAML, or a student checkpoint of this toolkit. Hidden states: the L projections."""
+    return _student_upstream("armhubert_local", ckpt, model_config, trust)
 
 
 @_factory("distilhubert_local")
-def distilhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
-    """DistilHuBERT student from an exported checkpoint."""
-    return _student_upstream(ckpt, "distilhubert_local")
+def distilhubert_local(ckpt: str, model_config: str | None = None, refresh: bool = False, trust: bool = False,
+                       **kwargs) -> UpstreamExpert:
+    """DistilHuBERT student: an s3prl distiller checkpoint as released (``Distiller`` and ``Config``
+    inside), or a student checkpoint of this toolkit."""
+    return _student_upstream("distilhubert_local", ckpt, model_config, trust)
 
 
 def register() -> list[str]:
