@@ -177,13 +177,15 @@ def restricted_pickle_module(placeholders: tuple[str, ...] = ()) -> types.Module
 
 
 def load_untrusted(path: str | Path, *, what: str = "checkpoint", placeholders: tuple[str, ...] = (),
-                   trust: bool = False, map_location: str | torch.device = "cpu") -> Any:
+                   trust: bool = False, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
     """Read the torch/pickle file ``path`` without running code from it (see the module docstring).
 
     Args:
         what: what the file should be, for messages ("fairseq checkpoint", ...).
         placeholders: top-level module names whose globals become :class:`Placeholder` objects.
         trust: unpickle fully (can run code); only for files from a trusted source.
+        mmap: map the tensors' storage from the file instead of reading it (large checkpoints of
+            which only a part is used, e.g. DiffBlender's 7.5 GB file with its optimiser state).
 
     Raises:
         FileNotFoundError: no such file.
@@ -195,8 +197,8 @@ def load_untrusted(path: str | Path, *, what: str = "checkpoint", placeholders: 
         raise FileNotFoundError(f"{path}: no such {what} file")
     try:
         if trust:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        return torch.load(path, map_location=map_location, weights_only=False,
+            return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap,
                           pickle_module=restricted_pickle_module(placeholders))
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err} (reading it as a {what}). Load it with trust=True (command "

@@ -122,7 +122,7 @@ def tiny_pipeline(parts):
     made = []
 
     def make(scheduler, config: AdapterConfig) -> DiffBlenderPipeline:
-        adapter = seeded_(DiffBlenderAdapter(config, parts["unet"]))
+        adapter = seeded_(DiffBlenderAdapter.from_unet(config, parts["unet"]))
         pipe = DiffBlenderPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"],
                                    unet=parts["unet"], scheduler=scheduler, adapter=adapter)
         pipe.set_progress_bar_config(disable=True)
@@ -194,17 +194,17 @@ def test_image_latents_resampled_at_every_unet_call(tiny_pipeline, monkeypatch):
     once = run(resample_image_latents=False)
     assert torch.equal(once[0], once[1]) and torch.equal(once[0][0], once[0][1])
     # the posterior's mode never changes, whatever the option
-    pipe.adapter.config.posterior = "mode"
+    pipe.adapter.adapter_config.posterior = "mode"
     try:
         mode = run()
     finally:
-        pipe.adapter.config.posterior = "sample"
+        pipe.adapter.adapter_config.posterior = "sample"
     assert torch.equal(mode[0], mode[1])
 
 
 @torch.no_grad()
 def test_resample_draws_from_the_kept_posterior(parts):
-    adapter = DiffBlenderAdapter(tiny_adapter_config(), parts["unet"])
+    adapter = DiffBlenderAdapter.from_unet(tiny_adapter_config(), parts["unet"])
     image = torch.rand(2, 3, PX, PX, generator=torch.Generator().manual_seed(4))
     prepared = adapter.prepare({"sketch": {"image": image, "mask": torch.ones(2)}}, 2, vae=parts["vae"],
                                image_size=(PX, PX), generator=torch.Generator().manual_seed(5))

@@ -70,7 +70,7 @@ def prepare(adapter, parts, conditions, **kw):
 
 @pytest.fixture()
 def adapter(parts):
-    a = DiffBlenderAdapter(tiny_adapter_config(), parts["unet"]).attach(parts["unet"])
+    a = DiffBlenderAdapter.from_unet(tiny_adapter_config(), parts["unet"]).attach(parts["unet"])
     yield a
     a.detach()
 
@@ -150,7 +150,7 @@ def test_null_semantics_mask_zero(parts, adapter):
     absent = adapter.encode(prepare(adapter, parts, {}), B)
     assert torch.equal(adapter.predict(unet, x, t, text, absent), outs[0])
     # image-form null: official black image is not an identity, "skip" is
-    skip = DiffBlenderAdapter(tiny_adapter_config(image_null="skip"), unet)
+    skip = DiffBlenderAdapter.from_unet(tiny_adapter_config(image_null="skip"), unet)
     skip.load_state_dict(adapter.state_dict())
     c = raw_conditions()
     c["sketch"]["mask"] = torch.zeros(B)
@@ -238,7 +238,7 @@ def test_save_load_roundtrip_and_base_reload(parts, adapter, tmp_path):
     assert keys == set(adapter.state_dict()) and not keys & base_keys
     assert not keys & set(parts["unet"].state_dict())
     assert {k.split(".")[0] for k in keys} == {"encoders", "sp_fusers", "nsp_fusers"}
-    assert read_adapter_config(path) == adapter.config
+    assert read_adapter_config(path) == adapter.adapter_config
     x, t, text = inputs(parts)
     enc = adapter.encode(prepare(adapter, parts, raw_conditions()), B)
     want = adapter.predict(parts["unet"], x, t, text, enc)
@@ -275,7 +275,7 @@ def test_convert_official_layout(parts, adapter):
         fuser = "sp_fuser" if group == "sp_fusers" else "nsp_fuser"
         official[f"model.{ldm_name}.transformer_blocks.0.{fuser}.{param}"] = value.clone()
     converted = convert_official_state_dict(official)
-    fresh = DiffBlenderAdapter(tiny_adapter_config(), parts["unet"])
+    fresh = DiffBlenderAdapter.from_unet(tiny_adapter_config(), parts["unet"])
     fresh.load_state_dict(converted, strict=True)
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in adapter.state_dict().items())
 

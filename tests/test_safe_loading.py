@@ -29,7 +29,7 @@ def test_plain_checkpoint_contents_round_trip(tmp_path):
     for protocol in (2, pickle.HIGHEST_PROTOCOL):
         path = tmp_path / f"ok{protocol}.pt"
         torch.save(payload, path, pickle_protocol=protocol)
-        got = load_untrusted(path)
+        got = load_untrusted(path, mmap=True)
         assert torch.equal(got["half"], payload["half"]) and got["half"].dtype == torch.float16
         assert isinstance(got["param"], torch.nn.Parameter)
         assert got["ns"] == payload["ns"] and got["od"] == payload["od"] and got["path"] == payload["path"]

@@ -7,13 +7,16 @@
     python -m vision_ssl.bin.diffblender sample --config C --adapter A --out DIR [--num N]
         [--modalities all|none|"box color"] [--set KEY=VALUE ...]
     python -m vision_ssl.bin.diffblender eval --samples DIR [DIR ...] [--fid_features inception|random]
-        [--clip_model CLIP_DIR] [--detections DET.json] [--table results.md]
+        [--fid_inception_weights PTH] [--clip_model CLIP_DIR] [--detections DET.json] [--table results.md]
+    python -m vision_ssl.bin.diffblender convert --official checkpoint_latest.pth --base SD14_DIR --out DIR
+        [--trust true]
 
 ``prepare`` checks a dataset and fills the prepared-condition cache (``data.cache_dir``);
 ``base`` trains the tiny frozen base of the mini recipe into a diffusers Stable Diffusion folder;
 ``train`` trains the adapter on a frozen base through the experiment runner (resumable);
 ``sample`` generates images under the conditions of the evaluation split; ``eval`` scores sample
-folders (FID, CLIP score, box alignment) into ``metrics.json`` and a Markdown table.
+folders (FID, CLIP score, box alignment) into ``metrics.json`` and a Markdown table; ``convert``
+turns the official release into a diffusers pipeline folder (``DiffBlenderPipeline.from_pretrained``).
 ``python -m vision_ssl.bin.diffblender COMMAND --help`` describes each.
 """
 
@@ -117,20 +120,51 @@ def main_eval(argv: list[str]) -> int:
     parser = _parser("eval", evaluation.__doc__)
     parser.add_argument("--samples", nargs="+", required=True, help="folders written by the sample sub-command")
     parser.add_argument("--fid_features", default="random", choices=evaluation.FID_FEATURES)
+    parser.add_argument("--fid_inception_weights", default=None,
+                        help="local FID Inception weights (pt_inception-2015-12-05-6726825d.pth) for --fid_features "
+                             "inception (default: $COMPACT_SSL_FID_INCEPTION, then torch hub's cache)")
     parser.add_argument("--clip_model", default="", help="local CLIPModel folder for the CLIP score (optional)")
     parser.add_argument("--detections", default="",
                         help="detector boxes on the generated images of the first folder (JSON, optional)")
     parser.add_argument("--table", default="", help="Markdown table over the folders (results.json beside it)")
     args = parser.parse_args(argv)
-    rows = evaluation.evaluate_folders(args.samples, args.fid_features, args.clip_model or None,
-                                       args.detections or None, args.table or None)
+    try:
+        rows = evaluation.evaluate_folders(args.samples, args.fid_features, args.clip_model or None,
+                                           args.detections or None, args.table or None, args.fid_inception_weights)
+    except FileNotFoundError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
     if args.table:
         print(evaluation.to_markdown(rows))
     return 0
 
 
+def main_convert(argv: list[str]) -> int:
+    """``convert``: the official DiffBlender checkpoint on an SD-1.4 folder -> a diffusers pipeline folder."""
+    from compact_ssl.unpickle import UnsafePickleError
+    from vision_ssl.diffblender.pipeline import DiffBlenderPipeline
+
+    parser = _parser("convert", main_convert.__doc__)
+    parser.add_argument("--official", required=True, help="checkpoint_latest.pth of the DiffBlender release")
+    parser.add_argument("--base", required=True, help="diffusers Stable Diffusion 1.4 folder")
+    parser.add_argument("--out", required=True, help="output folder (DiffBlenderPipeline.from_pretrained(out) reads it)")
+    parser.add_argument("--trust", choices=("true", "false"), default="false",
+                        help="true: unpickle the checkpoint fully, which can run code from it; only for a file from "
+                             "a source you trust (default false: refuse anything but weights and configs)")
+    args = parser.parse_args(argv)
+    try:
+        pipe = DiffBlenderPipeline.from_official(args.official, args.base, trust=args.trust == "true")
+    except (UnsafePickleError, FileNotFoundError, ValueError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    pipe.save_pretrained(args.out)
+    print(f"{args.official} + {args.base} -> {args.out} (modalities {list(pipe.adapter.adapter_config.modalities)})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "prepare": main_prepare, "base": main_base, "train": main_train, "sample": main_sample, "eval": main_eval}
+    "prepare": main_prepare, "base": main_base, "train": main_train, "sample": main_sample, "eval": main_eval,
+    "convert": main_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,9 +5,11 @@ Modules (lower never import higher): ``config`` (AdapterConfig, TrainConfig, Tra
 SampleConfig, DiffBlenderConfig) -> ``encoders`` (registry per category: image / spatial /
 nonspatial), ``fusers`` (gated self-attention with a runtime scale), ``processors`` (attention
 processors that install the fusers), ``schedule`` and ``guidance`` (pure functions) -> ``adapter``
-(``DiffBlenderAdapter``: all trainable networks; ``prepare`` / ``encode`` / ``predict``) ->
-``weights`` (adapter-only safetensors, official-checkpoint converter) -> ``task`` (Lightning
-training module) and ``pipeline`` (``DiffBlenderPipeline``) -> the recipe steps behind
+(``DiffBlenderAdapter``: all trainable networks, a diffusers model; ``prepare`` / ``encode`` /
+``predict``) -> ``weights`` (adapter-only safetensors, official-checkpoint key converter) ->
+``official`` (the released ``checkpoint_latest.pth``, read safely) -> ``task`` (Lightning
+training module) and ``pipeline`` (``DiffBlenderPipeline``: ``from_pretrained`` /
+``save_pretrained`` / ``from_official``) -> the recipe steps behind
 ``python -m vision_ssl.bin.diffblender``: ``prepare`` (data check, condition cache),
 ``experiment`` (adapter training through the experiment runner), ``sampling`` and
 ``evaluation``; ``tiny`` builds a tiny random SD base for CPU tests and the mini recipe, which

@@ -3,10 +3,12 @@
 Metrics (reference diffblender.md section 4):
 
 * ``fid``: Frechet distance between the generated and the data's own images through torchmetrics.
-  ``fid_features="inception"`` is the published protocol (InceptionV3 pool features; needs the
-  ``torch-fidelity`` package and its weights); ``"random"`` uses a fixed random convolutional
-  network, a proxy comparable only within one setting (the default of the mini recipe, which is
-  offline).
+  ``fid_features="inception"`` is the published protocol (InceptionV3 pool features through
+  ``torch-fidelity``, with a local FID Inception weights file: ``fid_inception_weights``, else
+  ``$COMPACT_SSL_FID_INCEPTION`` or torch hub's cache, see
+  :func:`vision_ssl.diffblender.metrics.fid_weights_path`); ``"random"`` uses a fixed random
+  convolutional network, a proxy comparable only within one setting (the default of the mini
+  recipe, which is offline).
 * ``clip_score``: text-image CLIP score with a local ``CLIPModel`` folder (``clip_model``).
 * ``box_iou`` / ``box_iou@0.5`` (synthetic shapes): IoU between each requested box and the drawn
   shape of its colour, mean and fraction above 0.5; ``color_match``: the image's dominant shape
@@ -32,6 +34,7 @@ from vision_ssl.diffblender.metrics import (
     compute_clip_score,
     compute_fid,
     detection_alignment,
+    fid_weights_path,
     load_detections,
     shapes_box_iou,
 )
@@ -51,7 +54,7 @@ def _load_images(folder: Path, paths: list[str]) -> torch.Tensor:
 
 
 def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str | None = None,
-             detections: str | None = None) -> dict:
+             detections: str | None = None, fid_inception_weights: str | Path | None = None) -> dict:
     """Metrics of one sample folder (see the module docstring)."""
     folder = Path(samples)
     manifest_path = folder / "manifest.json"
@@ -65,7 +68,9 @@ def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str 
         raise ValueError(f"fid_features must be one of {FID_FEATURES}, got {fid_features!r}")
     extractor = RandomConvFeatures() if fid_features == "random" else None
     metrics: dict = {"modalities": manifest["modalities"], "num_images": len(records), "fid_features": fid_features,
-                     "fid": compute_fid(real, fake, extractor)}
+                     "fid": compute_fid(real, fake, extractor, inception_weights=fid_inception_weights)}
+    if fid_features == "inception":
+        metrics["fid_inception_weights"] = str(fid_weights_path(fid_inception_weights))
     if clip_model:
         metrics["clip_score"] = compute_clip_score(fake, [r["caption"] for r in records], clip_model)
     with_boxes = [r for r in records if r["boxes"]]
@@ -93,13 +98,16 @@ def to_markdown(rows: dict[str, dict]) -> str:
 
 
 def evaluate_folders(folders: list[str | Path], fid_features: str = "random", clip_model: str | None = None,
-                     detections: str | None = None, table: str | Path | None = None) -> dict[str, dict]:
+                     detections: str | None = None, table: str | Path | None = None,
+                     fid_inception_weights: str | Path | None = None) -> dict[str, dict]:
     """Score each folder into its ``metrics.json`` (``detections`` belong to the first folder); with
     ``table``, write the Markdown table there and ``results.json`` beside it. Returns
-    ``{folder name: metrics}``."""
+    ``{folder name: metrics}``. A missing Inception weights file is reported before any folder is scored."""
+    if fid_features == "inception":
+        fid_inception_weights = fid_weights_path(fid_inception_weights)
     rows = {}
     for i, folder in enumerate(folders):
-        metrics = evaluate(folder, fid_features, clip_model, detections if i == 0 else None)
+        metrics = evaluate(folder, fid_features, clip_model, detections if i == 0 else None, fid_inception_weights)
         write_json(Path(folder) / "metrics.json", metrics)
         rows[Path(folder).name] = metrics
         print(f"{folder}: {json.dumps(metrics)}")

@@ -3,10 +3,16 @@ through torchmetrics, colour and box alignment on the synthetic shapes, and AP50
 external detector's boxes against the requested boxes (the paper's YOLO score) on COCO.
 
 FID: :func:`fid_metric` wraps ``torchmetrics.image.fid.FrechetInceptionDistance``. The published
-protocol uses its default InceptionV3 features (``feature=2048``, needs the ``torch-fidelity``
-package and its weights); offline, pass any feature module instead, e.g. :class:`RandomConvFeatures`,
-a fixed random convolutional network whose Frechet distance is a proxy that is only comparable
-within one setting, never with published FIDs.
+protocol uses its InceptionV3 pool features (``feature=2048``, computed by ``torch-fidelity``) with
+the FID Inception weights (TensorFlow's 2015-12-05 Inception, sha256 prefix ``6726825d``; the same
+file is ``pt_inception-2015-12-05-6726825d.pth`` in pytorch-fid and
+``weights-inception-2015-12-05-6726825d.pth`` in torch-fidelity). They are never downloaded here:
+:func:`fid_weights_path` takes a local file from ``inception_weights=``, else
+``$COMPACT_SSL_FID_INCEPTION``, else torch hub's cache (``$TORCH_HOME/hub/checkpoints/``, where
+torch-fidelity itself would put it), and says how to obtain one when there is none. The file is
+read without running code from it (:func:`compact_ssl.unpickle.load_untrusted`). Offline, pass any
+feature module instead, e.g. :class:`RandomConvFeatures`, a fixed random convolutional network whose
+Frechet distance is a proxy that is only comparable within one setting, never with published FIDs.
 
 CLIP score: :func:`clip_score_metric` wraps ``torchmetrics.multimodal.CLIPScore`` with a CLIP model
 and processor read from a local folder (100 x cosine similarity, clipped at 0).
@@ -29,7 +35,9 @@ same-label detection.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -39,7 +47,13 @@ from scipy import ndimage
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from compact_ssl.unpickle import load_untrusted
 from vision_ssl.diffblender.data.shapes import BACKGROUND, SHAPE_COLORS
+
+#: environment variable naming a local FID Inception weights file
+FID_WEIGHTS_ENV = "COMPACT_SSL_FID_INCEPTION"
+#: names of the FID Inception weights file (pytorch-fid's, torch-fidelity's), looked for in torch hub's cache
+FID_WEIGHTS_NAMES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
 
 # ---- FID and CLIP score ----------------------------------------------------------------------
 
@@ -67,18 +81,67 @@ class RandomConvFeatures(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def fid_metric(feature_extractor: nn.Module | None = None, feature: int = 2048):
-    """A FID metric taking float images in [0, 1] (``update(images, real=...)``, ``compute()``);
-    ``feature_extractor`` (a module mapping ``[B, 3, H, W]`` to ``[B, D]``) replaces InceptionV3."""
+def fid_weights_path(path: str | Path | None = None) -> Path:
+    """The local FID Inception weights file: ``path``, else ``$COMPACT_SSL_FID_INCEPTION``, else
+    one of :data:`FID_WEIGHTS_NAMES` in torch hub's checkpoint cache. Raises ``FileNotFoundError``
+    saying how to obtain and provide the file when none is found (nothing is downloaded)."""
+    if path is None and os.environ.get(FID_WEIGHTS_ENV):
+        path, source = os.environ[FID_WEIGHTS_ENV], f"${FID_WEIGHTS_ENV}"
+    else:
+        source = "fid_inception_weights"
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: FID Inception weights file not found (from {source})")
+        return Path(path)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in FID_WEIGHTS_NAMES:
+        if (cache / name).is_file():
+            return cache / name
+    raise FileNotFoundError(
+        "FID with InceptionV3 needs the FID Inception weights, and nothing is downloaded here. On a machine with "
+        f"internet, get {FID_WEIGHTS_NAMES[1]} (the URL is torch_fidelity.feature_extractor_inceptionv3."
+        f"URL_INCEPTION_V3; pytorch-fid's {FID_WEIGHTS_NAMES[0]} is the same file), copy it here and pass it "
+        f"as fid_inception_weights=PATH (command line: --fid_inception_weights PATH), set {FID_WEIGHTS_ENV}=PATH, "
+        f"or put it into {cache}/")
+
+
+def load_fid_weights(path: str | Path) -> dict[str, Tensor]:
+    """The state dict in a FID Inception weights file, read without running code from it."""
+    state = load_untrusted(path, what="FID Inception weights file", trust=False)
+    if not isinstance(state, Mapping) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path}: not FID Inception weights (expected a state dict of tensors); see "
+                         "vision_ssl.diffblender.metrics.fid_weights_path for the file to use")
+    return dict(state)
+
+
+def fid_metric(feature_extractor: nn.Module | None = None, feature: int = 2048,
+               inception_weights: str | Path | None = None):
+    """A FID metric taking float images in [0, 1] (``update(images, real=...)``, ``compute()``).
+
+    ``feature_extractor`` (a module mapping ``[B, 3, H, W]`` to ``[B, D]``) replaces InceptionV3;
+    without one, the InceptionV3 of torch-fidelity gets the weights of :func:`fid_weights_path`
+    (``inception_weights``). Those are handed over in memory, re-serialised from the safely read
+    tensors, because torch-fidelity would unpickle the file itself without restriction.
+    """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    return FrechetInceptionDistance(feature=feature_extractor if feature_extractor is not None else feature,
-                                    normalize=True)
+    if feature_extractor is not None:
+        return FrechetInceptionDistance(feature=feature_extractor, normalize=True)
+    path = fid_weights_path(inception_weights)
+    buffer = io.BytesIO()
+    torch.save(load_fid_weights(path), buffer)
+    buffer.seek(0)
+    try:
+        return FrechetInceptionDistance(feature=feature, normalize=True, feature_extractor_weights_path=buffer)
+    except RuntimeError as err:  # load_state_dict: missing / unexpected / reshaped keys
+        raise ValueError(f"{path}: these are not the FID Inception weights torch-fidelity's InceptionV3 takes "
+                         f"({str(err).splitlines()[0]} ...)") from err
 
 
-def compute_fid(real: Tensor, fake: Tensor, feature_extractor: nn.Module | None = None, batch_size: int = 64) -> float:
+def compute_fid(real: Tensor, fake: Tensor, feature_extractor: nn.Module | None = None, batch_size: int = 64,
+                inception_weights: str | Path | None = None) -> float:
     """FID between two sets of [0, 1] images ``[N, 3, H, W]`` (see :func:`fid_metric`)."""
-    metric = fid_metric(feature_extractor)
+    metric = fid_metric(feature_extractor, inception_weights=inception_weights)
     for images, is_real in ((real, True), (fake, False)):
         for start in range(0, len(images), batch_size):
             metric.update(images[start:start + batch_size], real=is_real)

@@ -1,9 +1,20 @@
 """Multimodal text-to-image sampling with DiffBlender, following diffusers pipeline conventions.
 
-``DiffBlenderPipeline.from_pretrained(base, adapter="adapter.safetensors", torch_dtype=...)``
-loads a Stable-Diffusion-layout folder (or hub id) plus our adapter file; ``pipe(prompt,
-conditions=..., ...)`` samples with any subset of modalities. Each step batches the chunks
-``[uncond, cond, cond minus m for each m in mode_guidance]``: the unconditional chunk nulls the
+Loading and saving:
+
+* ``DiffBlenderPipeline.from_pretrained(base, adapter="adapter.safetensors", torch_dtype=...)``:
+  a Stable-Diffusion-layout folder (or hub id) plus an adapter file (``save_adapter``, training);
+* ``DiffBlenderPipeline.from_official("checkpoint_latest.pth", "stable-diffusion-v1-4")``: the
+  official release (:mod:`vision_ssl.diffblender.official`) on a diffusers SD-1.4 folder;
+* ``pipe.save_pretrained(folder)`` writes the diffusers layout with the adapter as one more
+  component (``adapter/config.json`` + weights; ``model_index.json`` names its class by module
+  path), which ``DiffBlenderPipeline.from_pretrained(folder)`` and diffusers'
+  ``DiffusionPipeline.from_pretrained(folder, custom_pipeline=<this file>)`` both reload. A
+  folder without an adapter (a plain SD base) or with an incomplete one is an error, never a
+  fresh untrained adapter (that needs an explicit ``adapter_config=``).
+
+``pipe(prompt, conditions=..., ...)`` samples with any subset of modalities. Each step batches
+the chunks ``[uncond, cond, cond minus m for each m in mode_guidance]``: the unconditional chunk nulls the
 text (negative prompt) and every token modality but keeps the image-form conditions; gate
 schedules set the spatial, non-spatial and image scales per sampling step (reference section 3;
 PLMS's extra warm-up evaluation takes step 0's scales, as in the official sampler). As the official
@@ -17,38 +28,53 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, PNDMScheduler, SchedulerMixin
 from diffusers.image_processor import VaeImageProcessor
 
 from vision_ssl.diffblender.adapter import Conditions, DiffBlenderAdapter, EncodedConditions, GateScales, encode_text
 from vision_ssl.diffblender.config import AdapterConfig
 from vision_ssl.diffblender.guidance import Weight, combine_guidance, unconditional, without_modality
+from vision_ssl.diffblender.official import OFFICIAL_NAMES, load_official_adapter
 from vision_ssl.diffblender.schedule import evaluation_gate_schedule
 from vision_ssl.diffblender.weights import load_adapter
+
+ADAPTER = "adapter"  #: the adapter's component name (and subfolder) in a pipeline folder
 
 Gate = tuple[float, float, float, float]
 
 
-def load_base_components(base: str | Path, torch_dtype: torch.dtype | None = None,
-                         sampler: str = "pndm") -> dict[str, Any]:
-    """``dict(unet, vae, text_encoder, tokenizer, scheduler)`` of a diffusers SD folder or hub id.
+def load_scheduler(base: str, sampler: str | None = None) -> SchedulerMixin:
+    """The scheduler of the SD folder / hub id ``base``: ``"pndm"`` (PLMS with ``skip_prk_steps``)
+    or ``"ddim"`` built from its scheduler config (so the training beta schedule is kept), or, with
+    ``sampler=None``, the scheduler class the folder names (as it was saved)."""
+    config = PNDMScheduler.load_config(base, subfolder="scheduler")
+    kinds = {"pndm": (PNDMScheduler, {"skip_prk_steps": True}), "ddim": (DDIMScheduler, {})}
+    if sampler is None:
+        saved = getattr(diffusers, str(config.get("_class_name")), None)
+        if not (isinstance(saved, type) and issubclass(saved, SchedulerMixin)):
+            raise ValueError(f"{base}/scheduler: unknown scheduler class {config.get('_class_name')!r}; pass "
+                             f"sampler= one of {sorted(kinds)}")
+        return saved.from_config(config)
+    if sampler not in kinds:
+        raise ValueError(f"sampler must be one of {sorted(kinds)} (or None: the folder's own), got {sampler!r}")
+    scheduler_cls, extra = kinds[sampler]
+    return scheduler_cls.from_config(config, **extra)
 
-    ``sampler``: ``"pndm"`` (PLMS with ``skip_prk_steps``) or ``"ddim"``, built from the base's
-    scheduler config (so the training beta schedule is kept).
-    """
-    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
+
+def load_base_components(base: str | Path, torch_dtype: torch.dtype | None = None,
+                         sampler: str | None = None) -> dict[str, Any]:
+    """``dict(unet, vae, text_encoder, tokenizer, scheduler)`` of a diffusers SD folder or hub id
+    (``sampler``: see :func:`load_scheduler`)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     base = str(base)
     if Path(base).exists() and not (Path(base) / "unet").is_dir():
         raise FileNotFoundError(f"{base}: not a Stable Diffusion folder (expected unet/ vae/ text_encoder/ "
                                 "tokenizer/ scheduler/); write one with save_tiny_base or point to a diffusers SD repo")
-    kinds = {"pndm": (PNDMScheduler, {"skip_prk_steps": True}), "ddim": (DDIMScheduler, {})}
-    if sampler not in kinds:
-        raise ValueError(f"sampler must be one of {sorted(kinds)}, got {sampler!r}")
-    scheduler_cls, extra = kinds[sampler]
-    scheduler = scheduler_cls.from_config(PNDMScheduler.load_config(base, subfolder="scheduler"), **extra)
+    scheduler = load_scheduler(base, sampler)
     return dict(
         unet=UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=torch_dtype),
         vae=AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch_dtype),
@@ -74,14 +100,51 @@ class DiffBlenderPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, base: str | Path, adapter: str | Path | DiffBlenderAdapter | None = None,
                         adapter_config: AdapterConfig | None = None, torch_dtype: torch.dtype | None = None,
-                        sampler: str = "pndm") -> DiffBlenderPipeline:
-        """Load the base SD folder/hub id and the adapter (a file written by ``save_adapter``, a
-        module, or None for a fresh adapter from ``adapter_config``)."""
+                        sampler: str | None = None) -> DiffBlenderPipeline:
+        """Load the SD folder/hub id ``base`` and an adapter: ``adapter`` (a file written by
+        ``save_adapter``, or a module), else a fresh one from ``adapter_config``, else the one
+        saved in ``base`` by :meth:`save_pretrained` (an error if ``base`` has none).
+        ``sampler``: ``"pndm"``, ``"ddim"`` or None (the folder's own scheduler)."""
         parts = load_base_components(base, torch_dtype, sampler)
-        if adapter is None:
-            adapter = DiffBlenderAdapter(adapter_config or AdapterConfig(), parts["unet"])
+        if adapter is None and adapter_config is not None:
+            adapter = DiffBlenderAdapter.from_unet(adapter_config, parts["unet"])
+        elif adapter is None:
+            adapter = cls._saved_adapter(str(base), torch_dtype)
         elif not isinstance(adapter, DiffBlenderAdapter):
             adapter = load_adapter(adapter, parts["unet"], attach=False)
+        if torch_dtype is not None:
+            adapter.to(dtype=torch_dtype)
+        return cls(adapter=adapter, **parts)
+
+    @staticmethod
+    def _saved_adapter(base: str, torch_dtype: torch.dtype | None) -> DiffBlenderAdapter:
+        """The adapter component of the pipeline folder ``base`` (strictly loaded)."""
+        try:
+            index = DiffusionPipeline.load_config(base)
+        except OSError:
+            index = {}
+        if (index.get(ADAPTER) or [None])[0] is None:
+            raise ValueError(f"{base}: this folder has no DiffBlender adapter (model_index.json lists none: a plain "
+                             "Stable Diffusion base); pass adapter=ADAPTER_FILE (save_adapter or training output), "
+                             "load the released model with DiffBlenderPipeline.from_official, or pass "
+                             "adapter_config=... for a fresh, untrained adapter")
+        try:
+            return DiffBlenderAdapter.from_pretrained(base, subfolder=ADAPTER, torch_dtype=torch_dtype)
+        except OSError as err:
+            raise FileNotFoundError(f"{base}: model_index.json lists an adapter but {ADAPTER}/ is missing or "
+                                    f"incomplete ({err}); write the folder again with save_pretrained") from err
+
+    @classmethod
+    def from_official(cls, checkpoint: str | Path, sd_folder: str | Path, trust: bool = False,
+                      torch_dtype: torch.dtype | None = None, sampler: str | None = None,
+                      names: Mapping[str, str] = OFFICIAL_NAMES) -> DiffBlenderPipeline:
+        """The official DiffBlender release ``checkpoint`` (``checkpoint_latest.pth``) on the
+        diffusers Stable Diffusion 1.4 folder ``sd_folder``. The checkpoint is read without running
+        code from it unless ``trust=True`` (only for a file from a source you trust); ``names``
+        renames official modalities (default ``color_palette`` -> ``color``, ``image_embedding`` ->
+        ``style``). See :mod:`vision_ssl.diffblender.official`."""
+        parts = load_base_components(sd_folder, torch_dtype, sampler)
+        adapter = load_official_adapter(checkpoint, parts["unet"], trust=trust, names=names, attach=False)
         if torch_dtype is not None:
             adapter.to(dtype=torch_dtype)
         return cls(adapter=adapter, **parts)
@@ -127,7 +190,7 @@ class DiffBlenderPipeline(DiffusionPipeline):
         weakens it). ``gate_*`` are ``(a0, a1, a2, scale)`` schedules over the
         ``num_inference_steps`` steps. ``resample_image_latents``: a new posterior sample of the
         image-form conditions at every UNet evaluation (official) or one per call (False; only
-        matters with ``adapter.config.posterior="sample"``). ``output_type``: ``"pil"``, ``"np"``,
+        matters with ``adapter.adapter_config.posterior="sample"``). ``output_type``: ``"pil"``, ``"np"``,
         ``"pt"`` or ``"latent"``. Returns ``ImagePipelineOutput(images)`` (or a tuple).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -145,7 +208,7 @@ class DiffBlenderPipeline(DiffusionPipeline):
         texts = [text_c]
         use_uncond = guidance_scale != 1.0 or bool(modes)
         if use_uncond:
-            chunks.insert(0, unconditional(conditions, adapter.config.names("image")))
+            chunks.insert(0, unconditional(conditions, adapter.adapter_config.names("image")))
             roles.insert(0, 0)
             texts.insert(0, encode_text(self.text_encoder, self.tokenizer, [negative_prompt] * n))
         for j, m in enumerate(modes):
@@ -154,7 +217,8 @@ class DiffBlenderPipeline(DiffusionPipeline):
             texts.append(text_c)
         tokens = EncodedConditions.cat([adapter.encode_tokens(c, n) for c in chunks])
         text = torch.cat(texts).to(self.unet.dtype)
-        resample = resample_image_latents and adapter.config.posterior == "sample" and bool(adapter.config.names("image"))
+        spec = adapter.adapter_config
+        resample = resample_image_latents and spec.posterior == "sample" and bool(spec.names("image"))
         generators = self._chunk_generators(generator, roles) if resample else None
         image = None if resample else self._image_features(chunks)
 

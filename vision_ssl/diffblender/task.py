@@ -92,7 +92,7 @@ class DiffBlenderTask(L.LightningModule):
         self.tokenizer = components["tokenizer"]
         for name in BASE_MODULES:
             getattr(self, name).requires_grad_(False).eval()
-        self.adapter = (adapter or DiffBlenderAdapter(config.adapter, self.unet)).attach(self.unet)
+        self.adapter = (adapter or DiffBlenderAdapter.from_unet(config.adapter, self.unet)).attach(self.unet)
         t = config.train
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=t.num_train_timesteps, beta_start=t.beta_start,
                                              beta_end=t.beta_end, beta_schedule=t.beta_schedule)

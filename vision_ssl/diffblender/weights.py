@@ -2,7 +2,8 @@
 
 The adapter file is a safetensors file of ``DiffBlenderAdapter.state_dict()`` (no base-model
 key) whose metadata holds the :class:`AdapterConfig` as JSON under ``"diffblender_config"``;
-the base model comes separately from a diffusers Stable Diffusion folder.
+the base model comes separately from a diffusers Stable Diffusion folder. (A whole pipeline
+folder, base and adapter, is written by ``DiffBlenderPipeline.save_pretrained`` instead.)
 
 The official checkpoint (ldm/GLIGEN layout, reference section 6.2) keeps the fusers inside the
 UNet's transformer blocks (``input_blocks.<i>.1.transformer_blocks.<k>.sp_fuser.*``,
@@ -36,7 +37,7 @@ def save_adapter(adapter: DiffBlenderAdapter, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter.state_dict().items()}
-    metadata = {CONFIG_KEY: json.dumps(adapter.config.to_dict())}
+    metadata = {CONFIG_KEY: json.dumps(adapter.adapter_config.to_dict())}
     return atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -58,14 +59,22 @@ def load_adapter(path: str | Path, unet: nn.Module, attach: bool = True) -> Diff
     """Build the adapter stored in ``path`` for ``unet`` (attached to it unless ``attach=False``)."""
     from safetensors.torch import load_file
 
-    adapter = DiffBlenderAdapter(read_adapter_config(path), unet)
-    state = load_file(str(path))
-    missing, unexpected = adapter.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: adapter weights do not fit the config/UNet: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    adapter = DiffBlenderAdapter.from_unet(read_adapter_config(path), unet)
+    load_strict(adapter, load_file(str(path)), str(path))
     adapter.to(device=next(unet.parameters()).device)
     return adapter.attach(unet) if attach else adapter
+
+
+def load_strict(adapter: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``adapter``; any missing, unexpected or reshaped key is a ``ValueError``
+    naming ``where`` and listing the keys (never a partly fresh adapter)."""
+    try:
+        missing, unexpected = adapter.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{where}: adapter weights do not fit the config/UNet: {err}") from err
+    if missing or unexpected:
+        raise ValueError(f"{where}: adapter weights do not fit the config/UNet: {len(missing)} missing keys "
+                         f"{sorted(missing)[:8]}, {len(unexpected)} unexpected keys {sorted(unexpected)[:8]}")
 
 
 def ldm_block_name(kind: str, index: int, layers_per_block: int = 2) -> str:
