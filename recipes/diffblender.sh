@@ -29,6 +29,7 @@ sample_args=""           # extra config overrides for sampling, e.g. "sample.num
 sample_sets="all none"   # condition sets to sample and score: all | none | modality names joined by '+'
 num_eval=64              # evaluation images per condition set
 fid_features=inception   # inception (published protocol, needs torch-fidelity) | random (offline proxy)
+fid_inception_weights="" # local FID Inception weights (pt_inception-2015-12-05-6726825d.pth; "": $COMPACT_SSL_FID_INCEPTION or torch hub's cache)
 clip_model=""            # local CLIPModel folder for the CLIP score ("": skipped)
 detections=""            # detector boxes on the samples of the first set (JSON; "": skipped)
 cmd_backend=local        # how training starts: local | slurm | torchrun (see recipes/cmd.sh)
@@ -93,7 +94,9 @@ sample_stage() {
 eval_stage() {
   local set dirs=()
   for set in ${sample_sets}; do dirs+=("${expdir}/samples/${set}"); done
-  python -m vision_ssl.bin.diffblender eval --samples "${dirs[@]}" --fid_features "${fid_features}" \
+  local weights=()
+  if [ -n "${fid_inception_weights}" ]; then weights=(--fid_inception_weights "${fid_inception_weights}"); fi
+  python -m vision_ssl.bin.diffblender eval --samples "${dirs[@]}" --fid_features "${fid_features}" "${weights[@]}" \
     --clip_model "${clip_model}" --detections "${detections}" --table "${expdir}/results.md"
 }
 
@@ -113,6 +116,17 @@ preflight() {
       "${args[@]}" --check
   elif want_stage 3; then
     require_input "${expdir}/train/adapter.safetensors" 2 "the trained adapter"
+  fi
+  if want_stage 4 && [ "${fid_features}" = inception ]; then
+    # the Inception weights are never downloaded: a missing file must stop the run before training and sampling
+    python - "${fid_inception_weights}" <<'PY'
+import sys
+from vision_ssl.diffblender.metrics import fid_weights_path
+try:
+    fid_weights_path(sys.argv[1] or None)
+except FileNotFoundError as err:
+    sys.exit(f"ERROR: {err} (recipe: --fid_inception_weights PATH, or --fid_features random for the offline proxy)")
+PY
   fi
   if ! want_stage 3 && want_stage 4; then
     for set in ${sample_sets}; do require_input "${expdir}/samples/${set}" 3 "the samples of condition set ${set}"; done

@@ -39,6 +39,22 @@ def test_coco_recipe_without_base_says_how_to_set_it(tmp_path):
     assert proc.returncode != 0 and "--base <diffusers Stable Diffusion v1.4 folder" in proc.stderr + proc.stdout
 
 
+def test_coco_recipe_without_inception_weights_stops_before_any_stage(tmp_path):
+    env = {k: v for k, v in ENV.items() if k != "COMPACT_SSL_FID_INCEPTION"}
+    env["TORCH_HOME"] = str(tmp_path / "torch_home")  # an empty hub cache
+    proc = _run("coco/diffblender", "--exp_root", str(tmp_path / "exp"), "--stage", "4", "--base", str(tmp_path),
+                env=env, timeout=120)
+    assert proc.returncode != 0 and "Preflight check FAILED: no stage was run" in proc.stdout + proc.stderr
+    assert "recipe: --fid_inception_weights PATH, or --fid_features random" in proc.stderr
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    weights.write_bytes(b"")
+    proc = _run("coco/diffblender", "--exp_root", str(tmp_path / "exp"), "--stage", "4", "--base", str(tmp_path),
+                "--fid_inception_weights", str(weights), env=env, timeout=120)
+    # the weights are found; what is missing now is the samples of stage 3
+    assert proc.returncode != 0 and "fid_inception_weights" not in proc.stderr
+    assert "the samples of condition set all" in proc.stderr
+
+
 def test_results_table_lists_each_condition_set():
     rows = {"none": {"num_images": 4, "fid": 1.0, "box_iou": 0.1}, "box": {"num_images": 4, "fid": 1.5, "box_iou": 0.5}}
     table = to_markdown(rows)
