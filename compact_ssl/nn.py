@@ -1,10 +1,13 @@
 """Small nn utilities shared by the method packages: parameter counts, EMA update, the cosine
-learning-rate curve and the mixed-label cross-entropy of mixing augmentations."""
+learning-rate curve, the mixed-label cross-entropy of mixing augmentations, and strict weight
+loading that says which keys and shapes do not fit."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,3 +48,35 @@ def mixed_label_cross_entropy(logits: Tensor, labels_a: Tensor, labels_b: Tensor
     ``lam * CE(logits, a) + (1 - lam) * CE(logits, b)``; ``weight`` are optional class weights."""
     return lam * F.cross_entropy(logits, labels_a, weight=weight) + (1.0 - lam) * F.cross_entropy(
         logits, labels_b, weight=weight)
+
+
+def state_dict_mismatch(expected: Mapping[str, Tensor], state_dict: Mapping[str, Any], limit: int = 8) -> str | None:
+    """What keeps ``state_dict`` from loading strictly where ``expected`` does, or None when it fits:
+    ``"missing keys: [...]; unexpected keys: [...]; wrong shapes: [...]"`` (at most ``limit`` of each,
+    with the count when there are more)."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = []
+    for key in sorted(set(expected) & set(state_dict)):
+        value = state_dict[key]
+        found = tuple(value.shape) if isinstance(value, Tensor) else f"a {type(value).__name__}, not a tensor"
+        if found != tuple(expected[key].shape):
+            wrong.append(f"{key}: {found} in the file, {tuple(expected[key].shape)} expected")
+    if not (missing or unexpected or wrong):
+        return None
+
+    def listed(keys: list[str]) -> str:
+        return f"{keys[:limit]}" + (f" ({len(keys)} in all)" if len(keys) > limit else "")
+
+    return f"missing keys: {listed(missing)}; unexpected keys: {listed(unexpected)}; wrong shapes: {listed(wrong)}"
+
+
+def load_state_strictly(module: nn.Module, state_dict: Mapping[str, Any], where: str | Path, problem: str,
+                        error: type[Exception] = ValueError) -> None:
+    """Load ``state_dict`` into ``module`` only if names and shapes match exactly; otherwise raise
+    ``error("<where>: <problem>; missing keys: ...; unexpected keys: ...; wrong shapes: ...")`` and
+    leave the module untouched."""
+    mismatch = state_dict_mismatch(module.state_dict(), state_dict)
+    if mismatch:
+        raise error(f"{where}: {problem}; {mismatch}")
+    module.load_state_dict(dict(state_dict), strict=True)

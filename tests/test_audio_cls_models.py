@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pickle_payloads import write_payload_checkpoint
 
 from audio_cls.models import (
     Classifier,
@@ -15,6 +16,7 @@ from audio_cls.models import (
     timm_to_hf,
 )
 from audio_cls.patchmix import PatchMixPlan
+from compact_ssl.unpickle import UnsafePickleError
 
 
 def test_full_size_parameter_counts():
@@ -84,8 +86,10 @@ def _tiny_hf_ast(tmp_path, max_length=1024, num_labels=527):
 
 
 def _to_original_ast(state: dict) -> dict:
-    """The original AST .pth layout (DataParallel + timm ViT) of a transformers ASTModel state dict."""
-    out = {"module.mlp_head.0.weight": torch.ones(64), "module.mlp_head.1.weight": torch.zeros(527, 64)}
+    """The original AST .pth layout (DataParallel + timm ViT) of a transformers ASTModel state dict, with the
+    file's full key set: timm's two unused 1000-class heads and AST's LayerNorm + Linear ``mlp_head``."""
+    width = state["layernorm.weight"].shape[0]
+    out = {}
     names = {"embeddings.cls_token": "cls_token", "embeddings.distillation_token": "dist_token",
              "embeddings.position_embeddings": "pos_embed", "layernorm.weight": "norm.weight",
              "layernorm.bias": "norm.bias", "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
@@ -103,7 +107,20 @@ def _to_original_ast(state: dict) -> dict:
             out[f"module.v.blocks.{i}.attn.qkv.{leaf}"] = torch.cat(qkv)
         elif name in layer:
             out[f"module.v.blocks.{i}.{layer[name]}.{leaf}"] = value
+    for head in ("head", "head_dist"):
+        out.update({f"module.v.{head}.weight": torch.randn(1000, width), f"module.v.{head}.bias": torch.randn(1000)})
+    out.update({"module.mlp_head.0.weight": torch.ones(width), "module.mlp_head.0.bias": torch.zeros(width),
+                "module.mlp_head.1.weight": torch.zeros(527, width), "module.mlp_head.1.bias": torch.zeros(527)})
     return out
+
+
+def _original_ast_keys(layers: int) -> set[str]:
+    """Every key of the original AST .pth (see tests/test_audio_cls_fidelity.py for the full-size shapes)."""
+    top = ["cls_token", "pos_embed", "dist_token", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight",
+           "norm.bias", "head.weight", "head.bias", "head_dist.weight", "head_dist.bias"]
+    block = ["norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"]
+    keys = {f"module.v.{key}" for key in top} | {f"module.mlp_head.{i}.{leaf}" for i in (0, 1) for leaf in ("weight", "bias")}
+    return keys | {f"module.v.blocks.{i}.{name}.{leaf}" for i in range(layers) for name in block for leaf in ("weight", "bias")}
 
 
 def test_load_audioset_from_transformers_folder_and_original_pth(tmp_path):
@@ -115,7 +132,9 @@ def test_load_audioset_from_transformers_folder_and_original_pth(tmp_path):
     for key, value in source.state_dict().items():
         if key != "embeddings.position_embeddings":
             assert torch.equal(from_folder.ast.state_dict()[key], value), key
-    torch.save(_to_original_ast(source.state_dict()), tmp_path / "audioset_10_10_0.4593.pth")
+    original = _to_original_ast(source.state_dict())
+    assert set(original) == _original_ast_keys(2) and len(original) == 11 + 4 + 2 * 12
+    torch.save(original, tmp_path / "audioset_10_10_0.4593.pth")
     from_pth = build_ast("ast_tiny", init="audioset", checkpoint=tmp_path / "audioset_10_10_0.4593.pth")
     for key, value in from_folder.state_dict().items():
         assert torch.equal(from_pth.state_dict()[key], value), key
@@ -159,8 +178,20 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="unexpected key 'blocks.0.attn.qkv_extra.weight'"):
         timm_to_hf({"blocks.0.attn.qkv_extra.weight": torch.zeros(1)})
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pth: cannot read the checkpoint"):
+    with pytest.raises(ValueError, match="junk.pth: cannot be read as a timm/AST .pth checkpoint"):
         build_ast("ast_tiny", init="audioset", checkpoint=tmp_path / "junk.pth")
+
+
+def test_original_pth_that_runs_code_is_refused(tmp_path):
+    source = _tiny_hf_ast(tmp_path)
+    path = write_payload_checkpoint(tmp_path / "audioset_10_10_0.4593.pth", tmp_path / "marker",
+                                    extra=_to_original_ast(source.state_dict()), key="module.v.payload")
+    with pytest.raises(UnsafePickleError, match=f"{path}: refuses to unpickle os.makedirs: .* trust=True"):
+        build_ast("ast_tiny", init="audioset", checkpoint=path)
+    assert not (tmp_path / "marker").exists()
+    with pytest.raises(UnsafePickleError, match="refuses to unpickle os.makedirs"):
+        build_ast("ast_tiny", init="imagenet", checkpoint=path)
+    assert not (tmp_path / "marker").exists()
 
 
 def test_forward_matches_transformers_and_patch_mix_hook():

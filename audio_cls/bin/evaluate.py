@@ -42,7 +42,7 @@ from audio_cls.metrics import (
     scores_from_confusion,
 )
 from audio_cls.tasks.datamodule import split_training_cycles
-from audio_cls.tasks.icbhi import IcbhiTask, task_from_checkpoint
+from audio_cls.tasks.icbhi import IcbhiTask, read_lightning_checkpoint, task_from_checkpoint
 from compact_ssl.io import write_json
 
 
@@ -79,7 +79,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out: str | Path, test_manifest: 
     checkpoint, out = Path(checkpoint), Path(out)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = read_lightning_checkpoint(checkpoint)
     task = task_from_checkpoint(ckpt).to(device)
     config = task.config
     manifest = test_manifest or config.data.test

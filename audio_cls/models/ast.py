@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audio_cls.patchmix import PatchMixPlan, apply_patch_mix
+from compact_ssl.nn import state_dict_mismatch
+from compact_ssl.unpickle import load_untrusted
 
 INITS = ("audioset", "imagenet", "random")
 
@@ -135,8 +137,10 @@ def build_ast(
     init: str = "random",
     checkpoint: str | Path | None = None,
     swapped_pos_embed: bool = False,
+    trust: bool = False,
 ) -> ASTBackbone:
-    """Build a backbone and initialise it (see the module docstring for ``init``).
+    """Build a backbone and initialise it (see the module docstring for ``init``); ``trust`` unpickles a
+    ``.pth`` fully (can run code: only for a file from a trusted source).
 
     Raises:
         FileNotFoundError: ``init`` needs a checkpoint that is not given or does not exist (the
@@ -155,7 +159,7 @@ def build_ast(
     if not checkpoint or not Path(checkpoint).exists():
         raise FileNotFoundError(f"model.init={init} needs model.checkpoint, got {str(checkpoint or '')!r}. "
                                 + _WHERE[init])
-    state, source_grid = read_checkpoint(checkpoint, init, config)
+    state, source_grid = read_checkpoint(checkpoint, init, config, trust)
     state["embeddings.position_embeddings"] = adapt_pos_embed(
         state["embeddings.position_embeddings"], source_grid, config.grid, swapped=swapped_pos_embed
     )
@@ -165,10 +169,14 @@ def build_ast(
 
 
 def read_checkpoint(
-    path: str | Path, init: str, config: ASTBackboneConfig
+    path: str | Path, init: str, config: ASTBackboneConfig, trust: bool = False
 ) -> tuple[dict[str, Tensor], tuple[int, int]]:
     """A checkpoint's backbone weights in :class:`~transformers.ASTModel` key layout, and its
-    positional grid (frequency, time)."""
+    positional grid (frequency, time).
+
+    A ``.pth`` is read with :func:`compact_ssl.unpickle.load_untrusted`: a file that would run code
+    while unpickling is refused (:class:`~compact_ssl.unpickle.UnsafePickleError`) unless ``trust``.
+    """
     path = Path(path)
     if path.is_dir():
         if init != "audioset":
@@ -199,10 +207,7 @@ def read_checkpoint(
         if replace(source, num_mel_bins=config.num_mel_bins, num_frames=config.num_frames) != config:
             raise ValueError(f"{path}: checkpoint architecture {source} does not match the configured {config}")
         return {k: v.float() for k, v in model.state_dict().items()}, source.grid
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a non-checkpoint file
-        raise ValueError(f"{path}: cannot read the checkpoint ({err})") from err
+    raw = load_untrusted(path, what="timm/AST .pth checkpoint", trust=trust)
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
         raw = raw["model"]  # DeiT release format
     state = timm_to_hf(raw, path)
@@ -299,15 +304,9 @@ def _fit_axis(grid: Tensor, size: int, axis: int) -> Tensor:
 
 
 def _check_shapes(state: dict[str, Tensor], expected: dict[str, Tensor], where: str | Path) -> None:
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or extra or wrong:
-        detail = "; ".join(
-            f"{label}: {keys[:4]}{' ...' if len(keys) > 4 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if keys
-        )
-        raise ValueError(f"{where}: checkpoint does not fit the configured AST ({detail}); check model.arch")
+    mismatch = state_dict_mismatch(expected, state, limit=4)
+    if mismatch:
+        raise ValueError(f"{where}: checkpoint does not fit the configured AST ({mismatch}); check model.arch")
 
 
 _WHERE = {

@@ -32,6 +32,7 @@ from audio_cls.patchmix import draw_lambda, plan_patch_mix
 from audio_cls.tasks.config import IcbhiConfig, config_from_dict
 from compact_ssl.nn import cosine_lr, mixed_label_cross_entropy
 from compact_ssl.training import NonFiniteLossError
+from compact_ssl.unpickle import LIGHTNING, load_untrusted, to_plain
 
 
 class IcbhiTask(L.LightningModule):
@@ -184,18 +185,28 @@ def _first_occurrence(index: Tensor) -> tuple[Tensor, Tensor]:
 
 def task_from_checkpoint(ckpt: dict) -> IcbhiTask:
     """Rebuild a trained :class:`IcbhiTask` (eval mode) from a loaded Lightning checkpoint dict;
-    the initial pretrained weights are not needed."""
-    hparams = ckpt.get("hyper_parameters", {})
-    if "config" not in hparams or "state_dict" not in ckpt:
+    the initial pretrained weights are not needed. Hyperparameters read as placeholders (a
+    checkpoint loaded with :func:`load_task`) are turned into plain data first."""
+    hparams = to_plain(ckpt.get("hyper_parameters")) if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or "config" not in hparams or "state_dict" not in ckpt:
         raise ValueError("not an audio_cls checkpoint (no config in hyper_parameters or no state_dict)")
     task = IcbhiTask(config_from_dict(hparams["config"]), hparams.get("class_counts"), pretrained=False)
     task.load_state_dict(ckpt["state_dict"])
     return task.eval()
 
 
-def load_task(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> IcbhiTask:
-    """:func:`task_from_checkpoint` of the Lightning checkpoint file ``checkpoint``."""
-    ckpt = torch.load(checkpoint, map_location=map_location, weights_only=False)
+def read_lightning_checkpoint(checkpoint: str | Path, map_location: str | torch.device = "cpu",
+                              trust: bool = False) -> dict:
+    """The raw dict of a Lightning checkpoint file, read without running code from it
+    (:func:`compact_ssl.unpickle.load_untrusted`) unless ``trust`` (only for a trusted source)."""
+    return load_untrusted(checkpoint, what="Lightning checkpoint of an ICBHI run", placeholders=LIGHTNING,
+                          trust=trust, map_location=map_location)
+
+
+def load_task(checkpoint: str | Path, map_location: str | torch.device = "cpu", trust: bool = False) -> IcbhiTask:
+    """:func:`task_from_checkpoint` of the Lightning checkpoint file ``checkpoint`` (read with
+    :func:`read_lightning_checkpoint`)."""
+    ckpt = read_lightning_checkpoint(checkpoint, map_location, trust)
     try:
         return task_from_checkpoint(ckpt)
     except ValueError as err:

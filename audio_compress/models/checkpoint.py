@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from audio_compress.models.config import StudentConfig
 from audio_compress.models.student import StudentModel
 from compact_ssl.io import atomic_write_with
+from compact_ssl.nn import load_state_strictly
 from compact_ssl.unpickle import load_untrusted
 
 CHECKPOINT_FORMAT = "compact-ssl-student"
@@ -74,29 +74,8 @@ def read_student_checkpoint(path: str | Path, map_location: str | torch.device =
     return validate_student_payload(payload, path)
 
 
-def load_weights_strictly(model: nn.Module, state_dict: Mapping[str, Any], where: str, problem: str) -> None:
-    """Load ``state_dict`` into ``model`` after checking names and shapes.
-
-    Raises one ``ValueError`` starting with ``where`` and ``problem`` that lists every missing
-    key, unexpected key and shape mismatch; the model is untouched then.
-    """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = []
-    for key in sorted(set(expected) & set(state_dict)):
-        value = state_dict[key]
-        found = tuple(value.shape) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}, not a tensor"
-        if found != tuple(expected[key].shape):
-            wrong.append(f"{key}: {found} in the file, {tuple(expected[key].shape)} expected")
-    if missing or unexpected or wrong:
-        raise ValueError(f"{where}: {problem}; missing keys: {missing}; unexpected keys: {unexpected}; "
-                         f"wrong shapes: {wrong}")
-    model.load_state_dict(state_dict, strict=True)
-
-
 def student_from_payload(payload: dict[str, Any], path: str | Path) -> StudentModel:
     """Rebuild the student of a validated checkpoint dict from its config; weights load strictly."""
     model = StudentModel(StudentConfig.from_dict(payload["config"]))
-    load_weights_strictly(model, payload["state_dict"], str(path), "state_dict does not match the stored config")
+    load_state_strictly(model, payload["state_dict"], path, "state_dict does not match the stored config")
     return model

@@ -20,14 +20,13 @@ import torch
 
 from audio_compress.frames import HOP, RECEPTIVE_FIELD
 from audio_compress.models.config import StudentConfig
-from compact_ssl.nn import count_parameters
+from compact_ssl.nn import count_parameters, load_state_strictly
 from compact_ssl.pretrained import (
     CONFIG_FILE,
     CardInfo,
     PretrainedFormatError,
     ResultsTable,
     load_pretrained_folder,
-    load_state_strictly,
     save_pretrained_folder,
 )
 
@@ -81,7 +80,8 @@ class PretrainedStudentMixin:
         except (TypeError, ValueError) as err:
             raise PretrainedFormatError(f"{loaded.folder}: {CONFIG_FILE} holds no valid student config ({err})") from err
         model = cls(config)
-        load_state_strictly(model, loaded.state_dict, loaded.folder)
+        load_state_strictly(model, loaded.state_dict, loaded.folder,
+                            "the weights do not fit the model its config describes", PretrainedFormatError)
         return model.eval().to(map_location)
 
 
@@ -171,9 +171,10 @@ _BASELINE_ROWS = ("ssl_teacher_local", "fbank")
 def superb_results_table(path: str | Path, upstream: str | None = None) -> ResultsTable:
     """The card's SUPERB table from a ``results.json`` of :func:`audio_compress.superb.results.write_results`.
 
-    Every row of the file is kept (the run's baselines and the published rows give context); the row of
-    this model (``upstream``, or the only row that is not a baseline) is marked. Raises ``ValueError``
-    naming the file when ``upstream`` is not one of its rows or cannot be told.
+    Every row of the file is kept (the run's baselines, released checkpoints evaluated beside it and the
+    published rows give context); the row of this model (``upstream``, or the only one of our rows that
+    is not a baseline) is marked. Raises ``ValueError`` naming the file when ``upstream`` is not one of
+    our rows or cannot be told.
     """
     from audio_compress.superb.results import read_results, score_row
     from audio_compress.superb.score import METRIC_INFO, format_metric
@@ -197,5 +198,6 @@ def superb_results_table(path: str | Path, upstream: str | None = None) -> Resul
 
     rows = [row(f"**{name}** (this model)" if name == upstream else f"{name} (same run)", entry["metrics"])
             for name, entry in ours.items()]
+    rows += [row(f"{name} (released)", entry["metrics"]) for name, entry in doc.get("released", {}).items()]
     rows += [row(f"{name} (published)", entry["metrics"]) for name, entry in doc["published"].items()]
     return ResultsTable(columns, tuple(rows), caption=doc.get("caption", ""), source=str(path))

@@ -33,7 +33,6 @@ import torch
 from audio_compress.models.checkpoint import (
     CHECKPOINT_FORMAT,
     is_student_payload,
-    load_weights_strictly,
     student_from_payload,
     validate_student_payload,
 )
@@ -45,6 +44,7 @@ from audio_compress.models.released_keys import (
     map_lightning_state,
 )
 from audio_compress.models.student import StudentModel
+from compact_ssl.nn import load_state_strictly
 from compact_ssl.unpickle import LIGHTNING, load_untrusted, to_plain
 
 LAYOUTS = ("project", "lightning_release", "s3prl_distiller")
@@ -174,7 +174,7 @@ def _open_lightning_release(state_dict: Mapping[str, Any], path: Path, yaml_path
     config = release_config(read_distiller_section(yaml_path), str(yaml_path), has_projection_heads(state_dict))
     mapped = map_lightning_state(state_dict, str(path))
     model = StudentModel(config)
-    load_weights_strictly(model, mapped.state_dict, str(path),
+    load_state_strictly(model, mapped.state_dict, path,
                           f"the weights do not match the architecture in {yaml_path} (names after mapping to this "
                           "toolkit's layout)")
     return LoadedStudent(model, "lightning_release", path, yaml_path, mapped.ignored)
@@ -188,7 +188,7 @@ def _open_s3prl_distiller(obj: Mapping[str, Any], path: Path) -> LoadedStudent:
     config = distiller_config(dict(section), f"{path}: Config['distiller']")
     mapped = map_distiller_state(obj["Distiller"], str(path))
     model = StudentModel(config)
-    load_weights_strictly(model, mapped.state_dict, str(path),
+    load_state_strictly(model, mapped.state_dict, path,
                           "the Distiller weights do not match Config['distiller'] (names after mapping to this "
                           "toolkit's layout)")
     return LoadedStudent(model, "s3prl_distiller", path, None, mapped.ignored)

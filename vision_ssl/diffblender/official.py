@@ -37,10 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from compact_ssl.nn import load_state_strictly
 from compact_ssl.unpickle import load_untrusted
 from vision_ssl.diffblender.adapter import DiffBlenderAdapter
 from vision_ssl.diffblender.config import AdapterConfig, ModalitySpec
-from vision_ssl.diffblender.weights import convert_official_state_dict, load_strict
+from vision_ssl.diffblender.weights import convert_official_state_dict
 
 #: official modality name -> this toolkit's name (raw-condition contract of :mod:`vision_ssl.diffblender`)
 OFFICIAL_NAMES = {"color_palette": "color", "image_embedding": "style"}
@@ -219,6 +220,7 @@ def load_official_adapter(path: str | Path, unet: nn.Module, trust: bool = False
     where = str(checkpoint.path)
     config, layers_per_block = adapter_config_from_official(checkpoint.config, names, where)
     adapter = DiffBlenderAdapter.from_unet(config, unet)
-    load_strict(adapter, official_adapter_state(checkpoint.state_dict, layers_per_block, names), where)
+    load_state_strictly(adapter, official_adapter_state(checkpoint.state_dict, layers_per_block, names), where,
+                        "adapter weights do not fit the config/UNet")
     adapter.to(device=next(unet.parameters()).device)
     return adapter.attach(unet) if attach else adapter

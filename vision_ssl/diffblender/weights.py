@@ -23,6 +23,7 @@ from torch import nn
 
 from compact_ssl.config import build_dataclass
 from compact_ssl.io import atomic_write_with
+from compact_ssl.nn import load_state_strictly
 from vision_ssl.diffblender.adapter import DiffBlenderAdapter, block_key
 from vision_ssl.diffblender.config import AdapterConfig
 
@@ -60,21 +61,9 @@ def load_adapter(path: str | Path, unet: nn.Module, attach: bool = True) -> Diff
     from safetensors.torch import load_file
 
     adapter = DiffBlenderAdapter.from_unet(read_adapter_config(path), unet)
-    load_strict(adapter, load_file(str(path)), str(path))
+    load_state_strictly(adapter, load_file(str(path)), path, "adapter weights do not fit the config/UNet")
     adapter.to(device=next(unet.parameters()).device)
     return adapter.attach(unet) if attach else adapter
-
-
-def load_strict(adapter: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Load ``state`` into ``adapter``; any missing, unexpected or reshaped key is a ``ValueError``
-    naming ``where`` and listing the keys (never a partly fresh adapter)."""
-    try:
-        missing, unexpected = adapter.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{where}: adapter weights do not fit the config/UNet: {err}") from err
-    if missing or unexpected:
-        raise ValueError(f"{where}: adapter weights do not fit the config/UNet: {len(missing)} missing keys "
-                         f"{sorted(missing)[:8]}, {len(unexpected)} unexpected keys {sorted(unexpected)[:8]}")
 
 
 def ldm_block_name(kind: str, index: int, layers_per_block: int = 2) -> str:
