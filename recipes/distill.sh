@@ -10,6 +10,8 @@
 #   3: dump        (use_dump=true) teacher features of train/dev stored in fp16 shards
 #   4: distill     Lightning training (resumes from the last checkpoint when re-run)
 #   5: export      standalone student checkpoint + s3prl upstream check (<method>_local)
+#   6: SUPERB      downstream tasks for the student (and --upstream_ckpt: a released checkpoint)
+#   7: results     the SUPERB table beside the published rows of the conf's teacher family
 set -euo pipefail
 
 _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
@@ -33,10 +35,11 @@ check_audio=full         # data prep audio check: full (decode every file; cache
 multichannel=refuse      # multi-channel audio at data prep: refuse | mean | first (recorded in the data dir for later stages)
 on_bad_audio=fail        # bad audio at data prep: fail | skip (skipped files listed in bad_audio.txt)
 resample=false           # resample audio that is not 16 kHz in every stage that reads it (false: refuse it)
-teacher=hubert_base      # teacher: named architecture, transformers folder, or fairseq .pt
+conf=conf/distill.yaml   # distillation config (YAML); its student and teacher are the defaults of --student/--teacher
+teacher=""               # teacher: named architecture (random weights), transformers folder, or fairseq/unilm .pt (default: the conf's; its family must match the conf's)
 teacher_seed=0           # seed for a randomly initialised named teacher
-student=starhubert       # student architecture (see audio_compress.models)
-conf=conf/distill.yaml   # distillation config (YAML); the student/teacher above override it
+student=""               # student architecture, see audio_compress.models (default: the conf's)
+trust=false              # unpickle checkpoint files fully (teacher .pt, --upstream_ckpt), which can run code in them: only for trusted files the safe reader refuses
 use_dump=false           # stage 3 dumps teacher features; training reads them (star, distilhubert)
 dumpdir=dump             # where feature dumps go
 train_args=""            # extra config overrides for training, e.g. "trainer.max_steps=100 optim.lr=1e-3"
@@ -45,7 +48,10 @@ cmd_backend=local        # how the distillation stage starts: local | slurm | to
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
 nnodes=1                 # nodes for cmd_backend=torchrun
 export_which=best        # checkpoint to export: best (lowest dev loss) | last
-superb_upstreams=""      # stage 6 upstreams "name[=ckpt] ..." (default mini: student, teacher, fbank; full: student)
+superb_upstreams=""      # stage 6 upstreams "[tag:]name[=ckpt[@config.yaml]] ..." (default mini: student, teacher, fbank; full: student)
+superb_student=true      # stage 6 evaluates the exported student (false: leave it out, e.g. to evaluate only --upstream_ckpt; mini SUPERB still adds the teacher and fbank)
+upstream_ckpt=""         # stage 6 also evaluates this released checkpoint (a file you did not make): PATH (entry <method>_local) or ENTRY=PATH
+upstream_config=""       # the model-config YAML of --upstream_ckpt (Lightning releases of STaR, ARMHuBERT, ARMwavLM need it)
 superb_tasks="pr asr ks qbe sid asv sd ic sf er"  # stage 6 SUPERB tasks (mini: pr ks sid ic)
 superb_mini=false        # mini SUPERB: small configs on layouts built from ${datadir} (tasks pr ks sid ic)
 superb_data=""           # mini layouts / metadata derived from full corpora (default: ${dumpdir}/superb)
@@ -55,12 +61,28 @@ superb_ngpu=1            # DDP processes (GPUs) per SUPERB training run
 superb_paper_deviations=false  # ARMHuBERT/STaR deviations: LR scheduler on, SID lr x10
 superb_args=""           # extra args for audio_compress.bin.superb, e.g. "--override runner.total_steps=1000"
 superb_force=false       # redo finished (upstream, task) runs
+superb_published=""      # stage 7 published rows, comma-separated (default: those for the conf's teacher family)
 s3prl_root=""            # pinned s3prl checkout for full tasks (default: <repo>/tools/s3prl)
 s3prl_fetch=true         # stage 6 clones s3prl into s3prl_root when missing (needs internet once)
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
+if [ -z "${student}" ] || [ -z "${teacher}" ]; then
+  _conf_values="$(python -m audio_compress.bin.recipe_conf show --conf "${conf}")" || exit 1
+  read -r _conf_student _conf_teacher <<< "${_conf_values}"
+  student="${student:-${_conf_student}}"
+  teacher="${teacher:-${_conf_teacher}}"
+fi
+# --upstream_ckpt [ENTRY=]PATH: the s3prl entry defaults to the method's (an entry is an identifier,
+# so a Lightning file name such as best-step=100.ckpt stays a path)
+_released_entry="${method}_local"
+_released_ckpt="${upstream_ckpt}"
+if [[ "${upstream_ckpt}" =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.+)$ ]]; then
+  _released_entry="${BASH_REMATCH[1]}"
+  _released_ckpt="${BASH_REMATCH[2]}"
+fi
+_released_spec="${_released_entry}=${_released_ckpt}${upstream_config:+@${upstream_config}}"
 [ -n "${tag}" ] || tag="${method}_${student}"
 expdir="${exp_root}/${tag}"
 make_expdir
@@ -69,7 +91,7 @@ s3prl_root="${s3prl_root:-${MAIN_ROOT}/tools/s3prl}"
 superb_data="${superb_data:-${dumpdir}/superb}"
 
 log "${_cmdline}"
-log "recipe: method=${method} student=${student} teacher=${teacher} expdir=${expdir}"
+log "recipe: method=${method} student=${student} teacher=${teacher} conf=${conf} expdir=${expdir}"
 
 # subset name -> data dir name (dev-clean -> dev_clean)
 dname() { echo "${1//-/_}"; }
@@ -102,9 +124,17 @@ data_stage() {
     --subsets "$(printf '%s\n' ${dev_set} ${test_sets} | sort -u | paste -sd, -)"
 }
 
+# check_prepared_teacher: the converted teacher's family is the one the conf was written for
+check_prepared_teacher() {
+  python -m audio_compress.bin.recipe_conf check_teacher --conf "${conf}" --teacher "${expdir}/teacher" \
+    --label "the teacher prepared from --teacher ${teacher} (${expdir}/teacher)"
+}
+
 teacher_stage() {
   python -m audio_compress.bin.prepare_teacher --teacher "${teacher}" --seed "${teacher_seed}" \
-    --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")" --resample "${resample}"
+    --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")" --resample "${resample}" \
+    --trust "${trust}"
+  check_prepared_teacher
 }
 
 dump_stage() {
@@ -141,20 +171,28 @@ export_stage() {
     --out "${expdir}/student.pt"
 }
 
-superb_stage() {
-  local ups=() tasks_csv roots=() var
+# superb_ups: the upstreams of stage 6 other than --upstream_ckpt
+superb_ups=()
+set_superb_ups() {
+  superb_ups=()
   if [ -n "${superb_upstreams}" ]; then
-    read -r -a ups <<< "${superb_upstreams}"
-  elif "${superb_mini}"; then
-    ups=("${method}_local=${expdir}/student.pt" "ssl_teacher_local=${expdir}/teacher" fbank)
-  else
-    ups=("${method}_local=${expdir}/student.pt")
+    read -r -a superb_ups <<< "${superb_upstreams}"
+    return 0
   fi
+  if "${superb_student}"; then superb_ups+=("${method}_local=${expdir}/student.pt"); fi
+  if "${superb_mini}"; then superb_ups+=("ssl_teacher_local=${expdir}/teacher" fbank); fi
+}
+
+superb_stage() {
+  local tasks_csv roots=() var
+  set_superb_ups
   tasks_csv="$(echo ${superb_tasks} | tr ' ' ',')"
-  local common=(--upstream "${ups[@]}" --task ${superb_tasks} --out_root "${expdir}/superb"
+  local common=(--task ${superb_tasks} --out_root "${expdir}/superb"
                 --device "${superb_device}" --nj "${superb_nj}" --nproc "${superb_ngpu}"
                 --paper_deviations "${superb_paper_deviations}" --force "${superb_force}"
-                --data_root "${superb_data}")
+                --data_root "${superb_data}" --trust "${trust}")
+  if [ ${#superb_ups[@]} -gt 0 ]; then common+=(--upstream "${superb_ups[@]}"); fi
+  if [ -n "${upstream_ckpt}" ]; then common+=(--released "${_released_spec}"); fi
   if "${superb_mini}"; then
     local test_set
     test_set="$(dname "${test_sets%% *}")"
@@ -178,10 +216,39 @@ superb_stage() {
 }
 
 results_stage() {
-  local kind=--full
+  local kind=--full published=() family
   if "${superb_mini}"; then kind=--mini; fi
+  if [ -n "${superb_published}" ]; then
+    published=(--published "${superb_published}")
+  else
+    family="$(python -m audio_compress.bin.recipe_conf family --conf "${conf}")"
+    if [ "${family}" != unknown ]; then published=(--published_for "${family}"); fi
+  fi
   python -m audio_compress.bin.superb results --metrics "${expdir}/superb" --out "${expdir}/superb" \
-    --title "SUPERB: ${tag}" "${kind}"
+    --title "SUPERB: ${tag}" "${kind}" "${published[@]}"
+}
+
+# check_released: --upstream_ckpt (and --upstream_config) exist and load once through their s3prl entry
+check_released() {
+  if [ ! -f "${_released_ckpt}" ]; then
+    echo "ERROR: --upstream_ckpt ${upstream_ckpt}: no such file ${_released_ckpt}" >&2
+    return 1
+  fi
+  case "${upstream_config}" in
+    ""|*.yaml|*.yml) ;;
+    *) echo "ERROR: --upstream_config ${upstream_config}: expected the model-config YAML (*.yaml or *.yml)" >&2; return 1 ;;
+  esac
+  if [ -n "${upstream_config}" ] && [ ! -f "${upstream_config}" ]; then
+    echo "ERROR: --upstream_config ${upstream_config}: no such file (the model-config YAML of --upstream_ckpt ${upstream_ckpt})" >&2
+    return 1
+  fi
+  if ! python -m audio_compress.bin.superb check --upstream "${_released_spec}" --trust "${trust}"; then
+    echo "ERROR: --upstream_ckpt ${upstream_ckpt} does not load through the s3prl entry ${_released_entry} (reason above)." >&2
+    if [ -z "${upstream_config}" ]; then
+      echo "       A Lightning release (STaR, ARMHuBERT, ARMwavLM) needs its model-config YAML: --upstream_config PATH" >&2
+    fi
+    return 1
+  fi
 }
 
 # preflight: before stage ${stage} does any work, check the options, configs and inputs of every stage
@@ -195,6 +262,11 @@ preflight() {
     return 1
   fi
   [ -f "${conf}" ] || { echo "ERROR: --conf ${conf}: no such file (see conf/ of this recipe)" >&2; return 1; }
+  if want_stage 2; then
+    python -m audio_compress.bin.recipe_conf check_teacher --conf "${conf}" --teacher "${teacher}"
+  elif { want_stage 3 || want_stage 4; } && [ -d "${expdir}/teacher" ]; then
+    check_prepared_teacher
+  fi
   local dev train
   dev="${datadir}/$(dname "${dev_set}")"
   train="${datadir}/${train_name}"
@@ -211,8 +283,16 @@ preflight() {
   if ! want_stage 4 && want_stage 5; then
     require_input "${expdir}/checkpoints/last.ckpt" 4 "the distillation checkpoints"
   fi
-  if ! want_stage 5 && want_stage 6 && [ -z "${superb_upstreams}" ]; then
+  if ! want_stage 5 && want_stage 6 && [ -z "${superb_upstreams}" ] && "${superb_student}"; then
     require_input "${expdir}/student.pt" 5 "the exported student"
+  fi
+  if want_stage 6; then
+    set_superb_ups
+    if [ ${#superb_ups[@]} -eq 0 ] && [ -z "${upstream_ckpt}" ]; then
+      echo "ERROR: stage 6 has no upstream to evaluate (--superb_student false, no --upstream_ckpt or --superb_upstreams)" >&2
+      return 1
+    fi
+    if [ -n "${upstream_ckpt}" ]; then check_released; fi
   fi
   if want_stage 3 || want_stage 4; then
     set_distill_args

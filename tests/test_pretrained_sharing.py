@@ -353,7 +353,8 @@ def test_other_formats_and_unfitting_configs_are_refused(student_folder):
         StudentModel.from_pretrained(student_folder)
     _edit_config(student_folder, config={**config, "ffn_dim": 96})
     with pytest.raises(PretrainedFormatError,
-                       match=r"wrong shapes: \['encoder.layers.0.fc1.bias: \(128,\) in the file, \(96,\) expected', 'encoder.layers.0.fc1.weight: \(128, 64\) in the file, \(96, 64\) expected'"):
+                       match=r"wrong shapes: \['encoder.layers.0.fc1.bias: \(128,\) in the file, \(96,\) expected', "
+                             r"'encoder.layers.0.fc1.weight: \(128, 64\) in the file, \(96, 64\) expected'"):
         StudentModel.from_pretrained(student_folder)
     (student_folder / "config.json").write_text(json.dumps({"model_type": "hubert", "hidden_size": 64}))
     with pytest.raises(PretrainedFormatError, match="config.json has no 'format' tag, so this is not a compact_ssl"):

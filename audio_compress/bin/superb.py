@@ -13,7 +13,25 @@ Run (default sub-command): train + test tasks, write ``metrics.json`` per (upstr
 
 ``--upstream``: an s3prl hub name (``fbank``, ``hubert``...) or one of ours (``star_local``,
 ``armhubert_local``, ``distilhubert_local``, ``ssl_teacher_local``), as ``name``,
-``name=ckpt`` or ``tag:name=ckpt`` (the tag names the row of the results table).
+``name=ckpt`` or ``tag:name=ckpt`` (the tag names the row of the results table), with the
+model config s3prl passes as ``-g`` after an ``@``: ``name=ckpt@config.yaml`` (it must end in
+``.yaml``/``.yml``; the config follows the last ``@``).
+
+``--released``: checkpoints published by others (a paper's Lightning ``.ckpt`` with its YAML, an
+s3prl DistilHuBERT ``.ckpt``), same syntax, evaluated beside (or instead of) ``--upstream``. Each
+is loaded once through its entry before any task runs (a missing file, a missing YAML or a file
+the safe reader refuses stops the command there); its row is labelled by the file name (or the
+tag) and marked ``(released)`` in the results table, with its path and SHA-256::
+
+    python -m audio_compress.bin.superb --upstream star_local=exp/x/student.pt \
+        --released star_local=dl/STaRHuBERT.ckpt@dl/STaRHuBERT.yaml --task ks --out_root exp/x/superb
+
+Files are read without running code from them; ``--trust true`` unpickles them fully (it can run
+code: only for files from a trusted source that the safe reader refuses).
+
+Load upstreams once, without any task (the recipes' preflight)::
+
+    python -m audio_compress.bin.superb check --upstream armhubert_local=dl/ARMwavLM-S.ckpt@dl/ARMwavLM-S.yaml
 ``--root`` gives the dataset roots of full tasks by their ``recipes/db.sh`` names
 (``SPEECH_COMMANDS=/data/sc``); unset ones are read from the environment.
 
@@ -33,6 +51,7 @@ Scores and the results table (Markdown, JSON, bar chart) of finished runs::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -42,6 +61,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from audio_compress.superb.commands import UpstreamSpec
 from audio_compress.superb.tasks import MINI_TASKS, S3PRL_COMMIT, SUPERB_TASKS, TASKS
 
 
@@ -71,7 +91,10 @@ def run_parser() -> argparse.ArgumentParser:
                                 description="SUPERB tasks through s3prl's downstream runner.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--upstream", nargs="+", required=True, help="name, name=ckpt or tag:name=ckpt")
+    p.add_argument("--upstream", nargs="+", default=[], help="[tag:]name[=ckpt[@config.yaml]]")
+    p.add_argument("--released", nargs="+", default=[], metavar="SPEC",
+                   help="released checkpoints (files published by others), [tag:]name=ckpt[@config.yaml]; "
+                        "loaded once before any task, marked (released) in the results")
     p.add_argument("--ckpt", help="checkpoint of the (single) --upstream")
     p.add_argument("--task", nargs="+", required=True,
                    help=f"tasks ({', '.join(TASKS)}; 'all' = the 10 SUPERB tasks)")
@@ -99,7 +122,40 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", type=_bool, default=False, help="redo finished runs")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--layers", help="QbE: comma-separated layers (default: all)")
+    p.add_argument("--trust", type=_bool, default=False,
+                   help="unpickle checkpoint files fully, which can run code in them (only for trusted files)")
     return p
+
+
+def _parse_upstreams(items: list[str], released: bool, option: str) -> list[UpstreamSpec]:
+    from audio_compress.superb.commands import parse_upstream
+
+    try:
+        return [parse_upstream(item, released=released) for item in items]
+    except ValueError as err:
+        raise SystemExit(f"{option}: {err}") from None
+
+
+def _preflight(ups: list[UpstreamSpec], option: str, device: str, trust: bool) -> list[str]:
+    """Load each upstream once through its s3prl entry; returns the problems (empty: all load)."""
+    from audio_compress.superb.pipeline import TaskFailed, check_upstream
+
+    problems = []
+    for up in ups:
+        spec = f"{option} {up.as_spec()}"
+        if up.ckpt and "://" not in up.ckpt and not Path(up.ckpt).exists() and (up.released or os.sep in up.ckpt):
+            problems.append(f"{spec}: checkpoint {up.ckpt} does not exist")
+        elif up.model_config and not Path(up.model_config).is_file():
+            problems.append(f"{spec}: model config {up.model_config} does not exist")
+        else:
+            try:
+                info = check_upstream(up, device, trust)
+            except TaskFailed as err:
+                problems.append(f"{spec}: {err}")
+                continue
+            print(f"{up.as_spec()}: loads through {up.name}: {info['num_layers']} hidden states of dims "
+                  f"{sorted(set(info['dims']))}, downsample rate {info['downsample_rate']}")
+    return problems
 
 
 def _roots(items: list[str], tasks: list[str]) -> dict[str, str]:
@@ -117,15 +173,19 @@ def _roots(items: list[str], tasks: list[str]) -> dict[str, str]:
 
 
 def main_run(argv: list[str]) -> int:
-    from audio_compress.superb.pipeline import RunSpec, TaskFailed, UpstreamSpec, parse_upstream, run
+    from audio_compress.superb.pipeline import RunSpec, TaskFailed, run
 
     args = run_parser().parse_args(argv)
     tasks = _tasks(args.task)
-    ups = [parse_upstream(u) for u in args.upstream]
+    ups = _parse_upstreams(args.upstream, False, "--upstream")
     if args.ckpt:
         if len(ups) != 1:
             raise SystemExit("--ckpt needs exactly one --upstream (use name=ckpt for several)")
-        ups = [UpstreamSpec(ups[0].name, args.ckpt, ups[0].tag)]
+        ups = [dataclasses.replace(ups[0], ckpt=args.ckpt)]
+    released = _parse_upstreams(args.released, True, "--released")
+    ups += released
+    if not ups:
+        raise SystemExit("give --upstream and/or --released")
     labels = [u.label for u in ups]
     if len(set(labels)) != len(labels):
         raise SystemExit(f"upstream labels must be unique, got {labels}; use tag:name=ckpt")
@@ -156,6 +216,11 @@ def main_run(argv: list[str]) -> int:
                   + "\nRestrict the tasks (--task / the recipe's --superb_tasks) to those whose "
                   "data you have.", file=sys.stderr)
             return 1
+    problems = _preflight(released, "--released", "cpu", args.trust)
+    if problems:
+        print("ERROR: released checkpoint(s) that do not load (no task was run):\n  "
+              + "\n  ".join(p.replace("\n", "\n    ") for p in problems), file=sys.stderr)
+        return 1
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     lock = threading.Lock()
 
@@ -175,7 +240,7 @@ def main_run(argv: list[str]) -> int:
                               paper_deviations=args.paper_deviations, mini=args.mini,
                               data_root=args.data_root, roots=roots, s3prl_root=s3prl_root,
                               nproc=args.nproc, force=args.force, seed=args.seed, layers=layers,
-                              threads=args.threads, log=log))
+                              threads=args.threads, trust=args.trust, log=log))
             return up.label, task, doc.get("metrics", {}), None, time.time() - start
         except (TaskFailed, FileNotFoundError, ValueError, KeyError) as err:
             log(f"ERROR {up.label}/{task}: {err}")
@@ -191,6 +256,21 @@ def main_run(argv: list[str]) -> int:
         print(f"  {label:24s} {task:4s} {secs:7.1f} s  {status}")
         failed += bool(err)
     return 1 if failed else 0
+
+
+def main_check(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m audio_compress.bin.superb check",
+                                description="Load upstreams once through their s3prl entries and run them on one "
+                                            "second of noise (a preflight: nothing is trained).")
+    p.add_argument("--upstream", nargs="+", required=True, help="[tag:]name[=ckpt[@config.yaml]]")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--trust", type=_bool, default=False,
+                   help="unpickle checkpoint files fully, which can run code in them (only for trusted files)")
+    args = p.parse_args(argv)
+    problems = _preflight(_parse_upstreams(args.upstream, False, "--upstream"), "--upstream", args.device, args.trust)
+    for problem in problems:
+        print(f"ERROR: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main_layouts(argv: list[str]) -> int:
@@ -255,18 +335,23 @@ def main_tools(argv: list[str]) -> int:
 _RESULTS_HELP = """Score SUPERB runs and write a results table (Markdown), JSON and bar chart.
 
 ``python -m audio_compress.bin.superb results --metrics a.json b.json DIR ... --out DIR
-[--title T] [--published "HuBERT Base,STaRHuBERT"] [--mini | --full] [--strict]``
+[--title T] [--published "HuBERT Base,STaRHuBERT" | --published_for wavlm] [--mini | --full] [--strict]``
 
 ``--metrics`` takes the per-task metric files written by the SUPERB runner
 (``{"upstream": ..., "task": ..., "metrics": {"KS_acc": 87.5, ...}}``) or folders, which are
 searched for ``**/metrics.json``. Later files override earlier ones (with a warning). Writes
-``OUT/results.{json,md,png}`` and prints the Markdown. ``--published ""`` leaves out the published
-rows; ``--list-published`` prints the available names. See
-:func:`audio_compress.superb.results.write_results`.
+``OUT/results.{json,md,png}`` and prints the Markdown. Rows of released checkpoints (runs of
+``--released``) are marked "(released)", with their file and SHA-256 in the notes and in
+``results.json`` (``released``), apart from our students (``ours``) and the published rows.
+``--published ""`` leaves out the published rows; ``--published_for FAMILY`` picks those for a
+teacher family (hubert, wavlm, wav2vec2; for wavlm: wavLM Base, ARMwavLM-S 960 h and 100 h,
+STaRHuBERT, and a note that STaRWavLM has no published numbers); ``--list-published`` prints the
+available names. See :func:`audio_compress.superb.results.write_results`.
 """
 
 
 def _results_parser() -> argparse.ArgumentParser:
+    from audio_compress.superb.published import ROWS_FOR_TEACHER
     from audio_compress.superb.results import DEFAULT_PUBLISHED
 
     p = argparse.ArgumentParser(prog="python -m audio_compress.bin.superb results",
@@ -277,9 +362,12 @@ def _results_parser() -> argparse.ArgumentParser:
                    help="metrics JSON files and/or folders (searched for **/metrics.json)")
     p.add_argument("--out", help="output folder for results.{json,md,png}")
     p.add_argument("--title", default="SUPERB results")
-    p.add_argument("--published", default=",".join(DEFAULT_PUBLISHED),
-                   help="comma-separated published rows to include ('' for none; "
-                        f"default {','.join(DEFAULT_PUBLISHED)!r})")
+    rows = p.add_mutually_exclusive_group()
+    rows.add_argument("--published", default=None,
+                      help="comma-separated published rows to include ('' for none; "
+                           f"default {','.join(DEFAULT_PUBLISHED)!r})")
+    rows.add_argument("--published_for", choices=sorted(ROWS_FOR_TEACHER),
+                      help="the published rows for runs distilled from this teacher family")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--mini", dest="mini", action="store_const", const=True, default=None,
                       help="runs are on the mini SUPERB (synthetic corpus): say they are not "
@@ -294,7 +382,14 @@ def _results_parser() -> argparse.ArgumentParser:
 
 
 def main_results(argv: list[str]) -> int:
-    from audio_compress.superb.results import MetricsFileError, collect_metrics, write_results
+    from audio_compress.superb.published import ROWS_FOR_TEACHER, UNPUBLISHED
+    from audio_compress.superb.results import (
+        DEFAULT_PUBLISHED,
+        MetricsFileError,
+        collect_metrics,
+        collect_released,
+        write_results,
+    )
     from audio_compress.superb.score import PUBLISHED, UnknownMetricError
 
     parser = _results_parser()
@@ -302,11 +397,18 @@ def main_results(argv: list[str]) -> int:
     if args.list_published:
         for name, row in PUBLISHED.items():
             print(f"{name}\t(params {row.params_m} M, source {row.source})")
+        for name, why in UNPUBLISHED.items():
+            print(f"{name}\t(no published numbers: {why})")
         return 0
     if not args.metrics or not args.out:
         parser.error("--metrics and --out are required")
-    published = [n.strip() for n in args.published.split(",") if n.strip()]
-    unknown = [n for n in published if n not in PUBLISHED]
+    if args.published_for:
+        published = list(ROWS_FOR_TEACHER[args.published_for])
+    elif args.published is not None:
+        published = [n.strip() for n in args.published.split(",") if n.strip()]
+    else:
+        published = list(DEFAULT_PUBLISHED)
+    unknown = [n for n in published if n not in PUBLISHED and n not in UNPUBLISHED]
     if unknown:
         parser.error(f"unknown published row(s) {', '.join(map(repr, unknown))}; "
                      f"available: {', '.join(PUBLISHED)}")
@@ -315,14 +417,15 @@ def main_results(argv: list[str]) -> int:
             warnings.simplefilter("always")
             warnings.showwarning = lambda msg, *a, **k: print(f"WARNING: {msg}", file=sys.stderr)
             metrics = collect_metrics(args.metrics)
+        released = collect_released(args.metrics)
         paths = write_results(metrics, args.out, title=args.title, published=published,
-                              partial=not args.strict, mini=args.mini)
+                              partial=not args.strict, mini=args.mini, released=released)
     except (FileNotFoundError, MetricsFileError, UnknownMetricError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     print(paths["md"].read_text(encoding="utf-8"))
     print(f"wrote {paths['md']}, {paths['json']} and {paths['png']} "
-          f"({len(metrics)} upstream(s))")
+          f"({len(metrics)} upstream(s), {len(released)} of them released checkpoints)")
     return 0
 
 
@@ -335,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_results(argv[1:])
     if argv and argv[0] == "tools":
         return main_tools(argv[1:])
+    if argv and argv[0] == "check":
+        return main_check(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
     return main_run(argv)

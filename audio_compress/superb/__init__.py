@@ -14,6 +14,7 @@ from audio_compress.superb.results import (
                                            MetricsFileError,
                                            MetricsOverrideWarning,
                                            collect_metrics,
+                                           collect_released,
                                            find_metric_files,
                                            read_results,
                                            write_results,
@@ -40,6 +41,6 @@ __all__ = [
     "LOWER_IS_BETTER", "METRIC_INFO", "METRIC_KEYS", "METRIC_TASK", "PUBLISHED",
     "REFERENCE_POINTS", "TASKS", "MissingMetricsError", "PublishedModel", "ReferencePoint",
     "Score", "UnknownMetricError", "overall_score", "superb_score", "validate_metrics",
-    "DEFAULT_PUBLISHED", "MetricsFileError", "MetricsOverrideWarning", "collect_metrics",
+    "DEFAULT_PUBLISHED", "MetricsFileError", "MetricsOverrideWarning", "collect_metrics", "collect_released",
     "find_metric_files", "read_results", "write_results",
 ]

@@ -22,32 +22,63 @@ __all__ = [
     "parse_upstream",
     "task_overrides",
     "train_argv",
+    "upstream_argv",
 ]
+
+
+#: model-config files: what may follow the ``@`` of ``name=ckpt@config`` (s3prl's ``-g`` is YAML)
+MODEL_CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
 class UpstreamSpec:
-    """An upstream to evaluate: s3prl hub ``name``, optional checkpoint, result-table ``tag``."""
+    """An upstream to evaluate: s3prl hub ``name``, optional checkpoint and model config (s3prl's
+    ``-k`` / ``-g``), result-table ``tag``, and whether the checkpoint is a ``released`` one (a
+    file published by others, e.g. a paper's Lightning ``.ckpt``, as opposed to our students)."""
 
     name: str
     ckpt: str | None = None
     tag: str | None = None
+    model_config: str | None = None
+    released: bool = False
 
     @property
     def label(self) -> str:
-        return self.tag or self.name
+        """Row of the results table and folder name: the tag, else a released checkpoint's file
+        name without suffix (it shares the entry with our student), else the entry name."""
+        if self.tag:
+            return self.tag
+        if self.released and self.ckpt:
+            return Path(self.ckpt).stem
+        return self.name
+
+    def as_spec(self) -> str:
+        """The ``[tag:]name[=ckpt[@config.yaml]]`` text :func:`parse_upstream` reads back."""
+        text = f"{self.tag}:{self.name}" if self.tag else self.name
+        if self.ckpt:
+            text += f"={self.ckpt}" + (f"@{self.model_config}" if self.model_config else "")
+        return text
 
 
-def parse_upstream(spec: str) -> UpstreamSpec:
-    """``name``, ``name=ckpt`` or ``tag:name=ckpt`` (e.g. ``star_local=exp/x/student.pt``)."""
+def parse_upstream(spec: str, released: bool = False) -> UpstreamSpec:
+    """``[tag:]name[=ckpt[@config.yaml]]``, e.g. ``star_local=exp/x/student.pt`` or
+    ``armhubert_local=ARMwavLM-S.ckpt@ARMwavLM-S.yaml``. The model config (s3prl ``-g``) follows
+    the last ``@`` and must end in ``.yaml``/``.yml`` (so a checkpoint path may contain ``@``).
+    ``released``: a checkpoint published by others; it must be given."""
     spec = spec.strip()
     tag = None
     head, eq, ckpt = spec.partition("=")
     if ":" in head:
         tag, _, head = head.partition(":")
     if not head:
-        raise ValueError(f"bad upstream spec {spec!r}; expected name[=ckpt] or tag:name[=ckpt]")
-    return UpstreamSpec(head, ckpt if eq and ckpt else None, tag or None)
+        raise ValueError(f"bad upstream spec {spec!r}; expected [tag:]name[=ckpt[@config.yaml]]")
+    model_config = None
+    path, at, config = ckpt.rpartition("@")
+    if at and path and config.lower().endswith(MODEL_CONFIG_SUFFIXES):
+        ckpt, model_config = path, config
+    if released and not (eq and ckpt):
+        raise ValueError(f"released upstream {spec!r} needs its checkpoint: name=PATH[@config.yaml]")
+    return UpstreamSpec(head, ckpt if eq and ckpt else None, tag or None, model_config, released)
 
 
 def _literal(text: str):
@@ -157,13 +188,22 @@ def ckpt_arg(ckpt: str) -> str:
     return str(Path(ckpt).resolve()) if Path(ckpt).exists() else ckpt
 
 
+def upstream_argv(upstream: UpstreamSpec) -> list[str]:
+    """``-u NAME [-k CKPT] [-g MODEL_CONFIG]`` (existing paths absolute: s3prl stores them in its
+    checkpoints and evaluation restores them, from another working directory)."""
+    argv = ["-u", upstream.name]
+    if upstream.ckpt:
+        argv += ["-k", ckpt_arg(upstream.ckpt)]
+    if upstream.model_config:
+        argv += ["-g", ckpt_arg(upstream.model_config)]
+    return argv
+
+
 def train_argv(task: TaskSpec, upstream: UpstreamSpec, expdir: Path, config: Path, device: str,
                overrides: Mapping[str, object], *, seed: int = 1337, backend: str | None = None,
                record: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
     """``run_downstream.py`` arguments for training (auto-resume on)."""
-    argv = ["-m", "train", "-u", upstream.name]
-    if upstream.ckpt:
-        argv += ["-k", ckpt_arg(upstream.ckpt)]
+    argv = ["-m", "train", *upstream_argv(upstream)]
     argv += ["-d", task.downstream, "-c", str(config), "-p", str(expdir), "--device", device,
              "--seed", str(seed), "-a"]
     if backend:

@@ -53,6 +53,7 @@ from audio_compress.superb.commands import (
     parse_upstream,
     task_overrides,
     train_argv,
+    upstream_argv,
 )
 from audio_compress.superb.tasks import TaskSpec, get_task
 from compact_ssl.io import write_json
@@ -60,10 +61,11 @@ from compact_ssl.io import write_json
 __all__ = [
     # re-exported from audio_compress.superb.commands
     "UpstreamSpec", "parse_upstream", "parse_overrides", "format_overrides", "effective_config",
-    "task_overrides", "train_argv", "evaluate_argv",
+    "task_overrides", "train_argv", "evaluate_argv", "upstream_argv",
     # a run: spec -> plan -> execution -> report
     "RunSpec", "RunPlan", "finished_run", "plan_run", "execute_plan", "report_run", "run", "run_task",
-    "TaskFailed", "read_record", "metrics_from_record", "file_sha256", "parse_mtwv", "probe_layers",
+    "TaskFailed", "read_record", "metrics_from_record", "file_sha256", "parse_mtwv", "check_upstream", "probe_layers",
+    "failure_cause",
 ]
 
 RUNNER = "audio_compress.superb.runner"
@@ -82,7 +84,9 @@ class RunSpec:
     config on the layouts in ``data_root`` (full tasks put derived metadata there); ``roots`` are
     the dataset roots by ``db.sh`` name; ``nproc`` DDP processes per training; ``force`` redoes a
     finished run; ``layers`` are QbE's layers (default: all); ``threads`` intra-op threads per
-    process (CPU default 1); ``log`` receives every line of progress and runner output.
+    process (CPU default 1); ``trust`` lets our s3prl entries unpickle checkpoint files fully
+    (which can run code in them: only for trusted files that the safe reader refuses); ``log``
+    receives every line of progress and runner output.
     """
 
     upstream: UpstreamSpec | str
@@ -102,6 +106,7 @@ class RunSpec:
     seed: int = 1337
     layers: Sequence[int] | None = None
     threads: int | None = None
+    trust: bool = False
     log: Callable[[str], None] = print
 
 
@@ -193,6 +198,8 @@ def _run_runner(plan: RunPlan, args: Sequence[str], nproc: int = 1) -> None:
     cmd += ["-m", RUNNER]
     if plan.s3prl_root:
         cmd += ["--s3prl_root", str(Path(plan.s3prl_root).resolve())]
+    if plan.spec.trust:
+        cmd += ["--trust"]
     cmd += list(args)
     full_env = {**os.environ, "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", "5"),
                 "PYTHONUNBUFFERED": "1", **plan.env}
@@ -285,6 +292,8 @@ def plan_run(spec: RunSpec) -> RunPlan:
         # (a bare name such as ``tiny_hubert`` may be a named architecture: ssl_teacher_local;
         # ``*_url`` upstreams take URLs)
         raise FileNotFoundError(f"upstream checkpoint {up.ckpt} does not exist")
+    if up.model_config and not Path(up.model_config).is_file():
+        raise FileNotFoundError(f"upstream model config {up.model_config} (of {up.label}) does not exist")
     s3prl_root = spec.s3prl_root if spec.s3prl_root is not None and Path(spec.s3prl_root).is_dir() else None
     data, train, info = task_overrides(task, mini=spec.mini, data_root=spec.data_root, roots=spec.roots,
                                        s3prl_root=s3prl_root, lr=spec.lr,
@@ -296,7 +305,10 @@ def plan_run(spec: RunSpec) -> RunPlan:
         prepare_full_task(task.name, task.resolve_roots(spec.roots or {}), spec.data_root or "superb_data")
     start = time.time()
     details: dict = {"upstream_name": up.name, "upstream_ckpt": ckpt_arg(up.ckpt) if up.ckpt else None,
-                     "upstream_sha256": file_sha256(up.ckpt), "mini": spec.mini, "device": spec.device,
+                     "upstream_sha256": file_sha256(up.ckpt), "released": up.released,
+                     "upstream_model_config": ckpt_arg(up.model_config) if up.model_config else None,
+                     "upstream_model_config_sha256": file_sha256(up.model_config), "trust": spec.trust,
+                     "mini": spec.mini, "device": spec.device,
                      "config": str(task.config_path(spec.mini)), "eval_split": task.eval_split,
                      "selection": task.selection, "overrides": {**data, **train},
                      "s3prl_version": _s3prl_version(), **info}
@@ -395,17 +407,38 @@ def parse_mtwv(text: str) -> float | None:
     return float(found[-1]) if found else None
 
 
-def probe_layers(up: UpstreamSpec, device: str) -> int:
-    """Number of hidden states of an upstream (runs the runner's ``--probe``; s3prl's hub
-    alone is enough, the checkout is not needed)."""
-    cmd = [sys.executable, "-m", RUNNER, "--probe", "-u", up.name, "--device", device]
-    if up.ckpt:
-        cmd += ["-k", ckpt_arg(up.ckpt)]
+_CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit): .*")
+
+
+def failure_cause(output: str) -> str | None:
+    """The last ``SomeError: message`` line of a Python traceback (``None`` when there is none)."""
+    found = [ln for ln in output.splitlines() if _CAUSE.match(ln)]
+    return found[-1] if found else None
+
+
+def check_upstream(up: UpstreamSpec, device: str = "cpu", trust: bool = False) -> dict:
+    """Build the upstream once through its s3prl entry, exactly as the runs will (the runner's
+    ``--probe`` in a subprocess: registration, checkpoint and model config), and run it on one
+    second of noise: ``{"upstream", "num_layers", "dims", "downsample_rate"}``.
+
+    Raises :class:`TaskFailed` with the loader's error (e.g. a released file without its YAML,
+    or one the safe reader refuses), or the output's tail when there is no Python error.
+    """
+    cmd = [sys.executable, "-m", RUNNER, *(["--trust"] if trust else []), "--probe", *upstream_argv(up),
+           "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise TaskFailed(f"probing upstream {up.name} failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    return int(json.loads(lines[-1])["num_layers"])
+        output = proc.stdout + proc.stderr
+        raise TaskFailed(failure_cause(output) or f"{' '.join(cmd)} failed (exit status {proc.returncode}):\n"
+                         + output[-2500:])
+    return json.loads(lines[-1])
+
+
+def probe_layers(up: UpstreamSpec, device: str, trust: bool = False) -> int:
+    """Number of hidden states of an upstream (:func:`check_upstream`; s3prl's hub alone is
+    enough, the checkout is not needed)."""
+    return int(check_upstream(up, device, trust)["num_layers"])
 
 
 def _run_qbe(plan: RunPlan) -> tuple[dict[str, float], dict]:
@@ -419,9 +452,9 @@ def _run_qbe(plan: RunPlan) -> tuple[dict[str, float], dict]:
                          "QUESST14 database's own scoring script")
     layers = spec.layers
     if layers is None:
-        layers = list(range(probe_layers(up, spec.device)))
+        layers = list(range(probe_layers(up, spec.device, spec.trust)))
     groups: list[str] = []
-    base = ["-u", up.name] + (["-k", ckpt_arg(up.ckpt)] if up.ckpt else [])
+    base = upstream_argv(up)
     for layer in layers:
         for split in ("dev", "test"):
             out = plan.expdir / f"layer{layer}_{split}"

@@ -1,4 +1,12 @@
-"""Published SUPERB rows of the ARMHuBERT and STaR papers' tables (:data:`PUBLISHED`)."""
+"""Published SUPERB rows of the ARMHuBERT and STaR papers' tables (:data:`PUBLISHED`).
+
+Rows are copied from the papers' tables, never estimated. Released models without published
+numbers are listed in :data:`UNPUBLISHED` with what is known: **STaRWavLM** (the STaR authors'
+WavLM-teacher STaRHuBERT, 22.3 M parameters) was released as a checkpoint, but the STaR paper's
+table gives no SUPERB numbers for it, so no table has a row for it; a results table that asks
+for it says so in its notes. :data:`ROWS_FOR_TEACHER` picks the published rows
+shown beside a run, by the family of its teacher (ARMwavLM-S 960 h / 100 h for WavLM).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from dataclasses import dataclass
 
 from audio_compress.superb.metrics import METRIC_KEYS, validate_metrics
 
-__all__ = ["SOURCES", "PublishedModel", "PUBLISHED", "get_published"]
+__all__ = ["SOURCES", "PublishedModel", "PUBLISHED", "UNPUBLISHED", "ROWS_FOR_TEACHER", "get_published"]
 
 #: Short source ids -> description.
 SOURCES: dict[str, str] = {
@@ -156,9 +164,30 @@ _ROWS = [
 PUBLISHED: dict[str, PublishedModel] = {r.name: r for r in _ROWS}
 del _ROWS
 
+#: Released models with no published SUPERB numbers -> what is known (a note of the results table
+#: instead of a row).
+UNPUBLISHED: dict[str, str] = {
+    "STaRWavLM": "released by the STaR authors (22.3 M parameters, WavLM Base teacher) without SUPERB "
+                 "numbers: the STaR paper's table (arXiv 2312.09040) has HuBERT-teacher students only, so "
+                 "there is no published row to compare with",
+}
+
+#: Published rows shown by default beside a run, by its teacher's family (transformers
+#: ``model_type``): the teacher itself where published, the students distilled from that family,
+#: and the STaR / ARMHuBERT / DistilHuBERT rows this toolkit reproduces. Names in
+#: :data:`UNPUBLISHED` become notes.
+ROWS_FOR_TEACHER: dict[str, tuple[str, ...]] = {
+    "hubert": ("HuBERT Base", "DistilHuBERT", "ARMHuBERT", "STaRHuBERT"),
+    "wavlm": ("wavLM Base", "ARMwavLM-S", "ARMwavLM-S (100h)", "STaRHuBERT", "STaRWavLM"),
+    "wav2vec2": ("FitW2V2", "FitW2V2 (100h)", "DistilHuBERT", "ARMHuBERT", "STaRHuBERT"),
+}
+
 
 def get_published(name: str) -> PublishedModel:
-    """:data:`PUBLISHED` lookup with an error listing the available names."""
+    """:data:`PUBLISHED` lookup with an error listing the available names (or saying that a
+    released model has no published numbers, :data:`UNPUBLISHED`)."""
+    if name in UNPUBLISHED:
+        raise KeyError(f"{name} has no published SUPERB row: {UNPUBLISHED[name]}")
     try:
         return PUBLISHED[name]
     except KeyError:

@@ -3,8 +3,15 @@
 * :func:`collect_metrics` reads the per-task ``metrics.json`` files written by the SUPERB runner
   (``{"upstream": str, "task": str, "metrics": {"KS_acc": 87.5, ...}, ...}``) and merges them per
   upstream.
+* :func:`collect_released` reads which of those upstreams are released checkpoints (files
+  published by others, evaluated with ``--released``) and where they came from (path, SHA-256).
 * :func:`write_results` writes ``results.json``, ``results.md`` and ``results.png`` for a set of
   upstreams, next to selected published rows (:data:`audio_compress.superb.score.PUBLISHED`).
+
+Three kinds of rows, never mixed up: our students ("(ours)"; ``ours`` in the JSON), released
+checkpoints evaluated here ("(released)"; ``released``, with their source file and SHA-256), and
+published rows copied from the papers (``published``). A released model without published numbers
+(:data:`~audio_compress.superb.published.UNPUBLISHED`, e.g. STaRWavLM) gets a note, not a row.
 
 Metric keys and units are those of :mod:`audio_compress.superb.score`; any subset of the 11 keys
 works (mini SUPERB runs usually have only a few). Scores of incomplete rows are partial means and
@@ -19,6 +26,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from audio_compress.superb.published import ROWS_FOR_TEACHER, UNPUBLISHED
 from audio_compress.superb.score import (
     METRIC_INFO,
     METRIC_KEYS,
@@ -36,10 +44,13 @@ from audio_compress.superb.score import (
 )
 
 __all__ = ["DEFAULT_PUBLISHED", "MetricsFileError", "MetricsOverrideWarning", "collect_metrics",
-           "find_metric_files", "score_row", "render_markdown", "plot_results", "write_results",
-           "read_results"]
+           "collect_released", "find_metric_files", "score_row", "render_markdown", "plot_results",
+           "write_results", "read_results"]
 
-DEFAULT_PUBLISHED: tuple[str, ...] = ("HuBERT Base", "DistilHuBERT", "ARMHuBERT", "STaRHuBERT")
+DEFAULT_PUBLISHED: tuple[str, ...] = ROWS_FOR_TEACHER["hubert"]
+
+#: what the results table calls a released checkpoint's row
+RELEASED_MARK = "(released)"
 
 RESULTS_SCHEMA = "audio_compress.superb.results/v1"
 
@@ -76,7 +87,7 @@ def find_metric_files(paths: Iterable[str | Path], pattern: str = "**/metrics.js
     return out
 
 
-def _read_record(path: Path) -> tuple[str, str, dict[str, float]]:
+def _read_record(path: Path) -> tuple[str, str, dict[str, float], dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -106,7 +117,10 @@ def _read_record(path: Path) -> tuple[str, str, dict[str, float]]:
         raise MetricsFileError(str(err)) from err
     if not values:
         raise MetricsFileError(f"{path}: 'metrics' is empty")
-    return upstream, task, values
+    details = obj.get("details") or {}
+    if not isinstance(details, dict):
+        raise MetricsFileError(f"{path}: 'details' must be an object, got {type(details).__name__}")
+    return upstream, task, values, details
 
 
 def collect_metrics(paths: Iterable[str | Path]) -> dict[str, dict[str, float]]:
@@ -119,7 +133,7 @@ def collect_metrics(paths: Iterable[str | Path]) -> dict[str, dict[str, float]]:
     merged: dict[str, dict[str, float]] = {}
     origin: dict[tuple[str, str], Path] = {}
     for path in find_metric_files(paths):
-        upstream, task, values = _read_record(path)
+        upstream, task, values, _ = _read_record(path)
         row = merged.setdefault(upstream, {})
         for key, value in values.items():
             if key in row:
@@ -129,6 +143,34 @@ def collect_metrics(paths: Iterable[str | Path]) -> dict[str, dict[str, float]]:
             row[key] = value
             origin[upstream, key] = path
     return {up: {k: row[k] for k in METRIC_KEYS if k in row} for up, row in merged.items()}
+
+
+def _source(details: Mapping) -> dict | None:
+    """Where a released row's checkpoint came from (``None`` for our students and hub upstreams)."""
+    if not details.get("released"):
+        return None
+    return {"entry": details.get("upstream_name"), "ckpt": details.get("upstream_ckpt"),
+            "sha256": details.get("upstream_sha256"), "model_config": details.get("upstream_model_config"),
+            "model_config_sha256": details.get("upstream_model_config_sha256")}
+
+
+def collect_released(paths: Iterable[str | Path]) -> dict[str, dict]:
+    """``{upstream: source}`` of the upstreams that the runner marked as released checkpoints
+    (``details.released``); ``source`` holds the s3prl entry, checkpoint and model-config paths and
+    their SHA-256. Every metrics file of such an upstream must name the same files with the same
+    hashes, and none may say it is not released: a row never mixes two checkpoints
+    (:class:`MetricsFileError` naming both files otherwise)."""
+    seen: dict[str, tuple[dict | None, Path]] = {}
+    for path in find_metric_files(paths):
+        upstream, _, _, details = _read_record(path)
+        source = _source(details)
+        if upstream in seen and seen[upstream][0] != source:
+            first, where = seen[upstream]
+            raise MetricsFileError(
+                f"upstream {upstream!r}: {path} and {where} describe different checkpoints "
+                f"({source} vs {first}); rerun the tasks of one of them (--force true) or give them other tags")
+        seen[upstream] = (source, path)
+    return {up: source for up, (source, _) in seen.items() if source is not None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,16 +193,39 @@ def _score_json(score: Score | None) -> dict | None:
     return None if score is None else score.to_dict()
 
 
-def _mini_caption(mini: bool | None, has_published: bool = True) -> str:
+def _mini_caption(mini: bool | None, has_published: bool = True, subject: str = "Our rows") -> str:
+    """``subject``: the rows evaluated here (ours and/or released checkpoints')."""
     pub = ("the published rows, which are full SUPERB results copied from the papers"
            if has_published else "published SUPERB results")
     if mini:
-        return (f"Our rows come from the mini SUPERB (synthetic corpus): they are NOT comparable "
+        return (f"{subject} come from the mini SUPERB (synthetic corpus): they are NOT comparable "
                 f"to {pub}.")
     if mini is None:
-        return ("Our rows are comparable to published SUPERB results only when run on the full "
+        return (f"{subject} are comparable to published SUPERB results only when run on the full "
                 f"SUPERB data; mini-corpus numbers are not comparable to {pub}.")
-    return "Our rows are full SUPERB results (same tasks and data as published SUPERB results)."
+    return f"{subject} are full SUPERB results (same tasks and data as published SUPERB results)."
+
+
+def _subject(upstreams: Iterable[str], released: Mapping[str, Mapping]) -> str:
+    """How the caption names the rows evaluated here."""
+    kinds = {up in released for up in upstreams}
+    if kinds == {True}:
+        return "The released checkpoints' rows"
+    return "Our rows and the released checkpoints' rows" if True in kinds else "Our rows"
+
+
+def _mark(up: str, released: Mapping[str, Mapping]) -> str:
+    """``(released)`` for a released checkpoint's row, ``(ours)`` for our students."""
+    return RELEASED_MARK if up in released else "(ours)"
+
+
+def _released_note(up: str, source: Mapping) -> str:
+    sha = source.get("sha256") or "unknown"
+    text = (f"{_escape(up)} {RELEASED_MARK}: a released checkpoint (not one of our students, not a published "
+            f"row) evaluated here through {source.get('entry')}: {source.get('ckpt')} (SHA-256 {sha[:16]}…)")
+    if source.get("model_config"):
+        text += f", model config {source['model_config']}"
+    return text + "; full hashes in results.json."
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,15 +239,22 @@ def _escape(text: str) -> str:
 def render_markdown(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str, Mapping],
                     published: Sequence[str], *, title: str, mini: bool | None,
                     params_m: Mapping[str, float] | None = None,
-                    notes: Sequence[str] = ()) -> str:
-    """The Markdown document of :func:`write_results` (title, caption, table, notes)."""
+                    notes: Sequence[str] = (), released: Mapping[str, Mapping] | None = None,
+                    unpublished: Sequence[str] = ()) -> str:
+    """The Markdown document of :func:`write_results` (title, caption, table, notes).
+
+    ``ours`` holds every row evaluated here; those in ``released`` (``{upstream: source}``, see
+    :func:`collect_released`) are marked ``(released)``, the others ``(ours)``. ``unpublished``
+    names models of :data:`~audio_compress.superb.published.UNPUBLISHED`: a note each, no row.
+    """
     params_m = dict(params_m or {})
+    released = dict(released or {})
     present = [k for k in METRIC_KEYS if any(k in m for m in ours.values())]
     keys = list(METRIC_KEYS) if published else present
     show_params = bool(published) or bool(params_m)
     header = ["Model"] + (["Params (M)"] if show_params else []) \
         + [METRIC_INFO[k].header for k in keys] + ["Overall", "SUPERB"]
-    lines = [f"# {title}", "", _mini_caption(mini, bool(published)), ""]
+    lines = [f"# {title}", "", _mini_caption(mini, bool(published), _subject(ours, released)), ""]
     lines += ["| " + " | ".join(header) + " |",
               "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
 
@@ -199,7 +271,7 @@ def render_markdown(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str
         row = get_published(name)
         add_row(name, row, row.params_m, score_row(row, partial=False))
     for up, metrics in ours.items():
-        add_row(f"**{up}** (ours)", metrics, params_m.get(up), scores[up])
+        add_row(f"**{up}** {_mark(up, released)}", metrics, params_m.get(up), scores[up])
 
     lines += ["", "Notes:", ""]
     lines.append("- Overall: mean of the 11 paper-subset values (error rates as 100 - x, "
@@ -211,11 +283,12 @@ def render_markdown(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str
     for up, sc in scores.items():
         parts = [s for s in (sc["overall"], sc["superb"]) if s is not None and s.partial]
         if parts:
-            lines.append(f"- {_escape(up)} (ours): partial scores, the mean over "
+            lines.append(f"- {_escape(up)} {_mark(up, released)}: partial scores, the mean over "
                          f"{parts[0].coverage} only, not comparable to full scores; missing "
                          f"{', '.join(parts[0].missing)}.")
         elif sc["overall"] is None:
-            lines.append(f"- {_escape(up)} (ours): incomplete, no score (partial scores disabled).")
+            lines.append(f"- {_escape(up)} {_mark(up, released)}: incomplete, no score (partial scores disabled).")
+    lines += [f"- {_released_note(up, released[up])}" for up in ours if up in released]
     if published:
         lines.append("- Published rows: metrics as printed in the papers; their Overall and "
                      "SUPERB columns are recomputed here from those metrics.")
@@ -225,6 +298,7 @@ def render_markdown(ours: Mapping[str, Mapping[str, float]], scores: Mapping[str
         for n in published:
             if get_published(n).note:
                 lines.append(f"- {n}: {get_published(n).note}.")
+    lines += [f"- {n}: no published SUPERB row; {UNPUBLISHED[n]}." for n in unpublished]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -344,7 +418,7 @@ def write_results(metrics_by_upstream: Mapping[str, Mapping[str, float]], out_di
                   title: str = "SUPERB results",
                   published: Sequence[str] = DEFAULT_PUBLISHED, partial: bool = True, *,
                   mini: bool | None = None, params_m: Mapping[str, float] | None = None,
-                  notes: Sequence[str] = ()) -> dict[str, Path]:
+                  notes: Sequence[str] = (), released: Mapping[str, Mapping] | None = None) -> dict[str, Path]:
     """Score our upstreams and write ``results.json``, ``results.md`` and ``results.png``.
 
     Args:
@@ -353,12 +427,18 @@ def write_results(metrics_by_upstream: Mapping[str, Mapping[str, float]], out_di
         out_dir: created if needed.
         title: heading of the Markdown file and the figure.
         published: names in :data:`~audio_compress.superb.score.PUBLISHED` to list above our
-            rows (empty: none; the table then only has the metric columns we have).
+            rows (empty: none; the table then only has the metric columns we have). Names in
+            :data:`~audio_compress.superb.published.UNPUBLISHED` (released models without
+            published numbers, e.g. STaRWavLM) become notes saying so, never rows.
         partial: score incomplete rows as labelled partial means; if False they get no score.
         mini: True for mini SUPERB runs (synthetic corpus; the caption says the rows are not
             comparable to published ones), False for full SUPERB, None if unknown.
         params_m: optional parameter counts (millions) of our upstreams, for the table.
         notes: extra note lines for the Markdown file.
+        released: ``{upstream: source}`` of the upstreams that are released checkpoints
+            (:func:`collect_released`): marked ``(released)`` in the table and the figure, and
+            written under ``released`` in the JSON with their ``source`` (path, SHA-256), apart
+            from ``ours``.
 
     Returns ``{"json": Path, "md": Path, "png": Path}``.
     """
@@ -367,8 +447,14 @@ def write_results(metrics_by_upstream: Mapping[str, Mapping[str, float]], out_di
     if isinstance(published, str):
         published = [p.strip() for p in published.split(",") if p.strip()]
     published = list(dict.fromkeys(published))
+    unpublished = [n for n in published if n in UNPUBLISHED]
+    published = [n for n in published if n not in UNPUBLISHED]
     for name in published:
         get_published(name)  # error listing the valid names
+    released = dict(released or {})
+    stray = sorted(set(released) - set(map(str, metrics_by_upstream)))
+    if stray:
+        raise ValueError(f"released upstream(s) {stray} have no metrics")
     ours: dict[str, dict[str, float]] = {}
     for up, metrics in metrics_by_upstream.items():
         values = validate_metrics(metrics, where=f"upstream {up!r}")
@@ -382,16 +468,20 @@ def write_results(metrics_by_upstream: Mapping[str, Mapping[str, float]], out_di
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md",
              "png": out_dir / "results.png"}
 
+    def row_json(up: str) -> dict:
+        return {"metrics": ours[up], "params_M": (params_m or {}).get(up),
+                "overall": _score_json(scores[up]["overall"]), "superb": _score_json(scores[up]["superb"])}
+
     doc = {
         "schema": RESULTS_SCHEMA,
         "title": title,
         "mini": mini,
-        "caption": _mini_caption(mini, bool(published)),
+        "caption": _mini_caption(mini, bool(published), _subject(ours, released)),
         "partial_scores": partial,
         "metric_keys": [k for k in METRIC_KEYS if any(k in m for m in ours.values())],
-        "ours": {up: {"metrics": m, "params_M": (params_m or {}).get(up),
-                      "overall": _score_json(scores[up]["overall"]),
-                      "superb": _score_json(scores[up]["superb"])} for up, m in ours.items()},
+        "ours": {up: row_json(up) for up in ours if up not in released},
+        "released": {up: {**row_json(up), "source": dict(released[up])} for up in ours if up in released},
+        "unpublished": {n: UNPUBLISHED[n] for n in unpublished},
         "published": {n: {**get_published(n).to_json(),
                           "overall": _score_json(overall_score(get_published(n))),
                           "superb": _score_json(superb_score(get_published(n)))}
@@ -411,8 +501,11 @@ def write_results(metrics_by_upstream: Mapping[str, Mapping[str, float]], out_di
     paths["json"].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
                              encoding="utf-8")
     paths["md"].write_text(render_markdown(ours, scores, published, title=title, mini=mini,
-                                           params_m=params_m, notes=notes), encoding="utf-8")
-    plot_results(ours, scores, paths["png"], title=title, mini=mini)
+                                           params_m=params_m, notes=notes, released=released,
+                                           unpublished=unpublished), encoding="utf-8")
+    shown = {up: f"{up} {RELEASED_MARK}" if up in released else up for up in ours}
+    plot_results({shown[up]: m for up, m in ours.items()}, {shown[up]: sc for up, sc in scores.items()},
+                 paths["png"], title=title, mini=mini)
     return paths
 
 

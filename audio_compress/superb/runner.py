@@ -33,8 +33,12 @@ Wrapper options (stripped before s3prl parses the rest):
 * ``--or_latest`` (per invocation, with ``-e CKPT``): when ``CKPT`` does not exist (a best-on-dev
   checkpoint is only written when the dev metric improves at least once), evaluate the newest
   ``states-*.ckpt`` of the same folder instead, with a warning.
-* ``--probe -u NAME [-k CKPT]``: print ``{"num_layers": N, ...}`` of the upstream's
-  ``hidden_states`` as JSON and exit (QbE scores every layer).
+* ``--probe -u NAME [-k CKPT] [-g MODEL_CONFIG]``: print ``{"num_layers": N, ...}`` of the
+  upstream's ``hidden_states`` as JSON and exit (QbE scores every layer; the SUPERB CLI's
+  preflight loads released checkpoints this way).
+* ``--trust`` (anywhere): our upstreams (``audio_compress.upstream``) unpickle checkpoint files
+  fully (their ``trust=True``), which can run code in them. s3prl calls an upstream with ``ckpt``,
+  ``model_config`` and ``refresh`` only, so the flag is bound into the registered factories.
 
 The run-time fixes to s3prl 0.4.18 (no files of s3prl are edited) are listed and applied in
 :mod:`audio_compress.superb.s3prl_patches`.
@@ -52,9 +56,10 @@ from pathlib import Path
 from audio_compress.superb.s3prl_patches import RECORDER, EmptyDataloaderError, ScalarRecorder, install_fixes
 
 __all__ = ["main", "split_invocations", "normalize_local_rank", "resolve_or_latest", "probe_upstream",
-           "ScalarRecorder", "RECORDER", "EmptyDataloaderError"]
+           "pop_trust", "trust_registered_upstreams", "ScalarRecorder", "RECORDER", "EmptyDataloaderError"]
 
 THEN = "--then"
+TRUST = "--trust"
 
 
 def split_invocations(argv: Sequence[str]) -> tuple[dict, list[tuple[dict, list[str]]]]:
@@ -97,6 +102,22 @@ def split_invocations(argv: Sequence[str]) -> tuple[dict, list[tuple[dict, list[
                              f"{THEN} separators); give run_downstream.py arguments")
         out.append((local, rest))
     return options, out
+
+
+def pop_trust(argv: Sequence[str]) -> tuple[bool, list[str]]:
+    """``(whether --trust was given, argv without it)``."""
+    argv = list(argv)
+    return TRUST in argv, [tok for tok in argv if tok != TRUST]
+
+
+def trust_registered_upstreams(names: Sequence[str]) -> None:
+    """Bind ``trust=True`` into our registered s3prl factories ``names`` (s3prl never passes it)."""
+    import functools
+
+    import s3prl.hub as hub
+
+    for name in names:
+        setattr(hub, name, functools.partial(getattr(hub, name), trust=True))
 
 
 def resolve_or_latest(argv: Sequence[str]) -> list[str]:
@@ -181,17 +202,20 @@ def _is_leader() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Register our upstreams, patch s3prl and run every invocation of the command line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    trust, argv = pop_trust(sys.argv[1:] if argv is None else argv)
     options, invocations = split_invocations(argv)
 
     from audio_compress.upstream import register
 
     names = register()
+    if trust:
+        trust_registered_upstreams(names)
     source = install_fixes(options["s3prl_root"])
     import s3prl.run_downstream as rd
 
-    print(f"[audio_compress] registered s3prl upstreams: {', '.join(names)}; "
-          f"ctc corpus readers from {source}", file=sys.stderr)
+    print(f"[audio_compress] registered s3prl upstreams: {', '.join(names)}"
+          f"{' (trust: checkpoint files unpickled fully)' if trust else ''}; ctc corpus readers from {source}",
+          file=sys.stderr)
     if options["probe"]:
         print(json.dumps(probe_upstream(invocations[0][1])))
         return 0

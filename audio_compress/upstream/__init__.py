@@ -45,14 +45,16 @@ def _teacher_states(model, wavs, padding_mask):
 
 
 @_factory("ssl_teacher_local")
-def ssl_teacher_local(ckpt: str, model_config: str | None = None, refresh: bool = False, **kwargs) -> UpstreamExpert:
+def ssl_teacher_local(ckpt: str, model_config: str | None = None, refresh: bool = False, trust: bool = False,
+                      **kwargs) -> UpstreamExpert:
     """Teacher upstream. ``ckpt``: a transformers folder, a fairseq ``.pt`` file or a named
-    architecture (``hubert_base``, ``tiny_hubert``, ...). Returns the L+1 hidden states."""
+    architecture (``hubert_base``, ``tiny_hubert``, ...). Returns the L+1 hidden states.
+    ``trust=True`` unpickles a fairseq file fully (only for a trusted source)."""
     from audio_compress.teachers import load_teacher
 
     if ckpt is None:
         raise ValueError("ssl_teacher_local needs a checkpoint: pass -k PATH (s3prl runner) or path_or_url")
-    return UpstreamExpert(load_teacher(ckpt), _teacher_states)
+    return UpstreamExpert(load_teacher(ckpt, trust=trust), _teacher_states)
 
 
 def _student_states(model, wavs, padding_mask):
