@@ -168,7 +168,7 @@ distill_stage() {
 
 export_stage() {
   python -m audio_compress.bin.export --ckpt_dir "${expdir}/checkpoints" --which "${export_which}" \
-    --out "${expdir}/student.pt"
+    --out "${expdir}/student.pt" --pretrained "${expdir}/pretrained"
 }
 
 # superb_ups: the upstreams of stage 6 other than --upstream_ckpt
@@ -226,6 +226,11 @@ results_stage() {
   fi
   python -m audio_compress.bin.superb results --metrics "${expdir}/superb" --out "${expdir}/superb" \
     --title "SUPERB: ${tag}" "${kind}" "${published[@]}"
+  if "${superb_student}" && [ -d "${expdir}/pretrained" ]; then
+    # the shareable folder of stage 5, now with the student's SUPERB table in its model card
+    python -m audio_compress.bin.export --ckpt_dir "${expdir}/checkpoints" --which "${export_which}" \
+      --pretrained "${expdir}/pretrained" --results "${expdir}/superb/results.json" --upstream "${method}_local"
+  fi
 }
 
 # check_released: --upstream_ckpt (and --upstream_config) exist and load once through their s3prl entry
@@ -310,7 +315,7 @@ elif want_stage 3; then
   log "Stage 3 skipped (use_dump=false: the teacher runs online during training)"
 fi
 run_stage 4 "distillation (${method}, ${conf}) -> ${expdir}/checkpoints" distill_stage
-run_stage 5 "export -> ${expdir}/student.pt + s3prl check" export_stage
+run_stage 5 "export -> ${expdir}/student.pt + s3prl check, ${expdir}/pretrained (model card)" export_stage
 run_stage 6 "SUPERB (${superb_tasks}) -> ${expdir}/superb/<upstream>/<task>/metrics.json" superb_stage
 run_stage 7 "SUPERB results -> ${expdir}/superb/results.{json,md,png}" results_stage
 
