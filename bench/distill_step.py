@@ -30,31 +30,40 @@ against a reference measured in the same run; absolute seconds are extra fields.
     ``ratio`` = step / parts: 1.0 means our wiring and the real loss cost nothing beyond the
     parts; 1.15 means 15 % overhead (loss terms such as the temporal Gram matrices, the CPU
     span-mask sampling of ARMHuBERT, host syncs). Values a little below 1 are timing noise.
+    ``step_flops`` / ``parts_flops``: FLOPs of one counted step and of the counted parts;
+    ``flop_ratio`` = step_flops / parts_flops (the loss's own matmuls, e.g. the Grams) and
+    ``ratio_of_limit`` = ratio / flop_ratio (1.0: the step costs exactly its extra FLOPs).
 
 ``inference_speedup``
     Student forward (eval mode, no_grad) vs teacher forward on the same batch, interleaved.
     ``ratio`` = teacher time / student time (> 1: the student is that many times faster).
+    ``flop_ratio`` = teacher FLOPs / student FLOPs (the speed-up the FLOPs allow) and
+    ``ratio_of_limit`` = ratio / flop_ratio (1.0: the student is as fast as its FLOPs allow);
+    ``student_flops`` / ``student_tflops_achieved`` and the teacher's likewise.
     ``student_params`` / ``teacher_params`` and their ratio are included
     (``student_params_excl_heads`` leaves out projection / prediction heads).
 
 ``train_audio_throughput``
     ``ratio`` = valid audio seconds in the batch / training step seconds: audio-seconds trained
-    per wall-clock second (e.g. one pass over 960 h of LibriSpeech takes
-    ``960 * 3600 / ratio`` seconds with this batch shape on this device).
+    per wall-clock second, the same number as ``audio_hours_per_device_hour``; one pass over
+    960 h of LibriSpeech takes ``hours_per_960h_epoch`` = ``960 / ratio`` hours with this batch
+    shape on this device.
 
 ``train_tflops``
     FLOPs of one training step counted with :class:`torch.utils.flop_counter.FlopCounterMode`
     (matmuls, convolutions and attention kernels, forward and backward, teacher included; one
     separate counted step), divided by the median step time: ``tflops_achieved``. ``ratio`` =
     achieved / ``peak_tflops`` (model FLOP utilisation); the peak is ``--peak_tflops``
-    (default 989, H100/H200 dense bf16, on CUDA; on CPU there is no default and the ratio is
-    null unless it is given). ``step_peak_mem_gib`` is the CUDA peak memory of that step.
+    (default on CUDA: the device's dense bf16 peak from the table in ``bench/_common.py``; on
+    CPU there is none and the ratio is null unless it is given). ``step_peak_mem_gib`` is the
+    CUDA peak memory over the timed steps and parts.
 
 Examples::
 
     python bench/distill_step.py --quick                # smoke run, 2 x 4 s
     python bench/distill_step.py --device cpu           # real sizes on CPU (minutes)
     python bench/distill_step.py --device cuda          # bf16 autocast, 5 repeats
+    python bench/distill_step.py --device cuda --compile  # the same with torch.compile on the student
 
 This is a benchmark, not a test: it asserts nothing about the numbers.
 """
@@ -63,17 +72,23 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
-import platform
-import statistics
-import sys
-import time
-from collections import defaultdict
-from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+from _common import (
+    Emitter,
+    comparison_fields,
+    count_flops,
+    device_name,
+    flop_fields,
+    logger,
+    median,
+    peak_memory_gib,
+    peak_tflops_for,
+    rounded,
+    time_regions,
+)
 from torch import Tensor
 
 from audio_compress.data.dataset import WaveBatch
@@ -86,7 +101,7 @@ from audio_compress.teachers import load_teacher
 
 BENCH = "distill_step"
 LENGTH_PATTERN = (1.0, 0.9, 0.85, 0.7)  #: row lengths as fractions of --seconds, cycled
-DEFAULT_PEAK_TFLOPS = 989.0  #: H100 / H200 SXM dense bf16
+log = logger(BENCH)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -114,78 +129,6 @@ def make_batch(batch_size: int, seconds: float, seed: int) -> WaveBatch:
     padding_mask = torch.arange(max_len).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
     wavs = wavs.masked_fill(padding_mask, 0.0)
     return WaveBatch(wavs, padding_mask, torch.tensor(lengths), [f"utt{i}" for i in range(batch_size)])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_regions(body: Callable[[Callable[[str], None]], None], warmup: int, repeats: int,
-                 device: torch.device) -> dict[str, list[float]]:
-    """Run ``body(mark)`` ``warmup + repeats`` times; ``mark(name)`` ends a timed region.
-
-    Each region lasts from the previous ``mark`` (or the start of the iteration) to this one,
-    with a device synchronisation at both ends. Returns the timed iterations' seconds per region.
-    """
-    times: dict[str, list[float]] = defaultdict(list)
-    for iteration in range(warmup + repeats):
-        laps: dict[str, float] = {}
-        sync(device)
-        last = time.perf_counter()
-
-        def mark(name: str, laps: dict[str, float] = laps) -> None:
-            nonlocal last
-            sync(device)
-            now = time.perf_counter()
-            laps[name] = laps.get(name, 0.0) + now - last
-            last = now
-
-        body(mark)
-        if iteration >= warmup:
-            for name, value in laps.items():
-                times[name].append(value)
-    return dict(times)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def rounded(values: list[float]) -> list[float]:
-    return [round(v, 5) for v in values]
-
-
-def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of CPU SDPA (not in torch's flop registry): Q K^T plus P V, 2 FLOPs per MAC."""
-    *batch, q_len, qk_dim = query_shape
-    k_len = key_shape[-2]
-    v_dim = value_shape[-1]
-    rows = math.prod(batch)
-    return 2 * rows * q_len * k_len * qk_dim + 2 * rows * q_len * k_len * v_dim
-
-
-def _custom_flop_mapping() -> dict:
-    ops = torch.ops.aten
-    mapping = {}
-    if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu"):
-        mapping[ops._scaled_dot_product_flash_attention_for_cpu] = _cpu_flash_attention_flops
-    return mapping
-
-
-class Emitter:
-    """Prints one JSON line per measurement with the fields shared by all of them."""
-
-    def __init__(self, common: dict):
-        self.common = common
-
-    def __call__(self, **fields) -> None:
-        record = {"bench": BENCH, **self.common, **fields}
-        print(json.dumps(record), flush=True)
-
-
-def log(message: str) -> None:
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------- one student
@@ -285,8 +228,7 @@ class StudentBench:
             def body(mark):
                 self.teacher_forward()
                 mark("teacher")
-                with torch.no_grad(), self.autocast():
-                    self.student(self.batch.wavs, padding_mask=self.batch.padding_mask)
+                self.student_inference()
                 mark("student")
 
             return time_regions(body, warmup, repeats, self.device)
@@ -295,16 +237,29 @@ class StudentBench:
 
     def count_step_flops(self) -> tuple[int, float | None]:
         """FLOPs of one training step and its CUDA peak memory in GiB (None on CPU)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        counter = FlopCounterMode(display=False, custom_mapping=_custom_flop_mapping())
-        with counter:
-            self.train_step()
-        sync(self.device)
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.type == "cuda" else None
-        return int(counter.get_total_flops()), peak
+        flops = count_flops(self.train_step, self.device)
+        return flops, peak_memory_gib(self.device)
+
+    def count_part_flops(self) -> int:
+        """FLOPs of the parts :meth:`time_step_and_parts` times beside the step."""
+        flops = count_flops(self.teacher_forward, self.device) * self.teacher_forwards
+        flops += count_flops(self.student_forward_backward, self.device)
+        self.optimizer.zero_grad()
+        return flops
+
+    def student_inference(self) -> None:
+        with torch.no_grad(), self.autocast():
+            self.student(self.batch.wavs, padding_mask=self.batch.padding_mask)
+
+    def count_inference_flops(self) -> tuple[int, int]:
+        """Forward FLOPs of the student (eval) and of the teacher on the batch."""
+        self.student.eval()
+        try:
+            return count_flops(self.student_inference, self.device), count_flops(self.teacher_forward, self.device)
+        finally:
+            self.task.train()
 
     def close(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -329,9 +284,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--peak_tflops", type=float, default=None,
-                        help=f"peak TFLOP/s for the utilisation ratio (default {DEFAULT_PEAK_TFLOPS:g} on CUDA, "
-                             "none on CPU)")
-    parser.add_argument("--no_flops", action="store_true", help="skip the FLOP-counted step")
+                        help="peak TFLOP/s for the utilisation ratio (default: the device's dense bf16 peak from "
+                             "bench/_common.py on CUDA, none on CPU)")
+    parser.add_argument("--no_flops", action="store_true", help="skip the FLOP counts")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the student (module.compile())")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 2 x 4 s")
     args = parser.parse_args(argv)
@@ -350,8 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (5 if device.type == "cuda" else 3)
     if args.threads:
         torch.set_num_threads(args.threads)
+    name_of_device = device_name(device)
     peak_tflops = args.peak_tflops if args.peak_tflops is not None else (
-        DEFAULT_PEAK_TFLOPS if device.type == "cuda" else None)
+        peak_tflops_for(name_of_device) if device.type == "cuda" else None)
     autocast_dtype = torch.bfloat16 if dtype == "bf16" else None
 
     def autocast():
@@ -370,32 +327,44 @@ def main(argv: list[str] | None = None) -> None:
     teacher = load_teacher(args.teacher, device=device, seed=args.seed)
     teacher_params = sum(p.numel() for p in teacher.parameters())
 
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    emit = Emitter({
-        "device": device.type, "device_name": device_name, "dtype": dtype,
+    emit = Emitter(BENCH, {
+        "device": device.type, "device_name": name_of_device, "dtype": dtype,
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "batch_size": args.batch, "max_utt_s": args.seconds, "audio_s": round(audio_s, 3),
-        "teacher": args.teacher, "warmup": args.warmup, "repeats": repeats,
+        "teacher": args.teacher, "warmup": args.warmup, "repeats": repeats, "compile": args.compile,
     })
-    log(f"device={device} ({device_name}) dtype={dtype} batch={args.batch} x {args.seconds:g} s "
+    log(f"device={device} ({name_of_device}) dtype={dtype} batch={args.batch} x {args.seconds:g} s "
         f"(lengths {[int(n) for n in batch.lengths]} samples, {audio_s:g} s of audio) warmup={args.warmup} "
-        f"repeats={repeats} peak_tflops={peak_tflops} torch={torch.__version__}")
+        f"repeats={repeats} peak_tflops={peak_tflops} compile={args.compile} torch={torch.__version__}")
 
     for name, method in students:
         log(f"{name} ({method}): building")
         bench = StudentBench(name, method, teacher, batch, device, autocast, args.seed)
         common = {"student": name, "method": method}
         student_params = count_parameters(bench.student)
+        if args.compile:
+            bench.student.compile()
 
         log(f"{name}: timing training step and its parts")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         times = bench.time_step_and_parts(args.warmup, repeats)
+        step_peak_mem = peak_memory_gib(device)
         parts = ["teacher_fwd", "student_fwd_bwd", "optimizer_step"]
         parts_sum = [sum(times[p][i] for p in parts) for i in range(repeats)]
         step_s = median(times["step"])
         parts_s = median(parts_sum)
+        step_flops = part_flops = None
+        if not args.no_flops:
+            log(f"{name}: counting FLOPs of the step and of its parts")
+            step_flops, _ = bench.count_step_flops()
+            part_flops = bench.count_part_flops()
+        flops = ({"step_flops": step_flops, "parts_flops": part_flops,
+                  **{k: v for k, v in comparison_fields(parts_s, step_s, part_flops, step_flops).items() if k != "ratio"}}
+                 if step_flops else {})
         emit(**common, what="train_step_vs_parts", ratio=round(step_s / parts_s, 4), seconds=round(step_s, 5),
              reference=f"teacher_fwd x{bench.teacher_forwards} + student_fwd_bwd (trivial loss) + optimizer_step",
-             reference_seconds=round(parts_s, 5),
+             reference_seconds=round(parts_s, 5), **flops,
              teacher_fwd_seconds=round(median(times["teacher_fwd"]), 5),
              student_fwd_bwd_seconds=round(median(times["student_fwd_bwd"]), 5),
              optimizer_step_seconds=round(median(times["optimizer_step"]), 5),
@@ -407,22 +376,25 @@ def main(argv: list[str] | None = None) -> None:
 
         emit(**common, what="train_audio_throughput", ratio=round(audio_s / step_s, 3), seconds=round(step_s, 5),
              reference="valid audio seconds in the batch", reference_seconds=round(audio_s, 3),
-             unit="audio-seconds per second")
+             unit="audio-seconds per second", audio_hours_per_device_hour=round(audio_s / step_s, 3),
+             hours_per_960h_epoch=round(960 * 3600 / (audio_s / step_s) / 3600, 2))
 
-        if not args.no_flops:
-            log(f"{name}: counting FLOPs of one training step")
-            flops, peak_mem = bench.count_step_flops()
-            achieved = flops / step_s / 1e12
-            emit(**common, what="train_tflops",
-                 ratio=round(achieved / peak_tflops, 4) if peak_tflops else None, seconds=round(step_s, 5),
-                 reference="peak_tflops", reference_seconds=None, tflops_achieved=round(achieved, 3),
-                 peak_tflops=peak_tflops, flops_per_step=flops,
-                 step_peak_mem_gib=round(peak_mem, 3) if peak_mem is not None else None)
+        if step_flops:
+            fields = flop_fields(step_flops, step_s, peak_tflops)
+            emit(**common, what="train_tflops", ratio=fields.get("mfu"), seconds=round(step_s, 5),
+                 reference="peak_tflops", reference_seconds=None, tflops_achieved=fields["tflops_achieved"],
+                 peak_tflops=peak_tflops, flops_per_step=step_flops, step_peak_mem_gib=step_peak_mem)
 
         log(f"{name}: timing inference (student vs teacher)")
         times = bench.time_inference(args.warmup, repeats)
         student_s, teacher_s = median(times["student"]), median(times["teacher"])
-        emit(**common, what="inference_speedup", ratio=round(teacher_s / student_s, 3), seconds=round(student_s, 5),
+        inference = {"ratio": round(teacher_s / student_s, 4)}
+        if not args.no_flops:
+            student_flops, teacher_flops = bench.count_inference_flops()
+            inference = {**comparison_fields(student_s, teacher_s, student_flops, teacher_flops),
+                         **flop_fields(student_flops, student_s, peak_tflops, prefix="student_"),
+                         **flop_fields(teacher_flops, teacher_s, peak_tflops, prefix="teacher_")}
+        emit(**common, what="inference_speedup", **inference, seconds=round(student_s, 5),
              reference="teacher_fwd", reference_seconds=round(teacher_s, 5),
              student_params=student_params,
              student_params_excl_heads=count_parameters(bench.student, exclude=("proj_heads", "pred_head")),
@@ -434,7 +406,6 @@ def main(argv: list[str] | None = None) -> None:
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-
 
 if __name__ == "__main__":
     main()

@@ -17,8 +17,13 @@ seconds are extra fields:
 ``train_step_vs_forward`` (per method)
     ``ratio`` = training step / clean forward (eval, no_grad) of the same batch: what a step
     costs in forward passes (patchmix_cl runs two forwards and backpropagates through both).
+    ``flop_ratio`` = the same quotient of FLOPs (``torch.utils.flop_counter``, forward and
+    backward), ``ratio_of_limit`` = ratio / flop_ratio (above 1: cost beyond the FLOPs); ``flops`` / ``tflops_achieved`` and
+    ``reference_flops`` / ``reference_tflops_achieved`` per side.
 ``train_step_vs_ce`` (patchmix, patchmix_cl)
-    ``ratio`` = the method's step / the cross-entropy step: the price of the method.
+    ``ratio`` = the method's step / the cross-entropy step: the price of the method;
+    ``flop_ratio`` says how much of it is extra model FLOPs (a second forward and backward)
+    rather than overhead outside the counted matmuls.
 ``inference_per_cycle``
     ``seconds`` = eval forward time per cycle (batched); ``ratio`` = 8 s of audio / that time
     (audio-seconds classified per second); ``train_step_seconds_per_cycle`` for comparison.
@@ -52,6 +57,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from _common import comparison_fields, count_flops, flop_fields
 
 from audio_cls.data import CycleFeatureDataset, make_mini_icbhi, prepare_icbhi, write_manifest
 from audio_cls.data.cycles import cut_cycle, load_recording, pad_or_trim
@@ -108,8 +114,10 @@ def bench_models(args, device: torch.device, emit) -> None:
     labels = torch.arange(args.batch, device=device) % 4
     batch = (spec, labels, torch.arange(args.batch, device=device))
     step_s: dict[str, float] = {}
+    step_flops: dict[str, int] = {}
     for method in METHODS:
-        config = load_config(CONF / f"{method}.yaml", ["model.init=random"])
+        overrides = ["model.init=random", *args.set]
+        config = load_config(CONF / f"{method}.yaml", overrides)
         task = IcbhiTask(config, class_counts=[2063, 1215, 501, 363]).to(device)
         optimizer = task.configure_optimizers()["optimizer"]
         params = count_parameters(task)
@@ -123,16 +131,24 @@ def bench_models(args, device: torch.device, emit) -> None:
 
         fwd = timed(forward, args.warmup, args.repeats, device)
         log(f"{method}: timing the training step")
-        step = timed(make_step(task, optimizer, batch, autocast), args.warmup, args.repeats, device)
+        train_step = make_step(task, optimizer, batch, autocast)
+        step = timed(train_step, args.warmup, args.repeats, device)
         step_s[method], fwd_s = statistics.median(step), statistics.median(fwd)
+        step_flops[method], fwd_flops = count_flops(train_step, device), count_flops(forward, device)
+        # ratio = step / forward here (a cost), so the comparison is taken the other way round.
+        limit = comparison_fields(fwd_s, step_s[method], fwd_flops, step_flops[method])
         emit(what="train_step_vs_forward", method=method, ratio=round(step_s[method] / fwd_s, 3),
+             flop_ratio=limit["flop_ratio"], ratio_of_limit=limit["ratio_of_limit"],
              seconds=round(step_s[method], 4), reference="clean forward (eval, no_grad)",
-             reference_seconds=round(fwd_s, 4), params=params, seconds_all=[round(t, 4) for t in step],
+             reference_seconds=round(fwd_s, 4), params=params, **flop_fields(step_flops[method], step_s[method]),
+             **flop_fields(fwd_flops, fwd_s, prefix="reference_"), seconds_all=[round(t, 4) for t in step],
              reference_seconds_all=[round(t, 4) for t in fwd])
         if method != "ce":
+            limit = comparison_fields(step_s["ce"], step_s[method], step_flops["ce"], step_flops[method])
             emit(what="train_step_vs_ce", method=method, ratio=round(step_s[method] / step_s["ce"], 3),
+                 flop_ratio=limit["flop_ratio"], ratio_of_limit=limit["ratio_of_limit"],
                  seconds=round(step_s[method], 4), reference="ce training step",
-                 reference_seconds=round(step_s["ce"], 4))
+                 reference_seconds=round(step_s["ce"], 4), flops=step_flops[method], reference_flops=step_flops["ce"])
         else:
             per_cycle = fwd_s / args.batch
             emit(what="inference_per_cycle", method=method,
@@ -202,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cycles", type=int, default=40, help="cycles timed in the input-pipeline measurement")
     parser.add_argument("--icbhi_root", default="", help="time the input pipeline on real ICBHI recordings")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the model (0: torch default)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every method (repeatable), e.g. model.arch=ast_tiny for dry runs")
     parser.add_argument("--quick", action="store_true", help="batch 2, one repeat: a smoke run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -26,7 +26,9 @@ Output, one JSON line per measurement (progress on stderr):
 
 ``train_step_time``
     ``ratio`` = step time of ``method`` / step time of SupCon (the paper reports about 0.48 for
-    SelfCon-S vs SupCon on ImageNet with ResNet-50).
+    SelfCon-S vs SupCon on ImageNet with ResNet-50); ``flop_ratio`` = the same quotient of the
+    step's FLOPs (``torch.utils.flop_counter``, forward and backward) and ``ratio_of_limit`` =
+    ratio / flop_ratio; ``flops`` / ``tflops_achieved`` per side.
 ``train_step_peak_memory``
     ``ratio`` = peak memory of ``method`` / SupCon's (paper: about 0.59); ``ratio_above_start``
     uses ``bytes_above_start``.
@@ -53,6 +55,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _common import comparison_fields, count_flops, flop_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         line = ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items())
         print(f"repeat {r + 1}/{args.repeats}: {line}", file=sys.stderr)
     memory = {case.name: peak_memory(case) for case in cases}
+    device = torch.device(args.device)
+    flops = {case.name: count_flops(case.step, device) for case in cases}
     common = {"bench": "selfcon_cost", "reference": reference.name, "device": args.device, "batch": args.batch,
               "image_size": args.size, "backbone": reference.config.model.backbone, "amp": args.amp,
               "threads": torch.get_num_threads()}
@@ -163,8 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     how = "torch.cuda.max_memory_allocated" if args.device == "cuda" else "torch.profiler memory timeline"
     for case in cases[1:]:
         t = statistics.median(times[case.name])
+        limit = comparison_fields(ref_time, t, flops[reference.name], flops[case.name])  # ratio = this / reference
         print(json.dumps({**common, "measure": "train_step_time", "method": case.name, "ratio": round(t / ref_time, 4),
-                          "seconds": round(t, 4), "reference_seconds": round(ref_time, 4), "repeats": args.repeats}))
+                          "flop_ratio": limit["flop_ratio"], "ratio_of_limit": limit["ratio_of_limit"],
+                          "seconds": round(t, 4), "reference_seconds": round(ref_time, 4), "repeats": args.repeats,
+                          **flop_fields(flops[case.name], t),
+                          **flop_fields(flops[reference.name], ref_time, prefix="reference_")}))
         peak, above = memory[case.name]
         print(json.dumps({**common, "measure": "train_step_peak_memory", "method": case.name,
                           "ratio": round(peak / ref_peak, 4), "ratio_above_start": round(above / ref_above, 4),

@@ -10,8 +10,9 @@
 #   0: data        mini recipes export digits (source / target classes); full ones check every root
 #   1: pretrain    SL once into sl_expdir (sl and two-stage schemes); the other schemes: one model
 #                  per target in <exp_root>/<scheme>/<target>
-#   2: few-shot    episodic evaluation of each model on its target's labeled 80 %
-#   3: results     table over schemes x targets x shots -> <exp_root>/<tag>/results.md
+#   2: few-shot    episodic evaluation of each model on its target's labeled 80 %, then once per
+#                  target the trivial baselines (--baselines) on the same episodes -> <exp_root>/baselines
+#   3: results     table over schemes x targets x shots, baselines and chance -> <exp_root>/<tag>/results.md
 set -euo pipefail
 
 _cmdline="$0 $*"
@@ -41,6 +42,7 @@ n_way=5                  # classes per episode
 episodes=600             # episodes per (model, shots)
 update=lp                # update during the episodes: lp (linear probe) | ft (all parameters)
 eval_args=""             # extra fewshot_eval options, e.g. "--queries 15 --set epochs=100"
+baselines=""  # trivial baselines (architecture of the first scheme's model), same update (empty: none; the mini twins pass "random_init pixels")
 cmd_backend=local        # how pretraining starts: local | slurm | torchrun (see recipes/cmd.sh)
 resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
@@ -174,6 +176,15 @@ fewshot_stage() {
         --root "$(target_root "${t}")" --split labeled --n_way "${n_way}" --shots ${shots} \
         --episodes "${episodes}" --update "${update}" ${eval_args} --out "${exp_root}/${scheme}/${t}/summary.json"
     done
+  done
+  [ -n "${baselines}" ] || return 0
+  read -r -a scheme_list <<< "${schemes}"
+  for t in ${targets}; do
+    # shellcheck disable=SC2086
+    python -m vision_ssl.bin.fewshot_eval --checkpoint "$(model_ckpt "${scheme_list[0]}" "${t}")" --dataset "${t}" \
+      --root "$(target_root "${t}")" --split labeled --n_way "${n_way}" --shots ${shots} --episodes "${episodes}" \
+      --baselines ${baselines} --baselines_only --baseline_update "${update}" ${eval_args} \
+      --out "${exp_root}/baselines/${t}/summary.json"
   done
 }
 

@@ -6,7 +6,8 @@
 # Stages:
 #   0: corpus      mini recipes synthesize their corpus; full recipes check $LIBRISPEECH
 #   1: data prep   LibriSpeech layout -> Kaldi data dirs under ${datadir}/
-#   2: teacher     load/convert the teacher, save a local transformers copy, check it on data
+#   2: teacher     load/convert the teacher (--teacher pretrain: pretrain a mini HuBERT on the training set,
+#                  cached in ${teacher_cache}), save a local transformers copy, check it on data
 #   3: dump        (use_dump=true) teacher features of train/dev stored in fp16 shards
 #   4: distill     Lightning training (resumes from the last checkpoint when re-run)
 #   5: export      standalone student checkpoint + s3prl upstream check (<method>_local)
@@ -26,6 +27,7 @@ datadir=data             # Kaldi data dirs
 corpus_root=""           # folder holding LibriSpeech/<subset> (default: $LIBRISPEECH from db.sh)
 make_corpus=false        # stage 0 synthesizes the mini corpus into corpus_root (mini recipes)
 corpus_seed=0            # seed of the mini corpus
+corpus_args=""           # further make_mini_corpus options (mini recipes), e.g. "--preset rich --num_speakers 20"
 train_sets="train-clean-100"  # training subsets (combined into one data dir)
 train_name=train         # name of the combined training data dir
 dev_set=dev-clean        # validation subset
@@ -36,8 +38,11 @@ multichannel=refuse      # multi-channel audio at data prep: refuse | mean | fir
 on_bad_audio=fail        # bad audio at data prep: fail | skip (skipped files listed in bad_audio.txt)
 resample=false           # resample audio that is not 16 kHz in every stage that reads it (false: refuse it)
 conf=conf/distill.yaml   # distillation config (YAML); its student and teacher are the defaults of --student/--teacher
-teacher=""               # teacher: named architecture (random weights), transformers folder, or fairseq/unilm .pt (default: the conf's; its family must match the conf's)
+teacher=""               # teacher: named architecture (random weights), transformers folder, fairseq/unilm .pt, or "pretrain" (HuBERT iteration 1 on the training set, --teacher_conf) (default: the conf's; its family must match the conf's)
 teacher_seed=0           # seed for a randomly initialised named teacher
+teacher_conf=""          # --teacher pretrain: the pretraining YAML (audio_compress.teachers.pretrain.PretrainConfig)
+teacher_cache=""         # --teacher pretrain: cache of pretrained teachers keyed by audio content + config (default: <exp_root>/teachers)
+teacher_args=""          # --teacher pretrain: extra config overrides, e.g. "trainer.max_steps=100"
 student=""               # student architecture, see audio_compress.models (default: the conf's)
 trust=false              # unpickle checkpoint files fully (teacher .pt, --upstream_ckpt), which can run code in them: only for trusted files the safe reader refuses
 use_dump=false           # stage 3 dumps teacher features; training reads them (star, distilhubert)
@@ -89,6 +94,7 @@ make_expdir
 corpus_root="${corpus_root:-${LIBRISPEECH}}"
 s3prl_root="${s3prl_root:-${MAIN_ROOT}/tools/s3prl}"
 superb_data="${superb_data:-${dumpdir}/superb}"
+teacher_cache="${teacher_cache:-${exp_root}/teachers}"
 
 log "${_cmdline}"
 log "recipe: method=${method} student=${student} teacher=${teacher} conf=${conf} expdir=${expdir}"
@@ -98,7 +104,8 @@ dname() { echo "${1//-/_}"; }
 
 corpus_stage() {
   if "${make_corpus}"; then
-    python -m audio_compress.bin.make_mini_corpus --out "${corpus_root}" --seed "${corpus_seed}"
+    # shellcheck disable=SC2086
+    python -m audio_compress.bin.make_mini_corpus --out "${corpus_root}" --seed "${corpus_seed}" ${corpus_args}
   else
     require_root LIBRISPEECH corpus_root "${corpus_root}" \
       "Download LibriSpeech (openslr.org/12: train-clean-100, train-clean-360, train-other-500, dev-clean, test-clean) and unpack it so that <root>/LibriSpeech/<subset> exists."
@@ -130,8 +137,25 @@ check_prepared_teacher() {
     --label "the teacher prepared from --teacher ${teacher} (${expdir}/teacher)"
 }
 
+# pretrain_args: the arguments of the teacher pretraining entry point (stage 2 and its preflight check)
+pretrain_args=()
+set_pretrain_args() {
+  pretrain_args=(--config "${teacher_conf}" --cache_root "${teacher_cache}"
+                 --set "data.train=${datadir}/${train_name}" --set "data.dev=${datadir}/$(dname "${dev_set}")"
+                 --set "data.resample=${resample}")
+  local kv
+  for kv in ${teacher_args}; do pretrain_args+=(--set "${kv}"); done
+}
+
 teacher_stage() {
-  python -m audio_compress.bin.prepare_teacher --teacher "${teacher}" --seed "${teacher_seed}" \
+  local source="${teacher}"
+  if [ "${teacher}" = pretrain ]; then
+    # the cached (or freshly pretrained) teacher is copied into place, then checked like any other
+    set_pretrain_args
+    python -m audio_compress.bin.pretrain_teacher "${pretrain_args[@]}" --out "${expdir}/teacher"
+    source="${expdir}/teacher"
+  fi
+  python -m audio_compress.bin.prepare_teacher --teacher "${source}" --seed "${teacher_seed}" \
     --out "${expdir}/teacher" --check_data "${datadir}/$(dname "${dev_set}")" --resample "${resample}" \
     --trust "${trust}"
   check_prepared_teacher
@@ -267,7 +291,14 @@ preflight() {
     return 1
   fi
   [ -f "${conf}" ] || { echo "ERROR: --conf ${conf}: no such file (see conf/ of this recipe)" >&2; return 1; }
-  if want_stage 2; then
+  if want_stage 2 && [ "${teacher}" = pretrain ]; then
+    [ -f "${teacher_conf}" ] || { echo "ERROR: --teacher pretrain needs --teacher_conf (the pretraining YAML); '${teacher_conf}' is no such file" >&2; return 1; }
+    set_pretrain_args
+    local arch
+    arch="$(python -m audio_compress.bin.pretrain_teacher "${pretrain_args[@]}" --check)"
+    python -m audio_compress.bin.recipe_conf check_teacher --conf "${conf}" --teacher "${arch}" \
+      --label "--teacher pretrain (${arch} from ${teacher_conf})" > /dev/null
+  elif want_stage 2; then
     python -m audio_compress.bin.recipe_conf check_teacher --conf "${conf}" --teacher "${teacher}"
   elif { want_stage 3 || want_stage 4; } && [ -d "${expdir}/teacher" ]; then
     check_prepared_teacher

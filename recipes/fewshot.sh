@@ -7,8 +7,10 @@
 # Stages:
 #   0: data        mini recipes export digit classes as source and target; full recipes check the target roots
 #   1: source      pretrain the source model with --pretrain_conf (mini), or check --checkpoint / --weights
-#   2: study       every (update method, shots) cell of the table on every target (resumable)
-#   3: results     Markdown / JSON table and a plot of accuracy vs shots -> exp/<tag>/results.md
+#   2: study       every (update method, shots) cell of the table on every target, and the trivial
+#                  baselines (--baselines) with the table's linear probe (resumable)
+#   3: results     Markdown / JSON table (baselines and chance below the methods) and a plot of
+#                  accuracy vs shots -> exp/<tag>/results.md
 set -euo pipefail
 
 _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
@@ -31,6 +33,7 @@ digits_size=16           # side of the exported digit images
 source_classes="0 1 2 3 4"  # digit classes of the mini source
 target_classes="5 6 7 8 9"  # digit classes of the mini target
 study_args=""            # extra table overrides, e.g. "episodes=100 defaults.epochs=50"
+baselines=""  # trivial baselines evaluated like the source model (empty: none; the mini twins pass "random_init pixels")
 device=auto              # auto | cpu | cuda
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
@@ -106,8 +109,10 @@ study_stage() {
   mapfile -t src < <(source_args)
   for i in "${!target_list[@]}"; do
     t="${target_list[$i]}"
+    # shellcheck disable=SC2086
     python -m vision_ssl.bin.fsl_study run --table "${conf}" "${src[@]}" --dataset "${t}" \
-      --root "$(root_of "${i}" "${t}")" --outdir "${expdir}/${t}" --device "${device}" "${args[@]}"
+      --root "$(root_of "${i}" "${t}")" --outdir "${expdir}/${t}" --device "${device}" --baselines ${baselines} \
+      "${args[@]}"
   done
 }
 

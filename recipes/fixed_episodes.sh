@@ -7,7 +7,8 @@
 # Stages:
 #   0: data        Omniglot: unpack the runs (and the background set when stage 1 pretrains) into data_root
 #   1: source      pretrain the source model on the background set with --pretrain_conf, or check --checkpoint / --weights
-#   2: eval        every update row of --updates (and the raw-pixel nearest-neighbour baseline) on every episode
+#   2: eval        every update row of --updates and the trivial baselines (--baselines, the raw-pixel
+#                  nearest neighbour) on every episode
 #   3: results     Markdown / JSON table -> exp/<tag>/results.md
 set -euo pipefail
 
@@ -29,6 +30,7 @@ backbone=""              # or a plain state dict: its backbone name (e.g. resnet
 weights=""               # ... and its file
 pretrain_conf=""         # stage 1 pretrains the source model on the background set with this config
 pixel_nn=true            # add the raw-pixel Euclidean nearest-neighbour baseline row (pixel_nn)
+baselines=""  # trivial baselines evaluated with the table's lp row (empty: none; the mini twins pass "random_init pixels")
 image_size=""            # evaluation side for the model and the baseline (default: the checkpoint's pretraining size)
 seed=0                   # seed of the per-episode fine-tuning (head init, batch order)
 eval_args=""             # extra update overrides, e.g. "epochs=50 lr=0.05"
@@ -122,6 +124,8 @@ eval_stage() {
     args+=(--omniglot_runs "${data_root}/runs")
   fi
   if "${pixel_nn}"; then args+=(--pixel_nn); fi
+  # shellcheck disable=SC2206
+  if [ -n "${baselines}" ]; then args+=(--baselines ${baselines}); fi
   if [ -n "${image_size}" ]; then args+=(--image_size "${image_size}"); fi
   # shellcheck disable=SC2086
   python -m vision_ssl.bin.fewshot_eval --table "${conf}" --update ${updates} --seed "${seed}" \

@@ -9,8 +9,9 @@
 #   2: features    l2-normalised backbone features of target and open set (sharded .npy)
 #   3: coreset     SimCore (k-means + greedy rounds, stopping rule) and the random baseline
 #   4: coreset SSL SSL from scratch on target + each coreset, epochs recomputed from its size
-#   5: linear      linear evaluation on the target of every run
-#   6: results     table: target only / each sampler -> exp/<tag>/results.md
+#   5: linear      linear evaluation on the target of every run, and of the trivial baselines
+#                  (--baselines: random-init network, raw pixels) -> exp/<tag>/baselines
+#   6: results     table: target only / each sampler, baselines and chance -> exp/<tag>/results.md
 set -euo pipefail
 
 _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
@@ -38,6 +39,7 @@ feature_args=""              # extra flags of "vision_ssl.bin.simcore features",
 coreset_args=""              # extra coreset config overrides, e.g. "k=50 patience=10"
 pretrain_args=""             # extra config overrides for pretraining, e.g. "data.batch_size=256"
 linear_args=""               # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
+baselines=""  # trivial baselines probed on the target in stage 5 (empty: none; the mini twins pass "random_init pixels")
 cmd_backend=local            # how training stages start: local | slurm | torchrun (see recipes/cmd.sh)
 resume=auto                  # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                       # processes per node for cmd_backend=torchrun (trainer.devices must match)
@@ -146,17 +148,21 @@ coreset_ssl_stage() {
   done
 }
 
-linear_stage() {
-  local run args
+linear_probe() {  # linear_probe ARGS...: one linear evaluation (its dry run when _check=true)
+  local args
   mapfile -t args < <(sets "data.dataset=imagefolder" "data.root=${target_root}" ${linear_args})
-  args=(--config "${conf}" --seeds "${seed}" --resume "${resume}" "${args[@]}")
-  for run in target_only ${samplers}; do
-    if "${_check}"; then
-      python -m vision_ssl.bin.linear_eval --expdir "${expdir}/${run}" "${args[@]}" --check
-    else
-      launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --expdir "${expdir}/${run}" "${args[@]}"
-    fi
-  done
+  args=(--config "${conf}" --seeds "${seed}" --resume "${resume}" "$@" "${args[@]}")
+  if "${_check}"; then
+    python -m vision_ssl.bin.linear_eval "${args[@]}" --check
+  else
+    launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval "${args[@]}"
+  fi
+}
+
+linear_stage() {
+  local run kind
+  for run in target_only ${samplers}; do linear_probe --expdir "${expdir}/${run}"; done
+  for kind in ${baselines}; do linear_probe --expdir "${expdir}" --baseline "${kind}"; done
 }
 
 results_stage() {

@@ -6,8 +6,9 @@
 # Stages:
 #   0: data        mini recipes export scikit-learn's digits; full recipes check the dataset root
 #   1: pretrain    Lightning, one run per seed (resumes from the last checkpoint when re-run)
-#   2: linear      linear evaluation of the frozen encoder, one run per seed
-#   3: results     mean and std over seeds -> exp/<tag>/results.md
+#   2: linear      linear evaluation of the frozen encoder, one run per seed, and of the trivial
+#                  baselines (--baselines: random-init network, raw pixels) -> exp/<tag>/baselines
+#   3: results     mean and std over seeds, baselines and chance -> exp/<tag>/results.md
 set -euo pipefail
 
 _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
@@ -25,6 +26,7 @@ digits_size=16           # side of the exported digit images
 seeds="0 1 2"            # seeds: stages 1-2 run each, stage 3 reports mean and std
 pretrain_args=""         # extra config overrides for pretraining, e.g. "trainer.max_epochs=10 data.batch_size=256"
 linear_args=""           # extra config overrides for linear evaluation, e.g. "linear.epochs=10"
+baselines=""  # trivial baselines probed like the method in stage 2 (empty: none; the mini twins pass "random_init pixels")
 cmd_backend=local        # how training stages start: local | slurm | torchrun (see recipes/cmd.sh)
 resume=auto              # training: auto (continue from last.ckpt, a changed config is refused) | never (afresh, old run archived) | force (continue, change recorded)
 ngpu=1                   # processes per node for cmd_backend=torchrun (trainer.devices must match)
@@ -83,6 +85,12 @@ linear_stage() {
   # shellcheck disable=SC2086
   launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}" \
     --seeds ${seeds} --resume "${resume}" "${args[@]}"
+  local kind
+  for kind in ${baselines}; do
+    # shellcheck disable=SC2086
+    launch "${ngpu}" "${nnodes}" vision_ssl.bin.linear_eval --config "${conf}" --expdir "${expdir}" \
+      --seeds ${seeds} --resume "${resume}" --baseline "${kind}" "${args[@]}"
+  done
 }
 
 results_stage() {

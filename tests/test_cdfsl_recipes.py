@@ -120,5 +120,9 @@ def test_mini_recipe_every_scheme_end_to_end(tmp_path):
         low1, low5 = MEASURED[row["scheme"]]
         assert one["mean"] > low1 - 6 and five["mean"] > low5 - 6, row
         assert f"| {row['scheme']} | folder | lp | {one['mean']:.2f} ± {one['ci95']:.2f} |" in table
+    baselines = json.loads((exp / "schemes" / "results.json").read_text())["baselines"]
+    assert [(r["scheme"], r["update"]) for r in baselines] == [
+        ("baseline: random-init network", "lp"), ("baseline: raw pixels", "lp")]
+    assert "| chance (1/5) | all | – | 20.00 | 20.00 |" in table
     proc = _run("mini_digits/cdfsl", "--exp_root", str(exp), "--stage", "3")  # re-running is safe
     assert proc.returncode == 0 and (exp / "schemes" / "results.md").read_text() == table

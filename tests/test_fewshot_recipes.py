@@ -107,11 +107,15 @@ def test_mini_recipes_end_to_end(tmp_path):
         assert r["episodes"] == 4 and r["mean"] > MEASURED[update][k == 5] - 20, (update, k, r["mean"])
     assert cells[("ft", 5)]["mean"] > cells[("ft", 1)]["mean"]
     assert "| folder | ft |" in (expdir / "results.md").read_text()
+    assert [(r["baseline"], r["update"], r["shots"]) for r in summary["baselines"]] == [
+        (kind, "lp", k) for kind in ("random_init", "pixels") for k in (1, 5)]
+    assert "| folder | chance (1/5) | 20.00 | 20.00 |" in (expdir / "results.md").read_text()
     assert (expdir / "accuracy_vs_shots.png").stat().st_size > 1000
     ckpt = expdir / "source" / "seed0" / "checkpoints" / "last.ckpt"
     # re-running the study skips every finished cell and reproduces the summary
     proc = _run(["bash", str(ROOT / "egs/mini_digits/fsl_update/run.sh"), *common, "--stage", "2", "--stop_stage", "2"])
-    assert proc.returncode == 0 and proc.stdout.count("already finished; skipping") == 8
+    # 8 cells of the table and 4 of the baselines (random-init network, raw pixels x 2 shot counts)
+    assert proc.returncode == 0 and proc.stdout.count("already finished; skipping") == 12
     assert json.loads((expdir / "folder" / "summary.json").read_text()) == summary
     # ReFine twin on the same source model (its stage 1 then only checks the file)
     proc = _run(["bash", str(ROOT / "egs/mini_digits/refine/run.sh"), *common, "--checkpoint", str(ckpt)])

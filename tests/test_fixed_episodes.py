@@ -201,11 +201,13 @@ def test_fewshot_eval_fixed_episode_inputs(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["dataset"] == "tiny" and (result["n_way"], result["shots"], result["image_size"]) == (3, 1, 2)
     assert result["episodes_source"] == str(tmp_path / "tiny.tsv")
-    assert [r["update"] for r in result["results"]] == ["lp", "ft", "pixel_nn"]
-    for r in result["results"]:
+    assert [r["update"] for r in result["results"]] == ["lp", "ft"]
+    assert [(r["baseline"], r["update"]) for r in result["baselines"]] == [("pixel_nn", "pixel_nn")]
+    assert result["chance"] == pytest.approx(100 / 3)
+    for r in result["results"] + result["baselines"]:
         assert r["episode_ids"] == ["ep_a", "ep_b"] and r["episodes"] == 2 and r["shots"] == 1
         assert all(a in (0.0, 25.0, 50.0, 75.0, 100.0) for a in r["per_episode"])  # k of 4 queries
-    assert result["results"][2]["per_episode"] == [75.0, 75.0] and result["results"][2]["ci95"] == 0.0
+    assert result["baselines"][0]["per_episode"] == [75.0, 75.0] and result["baselines"][0]["ci95"] == 0.0
     assert "tiny pixel_nn 2 fixed episodes (3-way 1-shot): 75.00 ± 0.00" in capsys.readouterr().out
     # the official run format through --omniglot_runs (default image size of plain weights: 224)
     _make_run(tmp_path / "runs", "run01", [2, 1])
@@ -269,11 +271,15 @@ def test_mini_omniglot_recipe_end_to_end(tmp_path):
     summary = json.loads((expdir / "omniglot" / "summary.json").read_text())
     assert (summary["n_way"], summary["shots"]) == (20, 1)
     rows = {r["update"]: r for r in summary["results"]}
-    assert list(rows) == ["lp", "pixel_nn"]
-    for r in rows.values():
+    baselines = {r["baseline"]: r for r in summary["baselines"]}
+    assert list(rows) == ["lp"] and list(baselines) == ["random_init", "pixels", "pixel_nn"]
+    assert summary["chance"] == 5.0
+    rows["pixel_nn"] = baselines["pixel_nn"]
+    for r in summary["results"] + summary["baselines"]:
         assert r["episode_ids"] == [f"run{i:02d}" for i in range(1, 21)]
         assert all(round(a / 5, 6).is_integer() for a in r["per_episode"])  # k of 20 queries
     assert rows["pixel_nn"]["mean"] == PIXEL_NN_28
     assert rows["lp"]["mean"] > LP_MEASURED - 10 and rows["lp"]["mean"] > rows["pixel_nn"]["mean"] + 25
     table = (expdir / "results.md").read_text()
-    assert "| omniglot | pixel_nn | 22.75 ± 4.74 |" in table and "| omniglot | lp |" in table
+    assert "| omniglot | baseline: raw-pixel nearest neighbour | 22.75 ± 4.74 |" in table and "| omniglot | lp |" in table
+    assert "| omniglot | baseline: random-init network (lp) |" in table and "| omniglot | chance (1/20) | 5.00 |" in table

@@ -18,7 +18,11 @@ from audio_compress.data.librispeech import prepare_librispeech
 from audio_compress.data.mini_corpus import (
     INTENTS,
     KEYWORDS,
+    RICH,
     EspeakNotFoundError,
+    Variation,
+    _coloured_noise,
+    _room_response,
     make_mini_corpus,
     make_sentence,
     phoneme_tokens,
@@ -142,6 +146,43 @@ def test_determinism_and_seed(small, tmp_path):
             != (a / "train-mini" / "metadata.tsv").read_bytes())
 
 
+def _flacs(ls_dir):
+    return {p.relative_to(ls_dir): sf.read(str(p), dtype="int16")[0] for p in sorted(ls_dir.rglob("*.flac"))}
+
+
+def test_rich_variation_keeps_labels_and_is_deterministic(small, tmp_path):
+    rich = make_mini_corpus(tmp_path / "rich", seed=3, num_speakers=2, utts_per_speaker=SMALL, variation=RICH)
+    assert rich.summary["config"]["variation"]["noise_prob"] == RICH.noise_prob
+    assert small.summary["config"]["variation"] == {"pitch_jitter": 0, "rate_jitter": 0.0, "noise_prob": 0.0,
+                                                    "snr_db": [10.0, 30.0], "reverb_prob": 0.0, "rt60": [0.15, 0.6]}
+    for split in SMALL:  # same texts and labels (phonemes come from the voice, not the pitch or rate)
+        assert ((rich.librispeech_dir / split / "metadata.tsv").read_bytes()
+                == (small.librispeech_dir / split / "metadata.tsv").read_bytes())
+    plain, varied = _flacs(small.librispeech_dir), _flacs(rich.librispeech_dir)
+    assert plain.keys() == varied.keys()
+    differs = [rel for rel in plain if plain[rel].shape != varied[rel].shape or not np.array_equal(plain[rel], varied[rel])]
+    assert len(differs) == len(plain)  # every utterance got a pitch or a rate of its own
+    again = make_mini_corpus(tmp_path / "again", seed=3, num_speakers=2, utts_per_speaker=SMALL, variation=RICH)
+    assert all(np.array_equal(a, b) for a, b in zip(varied.values(), _flacs(again.librispeech_dir).values()))
+    assert make_mini_corpus(tmp_path / "rich", seed=3, num_speakers=2, utts_per_speaker=SMALL, variation=RICH).reused
+    assert not make_mini_corpus(tmp_path / "rich", seed=3, num_speakers=2, utts_per_speaker=SMALL).reused
+
+
+def test_room_response_and_noise_levels():
+    rng = np.random.default_rng(0)
+    response = _room_response(rng, 0.25)
+    assert response.shape == (4000,) and np.sum(response**2) == pytest.approx(1.0)
+    assert np.argmax(np.abs(response)) == 0  # the direct path leads
+    tail = np.abs(response[3000:]).max() / np.abs(response[1:1000]).max()
+    assert tail < 0.05  # decays (-60 dB over RT60)
+    noise = _coloured_noise(rng, 32000, 1.0)
+    assert np.std(noise) == pytest.approx(1.0, abs=1e-6)
+    spectrum = np.abs(np.fft.rfft(noise)) ** 2
+    assert spectrum[10:100].mean() > 10 * spectrum[10000:].mean()  # 1/f: low frequencies dominate
+    with pytest.raises(ValueError, match="noise_prob"):
+        Variation(noise_prob=1.5)
+
+
 @needs_espeak
 def test_reuse_and_regenerate(tmp_path):
     cfg = {"train-mini": 2, "dev-mini": 1, "test-mini": 1}
@@ -210,6 +251,12 @@ def test_cli(tmp_path, capsys):
     assert "up to date, kept" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mini_cli.main(["--out", str(tmp_path), "--utts_per_speaker", "2,1"])
+    # a preset with one value overridden: recorded in corpus.json, so the corpus is regenerated
+    assert mini_cli.main([*args, "--preset", "rich", "--noise_prob", "1", "--snr_db", "20,25"]) == 0
+    assert "mini corpus generated" in capsys.readouterr().out
+    variation = json.loads((tmp_path / "LibriSpeech" / "corpus.json").read_text())["config"]["variation"]
+    assert variation == {**variation, "pitch_jitter": RICH.pitch_jitter, "noise_prob": 1.0, "snr_db": [20.0, 25.0]}
+    assert mini_cli.main([*args, "--reverb_prob", "2"]) == 1
 
 
 @pytest.mark.slow

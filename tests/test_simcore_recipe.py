@@ -94,6 +94,9 @@ def test_mini_recipe_end_to_end(tmp_path):
             recall, uniform)
         assert abs(recall["random"] - uniform) < 0.08, (recall, uniform)
     assert "| simcore |" in (expdir / "results.md").read_text()
+    # trivial baselines, probed once per recipe run: untrained network, raw pixels, chance 1/3
+    assert list(table["baselines"]) == ["random_init", "pixels"] and table["chance"]["num_classes"] == 3
+    assert "| chance (1/3) | 33.33 |" in (expdir / "results.md").read_text()
     assert len((expdir / "coreset" / "simcore" / "train.tsv").read_text().splitlines()) == 120 + simcore["size"]
 
 

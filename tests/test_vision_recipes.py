@@ -93,7 +93,7 @@ def test_mini_recipe_end_to_end(tmp_path, method):
     if method == "selfcon":  # re-running finished stages is safe and changes nothing
         proc = _run(f"mini_digits/{method}", "--exp_root", str(exp), "--data_root", str(data), "--stage", "0")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert proc.stdout.count("already finished; skipping") == 4
+        assert proc.stdout.count("already finished; skipping") == 8  # 2 seeds x (pretrain, probe, 2 baselines)
         assert json.loads((expdir / "results.json").read_text()) == table
 
 

@@ -31,6 +31,11 @@ the phoneme string follows that voice's accent.
 :func:`audio_compress.data.librispeech.prepare_librispeech` turns ``metadata.tsv`` into the
 data-dir files ``phn``, ``utt2kind``, ``utt2keyword`` and ``utt2intent``.
 
+Per-utterance variation (:class:`Variation`, off by default; :data:`RICH` for teacher pretraining)
+draws, from a generator seeded by the corpus seed and the utterance id, a pitch and a rate around the
+speaker's own, additive coloured noise at a random SNR and a reverberation-like filter (a synthetic
+exponentially decaying room response with a random RT60). Labels and layout do not change.
+
 Generation is deterministic given the seed and config (byte-identical metadata and identical
 audio); an existing corpus with the same config (recorded in ``corpus.json``) is reused.
 """
@@ -47,11 +52,13 @@ import tempfile
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import fftconvolve
+from tqdm import tqdm
 
 from audio_compress.frames import SAMPLE_RATE
 from compact_ssl.audio import resample_audio
@@ -63,6 +70,8 @@ __all__ = [
     "DEFAULT_UTTS_PER_SPEAKER",
     "EspeakNotFoundError",
     "MiniCorpus",
+    "RICH",
+    "Variation",
     "make_mini_corpus",
     "read_metadata",
     "espeak_version",
@@ -195,6 +204,68 @@ def make_sentence(rng: random.Random) -> str:
             return " ".join(words)
 
 
+@dataclass(frozen=True)
+class Variation:
+    """Per-utterance variation of the synthesized audio (the defaults change nothing).
+
+    Attributes:
+        pitch_jitter: the utterance's espeak-ng pitch is the speaker's ``+- pitch_jitter`` (uniform
+            integer, clipped to 0..99).
+        rate_jitter: the utterance's rate is the speaker's times ``1 + u * rate_jitter``, ``u ~ U(-1, 1)``.
+        noise_prob: probability of additive noise, white noise shaped to a ``1 / f^a`` spectrum
+            (``a ~ U(0, 1.5)``), at an SNR drawn uniformly from ``snr_db`` (against the speech).
+        reverb_prob: probability of convolving the speech with a synthetic room response: a unit
+            direct path plus Gaussian noise decaying by 60 dB over ``RT60 ~ U(rt60)`` seconds.
+    """
+
+    pitch_jitter: int = 0
+    rate_jitter: float = 0.0
+    noise_prob: float = 0.0
+    snr_db: tuple[float, float] = (10.0, 30.0)
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.15, 0.6)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.noise_prob <= 1 and 0 <= self.reverb_prob <= 1):
+            raise ValueError(f"noise_prob and reverb_prob must be in [0, 1], got {self.noise_prob}, {self.reverb_prob}")
+        if self.pitch_jitter < 0 or not 0 <= self.rate_jitter < 1:
+            raise ValueError(f"pitch_jitter must be >= 0 and rate_jitter in [0, 1), got {self.pitch_jitter}, "
+                             f"{self.rate_jitter}")
+        if self.snr_db[0] > self.snr_db[1] or not 0 < self.rt60[0] <= self.rt60[1]:
+            raise ValueError(f"snr_db and rt60 must be (low, high) ranges with 0 < rt60, got {self.snr_db}, {self.rt60}")
+
+
+#: The variation of the corpus a mini teacher is pretrained on (egs/mini_speech/benchmark).
+RICH = Variation(pitch_jitter=15, rate_jitter=0.2, noise_prob=0.5, snr_db=(5.0, 30.0), reverb_prob=0.5)
+
+
+def _room_response(rng: np.random.Generator, rt60: float) -> np.ndarray:
+    n = max(2, int(rt60 * SAMPLE_RATE))
+    decay = np.exp(-6.9 * np.arange(n) / n)  # -60 dB (ln 1000 = 6.9) at n samples
+    response = 0.3 * rng.standard_normal(n) * decay
+    response[0] = 1.0
+    return response / np.sqrt(np.sum(response**2))
+
+
+def _coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
+    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n)
+    return noise / (np.std(noise) + 1e-12)
+
+
+def _vary(speech: np.ndarray, rng: np.random.Generator, variation: Variation) -> tuple[np.ndarray, float | None]:
+    """Reverberate the speech (maybe); returns it and the noise level to add (None: no noise)."""
+    power = float(np.mean(speech**2)) + 1e-12
+    if rng.random() < variation.reverb_prob:
+        speech = fftconvolve(speech, _room_response(rng, rng.uniform(*variation.rt60)))[: speech.shape[0]]
+        speech = speech * np.sqrt(power / (np.mean(speech**2) + 1e-12))
+    noise_std = None
+    if rng.random() < variation.noise_prob:
+        noise_std = float(np.sqrt(power / 10 ** (rng.uniform(*variation.snr_db) / 10)))
+    return speech.astype(np.float32), noise_std
+
+
 class EspeakNotFoundError(RuntimeError):
     """espeak-ng is not installed."""
 
@@ -317,10 +388,15 @@ def _plan(seed: int, speakers: list[dict], utts_per_speaker: Mapping[str, int]) 
     return plan
 
 
-def _synthesize(exe: str, row: dict, flac_path: Path, tmpdir: str, seed: int) -> tuple[str, int]:
+def _synthesize(exe: str, row: dict, flac_path: Path, tmpdir: str, seed: int,
+                variation: Variation = Variation()) -> tuple[str, int]:
     """Speak ``row`` to ``flac_path``; returns (phoneme tokens, number of samples)."""
     wav_path = os.path.join(tmpdir, row["utt_id"] + ".wav")
-    cmd = [exe, "-v", row["voice"], "-p", str(row["pitch"]), "-s", str(row["rate"]),
+    # a generator of its own, so that the default (no variation) audio is what it always was
+    vrng = np.random.default_rng([seed, zlib.crc32(row["utt_id"].encode()), 1])
+    pitch = int(np.clip(row["pitch"] + vrng.integers(-variation.pitch_jitter, variation.pitch_jitter + 1), 0, 99))
+    rate = int(round(row["rate"] * (1.0 + vrng.uniform(-1.0, 1.0) * variation.rate_jitter)))
+    cmd = [exe, "-v", row["voice"], "-p", str(pitch), "-s", str(rate),
            "-x", "--sep= ", "-w", wav_path, row["text"]]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not os.path.exists(wav_path):
@@ -328,12 +404,17 @@ def _synthesize(exe: str, row: dict, flac_path: Path, tmpdir: str, seed: int) ->
                            f"exit {proc.returncode}: {proc.stderr.strip()}")
     wav, sr = sf.read(wav_path, dtype="float32", always_2d=True)
     os.unlink(wav_path)
-    wav = resample_audio(wav.mean(axis=1), sr, SAMPLE_RATE)
+    wav, noise_std = _vary(resample_audio(wav.mean(axis=1), sr, SAMPLE_RATE), vrng, variation)
     # Leading/trailing silence with a faint noise floor, seeded per utterance.
     urng = np.random.default_rng([seed, zlib.crc32(row["utt_id"].encode())])
     lead, trail = urng.integers(int(0.08 * SAMPLE_RATE), int(0.3 * SAMPLE_RATE), size=2)
     wav = np.concatenate([np.zeros(lead, np.float32), wav, np.zeros(trail, np.float32)])
     wav = wav + urng.normal(0.0, 3e-4, size=wav.shape).astype(np.float32)
+    if noise_std is not None:
+        wav = wav + (noise_std * _coloured_noise(vrng, wav.shape[0], vrng.uniform(0.0, 1.5))).astype(np.float32)
+    peak = float(np.max(np.abs(wav)))
+    if variation != Variation() and peak > 0.99:  # loud noise or reverberation: scale down rather than clip
+        wav = wav * np.float32(0.99 / peak)
     wav = np.clip(wav, -1.0, 32767 / 32768)
     flac_path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(flac_path), wav, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
@@ -363,10 +444,11 @@ def read_metadata(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def _config(seed, num_speakers, utts_per_speaker, version) -> dict:
+def _config(seed, num_speakers, utts_per_speaker, version, variation: Variation) -> dict:
     return {"format_version": FORMAT_VERSION, "seed": int(seed), "num_speakers": int(num_speakers),
             "utts_per_speaker": {k: int(v) for k, v in utts_per_speaker.items()},
-            "espeak_ng_version": version}
+            "espeak_ng_version": version,
+            "variation": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(variation).items()}}
 
 
 def _existing_is_complete(ls_dir: Path, summary: dict) -> bool:
@@ -392,6 +474,7 @@ def make_mini_corpus(
     num_workers: int | None = None,
     force: bool = False,
     espeak: str = "espeak-ng",
+    variation: Variation = Variation(),
 ) -> MiniCorpus:
     """Generate (or reuse) the mini corpus under ``out_root/LibriSpeech``.
 
@@ -407,6 +490,7 @@ def make_mini_corpus(
         num_workers: synthesis threads (default ``min(4, cpu count)``).
         force: regenerate even when an identical corpus exists.
         espeak: espeak-ng executable.
+        variation: per-utterance pitch, rate, noise and reverberation (:class:`Variation`, :data:`RICH`).
 
     Raises:
         EspeakNotFoundError: espeak-ng is not installed.
@@ -418,7 +502,7 @@ def make_mini_corpus(
             raise ValueError(f"bad split {split!r} with {n} utterances per speaker")
     exe = _find_espeak(espeak)
     version = espeak_version(exe)
-    config = _config(seed, num_speakers, utts_per_speaker, version)
+    config = _config(seed, num_speakers, utts_per_speaker, version, variation)
     out_root = Path(out_root).absolute()
     ls_dir = out_root / "LibriSpeech"
     summary_path = ls_dir / "corpus.json"
@@ -452,10 +536,10 @@ def make_mini_corpus(
         for split, rows in plan.items():
             for r in rows:
                 flac = ls_dir / split / r["speaker"] / r["chapter"] / f"{r['utt_id']}.flac"
-                jobs.append((r["utt_id"], (exe, r, flac, tmpdir, seed)))
+                jobs.append((r["utt_id"], (exe, r, flac, tmpdir, seed, variation)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {utt: pool.submit(_synthesize, *args) for utt, args in jobs}
-            for utt, fut in futures.items():
+            for utt, fut in tqdm(futures.items(), desc="espeak-ng", unit="utt", leave=False):
                 results[utt] = fut.result()
 
     counts = {"per_split": {}, "per_kind": {}, "per_speaker": {}, "seconds": {}}

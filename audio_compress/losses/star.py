@@ -124,6 +124,78 @@ def gram_mse(g_s: Tensor, g_t: Tensor, padding_mask: Tensor | None = None) -> Te
     return safe_div(torch.where(pair, diff2, diff2.new_zeros(())).sum(), pair.sum())
 
 
+def _prepared_states(states: Sequence[Tensor], padding_mask: Tensor | None, normalize: str) -> list[Tensor]:
+    """``states`` in the compute dtype, padded frames zeroed, cosine-normalised if asked (done once per tensor)."""
+    out = []
+    for x in states:
+        x = to_compute(x)
+        if padding_mask is not None:
+            pad = ~valid_frames(padding_mask, x.shape[0], x.shape[1], x.device)
+            x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        if normalize == "cosine":
+            x = F.normalize(x, p=2.0, dim=-1)
+        out.append(x)
+    return out
+
+
+def _gram_squared_errors(s_left: Sequence[Tensor], s_right: Sequence[Tensor], t_left: Sequence[Tensor],
+                         t_right: Sequence[Tensor], normalize: str) -> Tensor:
+    r"""Per layer ``sum_{b,i,j} (G^S_{bij} - G^T_{bij})^2`` for the Grams ``G = left right^T / c``.
+
+    Inputs are per-layer ``(B, T, d)`` tensors from :func:`_prepared_states` (padded frames zeroed,
+    so padded pairs add nothing). Per layer the difference comes out of one fused product,
+    ``baddbmm(X_T Y_T^T, X_S, Y_S^T, beta=-c_S/c_T) = c_S (G^S - G^T)``, and its squared norm out of a dot
+    product: no separate student Gram, subtraction or squared-error tensor is ever written.
+    When the channel widths are small against the frame count, the ``d x d`` form
+    ``||A B^T - C D^T||^2 = <A^T A, B^T B> + <C^T C, D^T D> - 2 <A^T C, B^T D>`` is used instead;
+    it subtracts large terms, so it runs in float64 and is chosen only when it needs under half
+    the multiply-adds of the ``T x T`` form. Autocast is switched off: the products stay in
+    float32 (or float64) whatever the activations' dtype.
+    """
+    errors = []
+    for layer in zip(s_left, s_right, t_left, t_right):
+        dtype = torch.promote_types(layer[0].dtype, layer[2].dtype)  # one fused product needs one dtype
+        a, b, c, d = (x.to(dtype) for x in layer)
+        d_s, d_t, frames = a.shape[-1], c.shape[-1], a.shape[-2]
+        c_s, c_t = (d_s, d_t) if normalize == "dim" else (1, 1)
+        shared = layer[1] is layer[0] and layer[3] is layer[2]
+        d_form_macs = frames * (d_s * d_s + d_t * d_t + d_s * d_t) * (1 if shared else 2)
+        with torch.autocast(a.device.type, enabled=False):
+            if 2 * d_form_macs < frames * frames * (d_s + d_t):
+                errors.append(_gram_squared_error_dd(a, b, c, d, c_s, c_t, shared).to(a.dtype))
+                continue
+            # c_s * (G^S - G^T), so equal inputs cancel exactly when c_s == c_t.
+            diff = torch.baddbmm(torch.bmm(c, d.transpose(1, 2)), a, b.transpose(1, 2), beta=-c_s / c_t)
+            flat = diff.reshape(-1)
+            errors.append(torch.dot(flat, flat) / c_s**2)
+    return torch.stack(errors)
+
+
+def _gram_squared_error_dd(a: Tensor, b: Tensor, c: Tensor, d: Tensor, c_s: float, c_t: float, shared: bool) -> Tensor:
+    """``sum_b ||a_b b_b^T / c_s - c_b d_b^T / c_t||^2`` through ``d x d`` products, in float64."""
+    a, b, c, d = (x.to(torch.float64) for x in (a, b, c, d))
+    aa = a.transpose(1, 2) @ a
+    bb = aa if shared else b.transpose(1, 2) @ b
+    cc = c.transpose(1, 2) @ c
+    dd = cc if shared else d.transpose(1, 2) @ d
+    cross = (a.transpose(1, 2) @ c) * (b.transpose(1, 2) @ d)
+    total = (aa * bb).sum() / c_s**2 + (cc * dd).sum() / c_t**2 - 2.0 * cross.sum() / (c_s * c_t)
+    return total.clamp_min(0.0)
+
+
+def _valid_pairs(padding_mask: Tensor | None, states: Sequence[Tensor]) -> Tensor:
+    """Number of valid ``(b, i, j)`` frame pairs, the MSE denominator of :func:`gram_mse`."""
+    first = states[0]
+    valid = valid_frames(padding_mask, first.shape[0], first.shape[1], first.device)
+    return valid.sum(dim=1).pow(2).sum()
+
+
+def _weighted_sum(per_layer: Tensor, weights: Sequence[float] | None) -> Tensor:
+    if weights is None:
+        return per_layer.sum()
+    return (per_layer * per_layer.new_tensor(list(weights))).sum()
+
+
 def layerwise_tgm_loss(
     student_layers: Sequence[Tensor],
     teacher_layers: Sequence[Tensor],
@@ -140,24 +212,31 @@ def layerwise_tgm_loss(
         padding_mask: ``(B, T)`` bool, True at padded frames.
         normalize: see :func:`temporal_gram`.
         layer_weights: optional ``L`` weights ``w_l`` (default all 1).
+
+    Each layer costs one fused product (see :func:`_gram_squared_errors`).
     """
     _check_normalize(normalize)
     check_same_length(student_layers, teacher_layers, "layerwise_tgm_loss")
     n = len(student_layers)
-    if layer_weights is None:
-        layer_weights = [1.0] * n
-    elif len(layer_weights) != n:
+    if layer_weights is not None and len(layer_weights) != n:
         raise ValueError(f"layerwise_tgm_loss: {len(layer_weights)} layer_weights for {n} layers")
     cropped, padding_mask = crop_to_common_length([*student_layers, *teacher_layers], padding_mask)
-    total = None
-    for w, xs, xt in zip(layer_weights, cropped[:n], cropped[n:]):
-        term = w * gram_mse(
-            temporal_gram(xs, padding_mask=padding_mask, normalize=normalize),
-            temporal_gram(xt, padding_mask=padding_mask, normalize=normalize),
-            padding_mask,
-        )
-        total = term if total is None else total + term
-    return total
+    s = _prepared_states(cropped[:n], padding_mask, normalize)
+    t = _prepared_states(cropped[n:], padding_mask, normalize)
+    return _layerwise_from_prepared(s, t, padding_mask, normalize, layer_weights)
+
+
+def _layerwise_from_prepared(s: Sequence[Tensor], t: Sequence[Tensor], padding_mask: Tensor | None, normalize: str,
+                           layer_weights: Sequence[float] | None = None) -> Tensor:
+    """Layer-wise term from the prepared ``X^1..X^L``."""
+    pairs = _valid_pairs(padding_mask, s)
+    return _weighted_sum(safe_div(_gram_squared_errors(s, s, t, t, normalize), pairs), layer_weights)
+
+
+def _intra_from_prepared(s: Sequence[Tensor], t: Sequence[Tensor], padding_mask: Tensor | None, normalize: str) -> Tensor:
+    """Intra-layer term from the prepared ``X^0..X^L``."""
+    pairs = _valid_pairs(padding_mask, s)
+    return safe_div(_gram_squared_errors(s[:-1], s[1:], t[:-1], t[1:], normalize), pairs).sum()
 
 
 def intra_layer_tgm_loss(
@@ -175,6 +254,8 @@ def intra_layer_tgm_loss(
         padding_mask: ``(B, T)`` bool, True at padded frames.
         normalize: see :func:`temporal_gram`; ``"dim"`` divides by the model's own width
             (both factors of one model share it).
+
+    Each layer costs one fused product (see :func:`_gram_squared_errors`).
     """
     _check_normalize(normalize)
     check_same_length(student_states, teacher_states, "intra_layer_tgm_loss")
@@ -182,16 +263,9 @@ def intra_layer_tgm_loss(
     if n < 2:
         raise ValueError("intra_layer_tgm_loss needs L + 1 >= 2 states [X^0, X^1, ..]")
     cropped, padding_mask = crop_to_common_length([*student_states, *teacher_states], padding_mask)
-    s, t = cropped[:n], cropped[n:]
-    total = None
-    for layer in range(1, n):
-        term = gram_mse(
-            temporal_gram(s[layer - 1], s[layer], padding_mask=padding_mask, normalize=normalize),
-            temporal_gram(t[layer - 1], t[layer], padding_mask=padding_mask, normalize=normalize),
-            padding_mask,
-        )
-        total = term if total is None else total + term
-    return total
+    s = _prepared_states(cropped[:n], padding_mask, normalize)
+    t = _prepared_states(cropped[n:], padding_mask, normalize)
+    return _intra_from_prepared(s, t, padding_mask, normalize)
 
 
 def avg_attention_kl(
@@ -290,8 +364,11 @@ def star_loss(
     n = len(student_states)
     cropped, padding_mask = crop_to_common_length([*student_states, *teacher_states], padding_mask)
     s, t = cropped[:n], cropped[n:]
-    layerwise = layerwise_tgm_loss(s[1:], t[1:], padding_mask, normalize)
-    intra = intra_layer_tgm_loss(s, t, padding_mask, normalize)
+    # Masking and normalising once per tensor serves both terms.
+    s = _prepared_states(s, padding_mask, normalize)
+    t = _prepared_states(t, padding_mask, normalize)
+    layerwise = _layerwise_from_prepared(s[1:], t[1:], padding_mask, normalize)
+    intra = _intra_from_prepared(s, t, padding_mask, normalize)
     out = {"layerwise": layerwise, "intra": intra}
     loss = layerwise_weight * layerwise + intra_weight * intra
     if attn_weight:

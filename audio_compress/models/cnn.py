@@ -17,7 +17,7 @@ class ConvBlock(nn.Module):
         self.norm = nn.GroupNorm(out_channels, out_channels, affine=True) if group_norm else None
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
-        """``x``: (B, C_in, T_in); ``valid``: (B, T_out) bool, True at frames computed from real samples."""
+        """``x``: (B, C_in, T_in); ``valid``: (B, T_out) bool, True at frames computed from real samples (a prefix)."""
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x) if valid is None else self._masked_group_norm(x, valid)
@@ -25,14 +25,19 @@ class ConvBlock(nn.Module):
 
     def _masked_group_norm(self, x: Tensor, valid: Tensor) -> Tensor:
         # One group per channel, statistics over valid frames only: the standard GroupNorm
-        # would let the amount of padding change every frame of a padded row.
+        # would let the amount of padding change every frame of a padded row. Valid frames
+        # are a prefix of each row, so per-row reductions over that slice give the statistics
+        # (reductions are cheap; each elementwise pass over the (B, C, T) map is not): a sum,
+        # one centring pass, a norm of the centred values, one fused multiply-add.
         norm = self.norm
-        weight = valid.unsqueeze(1).to(x.dtype)
-        count = weight.sum(dim=2, keepdim=True).clamp(min=1.0)
-        mean = (x * weight).sum(dim=2, keepdim=True) / count
-        var = ((x - mean).square() * weight).sum(dim=2, keepdim=True) / count
-        x = (x - mean) * torch.rsqrt(var + norm.eps)
-        return x * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
+        lengths = valid.sum(dim=1).tolist()
+        # An empty slice sums to 0: a row without valid frames gets zero mean and variance.
+        mean = torch.stack([x[b, :, :n].sum(dim=1) / max(n, 1) for b, n in enumerate(lengths)]).unsqueeze(-1)
+        centred = x - mean
+        var = torch.stack([torch.linalg.vector_norm(centred[b, :, :n], dim=1).square() / max(n, 1)
+                           for b, n in enumerate(lengths)]).unsqueeze(-1)
+        scale = torch.rsqrt(var + norm.eps) * norm.weight.view(1, -1, 1)
+        return torch.addcmul(norm.bias.view(1, -1, 1), centred, scale)
 
 
 class ConvFeatureExtractor(nn.Module):

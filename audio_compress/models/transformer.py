@@ -76,7 +76,7 @@ class SelfAttention(nn.Module):
         return x.view(batch, frames, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,
-                reused: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                reused: Tensor | None = None, need_weights: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Attend over ``x`` (B, T, d).
 
         Args:
@@ -84,6 +84,9 @@ class SelfAttention(nn.Module):
             key_padding_mask: (B, T) bool, True at padded frames (they get zero weight).
             reused: previous layer's probabilities (B, h, T, T); required iff this is a
                 reuse layer.
+            need_weights: False lets a computing layer use the fused
+                ``scaled_dot_product_attention`` kernel, which never materialises the map;
+                both maps are then returned as None.
 
         Returns:
             ``(output, carried, used)``: the (B, T, d) output; the (B, h, T, T) map handed
@@ -92,6 +95,8 @@ class SelfAttention(nn.Module):
         """
         if self.computes_attention != (reused is None):
             raise ValueError("a reuse layer needs the previous map; a computing layer must not get one")
+        if self.computes_attention and not need_weights:
+            return self._fused_attention(x, key_padding_mask), None, None
         mask_value = torch.finfo(x.dtype).min
         values = self._heads(self.v_proj(x))
         if self.computes_attention:
@@ -116,6 +121,17 @@ class SelfAttention(nn.Module):
         out = (probs @ values).transpose(1, 2).flatten(2)
         return self.out_proj(out), carried, used
 
+    def _fused_attention(self, x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        queries, keys, values = (self._heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        attn_mask = None
+        if key_padding_mask is not None:
+            # Additive finite mask (not a bool one): a fully padded row stays uniform, as in forward().
+            attn_mask = torch.zeros(key_padding_mask.shape, dtype=queries.dtype, device=x.device)
+            attn_mask = attn_mask.masked_fill(key_padding_mask, torch.finfo(queries.dtype).min)[:, None, None, :]
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
 
 class TransformerLayer(nn.Module):
     """Post-LN Transformer layer: ``LN(x + attn(x))`` then ``LN(x + FFN(x))`` with GELU."""
@@ -136,10 +152,10 @@ class TransformerLayer(nn.Module):
         """Whether this layer has Q/K projections (False: it reuses the previous map)."""
         return self.self_attn.computes_attention
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,
-                reused: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, reused: Tensor | None = None,
+                need_weights: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Return ``(output, carried_map, used_map)``; see :meth:`SelfAttention.forward`."""
-        attn_out, carried, used = self.self_attn(x, key_padding_mask, reused)
+        attn_out, carried, used = self.self_attn(x, key_padding_mask, reused, need_weights)
         x = self.self_attn_layer_norm(x + self.dropout(attn_out))
         hidden = self.activation_dropout(F.gelu(self.fc1(x)))
         x = self.final_layer_norm(x + self.dropout(self.fc2(hidden)))
@@ -160,11 +176,28 @@ class PositionalConv(nn.Module):
         nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * embed_dim)))
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, dim=2)
+        self._cached_weight: tuple[tuple, Tensor] | None = None  # (parameter key, kernel), inference only
+
+    def _weight(self) -> Tensor:
+        """The weight-normed kernel; without autograd it is reused until a parameter changes.
+
+        Training recomputes it every call so that gradients reach ``g`` and ``v``; the key
+        (storage and in-place version of both) catches optimizer steps and state-dict loads.
+        """
+        if torch.is_grad_enabled():
+            self._cached_weight = None
+            return self.conv.weight
+        params = self.conv.parametrizations.weight.original0, self.conv.parametrizations.weight.original1
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        if self._cached_weight is None or self._cached_weight[0] != key:
+            self._cached_weight = key, self.conv.weight
+        return self._cached_weight[1]
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: (B, T, d) -> positional term (B, T, d)."""
-        y = self.conv(x.transpose(1, 2))[:, :, :-1]
-        return F.gelu(y).transpose(1, 2)
+        conv = self.conv
+        y = F.conv1d(x.transpose(1, 2), self._weight(), conv.bias, padding=conv.padding, groups=conv.groups)
+        return F.gelu(y[:, :, :-1]).transpose(1, 2)
 
 
 class EncoderOutput(NamedTuple):
@@ -221,8 +254,8 @@ class TransformerEncoder(nn.Module):
         hidden_states: list[Tensor] = []
         attentions: list[Tensor] | None = [] if output_attentions else None
         carried = None
-        for i, layer in enumerate(self.layers):
-            x, carried, used = layer(x, padding_mask, None if layer.computes_attention else carried)
+        for i, (layer, need_weights) in enumerate(zip(self.layers, self._needs_weights(output_attentions))):
+            x, carried, used = layer(x, padding_mask, None if layer.computes_attention else carried, need_weights)
             if attentions is not None:
                 attentions.append(used)
             if self.grad_scales is None:
@@ -231,3 +264,8 @@ class TransformerEncoder(nn.Module):
                 x = scale_grad(x, self.grad_scales[i])
                 hidden_states.append(scale_grad(x, 1.0 - self.grad_scales[i]))
         return EncoderOutput(pre_transformer, hidden_states, attentions)
+
+    def _needs_weights(self, output_attentions: bool) -> list[bool]:
+        """Per layer: whether its attention map must exist (returned, applied by a reuse layer, or read next)."""
+        computes = [layer.computes_attention for layer in self.layers]
+        return [output_attentions or not own or not nxt for own, nxt in zip(computes, computes[1:] + [True])]

@@ -15,7 +15,10 @@ the papers exactly (checked by parameter counts in the tests):
 
 The ``tiny_*`` architectures keep the same CNN kernels and strides (so the frame
 count is still ``floor((L - 400) / 320) + 1``) but are small enough for CPU tests
-and the ``mini`` recipes.
+and the ``mini`` recipes. ``mini_hubert`` has the shape of ``tiny_hubert`` (so every
+mini student config fits it) with less dropout: it is the architecture that
+:mod:`audio_compress.teachers.pretrain` trains on the mini corpus, where a few hundred
+CPU steps leave little to regularise.
 
 ``mask_time_prob`` is kept above 0 on purpose: transformers only allocates the
 learned mask embedding (``masked_spec_embed``, fairseq's ``mask_emb``) when it is.
@@ -118,6 +121,8 @@ ARCHITECTURES: dict[str, Callable[..., PretrainedConfig]] = {
     "wavlm_base": lambda **kw: _wavlm(_BASE, **kw),
     "wav2vec2_base": lambda **kw: _wav2vec2(_BASE, **kw),
     "tiny_hubert": lambda **kw: _hubert(_TINY, **kw),
+    "mini_hubert": lambda **kw: _hubert(_TINY, **{"hidden_dropout": 0.05, "attention_dropout": 0.05,
+                                                  "feat_proj_dropout": 0.05, **kw}),
     "tiny_wavlm": lambda **kw: _wavlm(_TINY, **kw),
     "tiny_wav2vec2": lambda **kw: _wav2vec2(_TINY, **kw),
 }

@@ -20,9 +20,17 @@ Fixed episodes instead of sampled ones (no ``--dataset``, ``--root`` or sampling
 ``FILE`` is an episode list (tab-separated ``episode role path label``, see
 ``vision_ssl.fewshot.fixed_episodes``); ``DIR`` holds Omniglot's official one-shot runs
 (``runXX/``, see ``vision_ssl.fewshot.omniglot``). Each update is run on every episode, and
-``--pixel_nn`` adds the raw-pixel nearest-neighbour baseline as the row ``pixel_nn`` (images
-resized to the evaluation size). The JSON has the same ``results`` entries (``shots``: support
+``--pixel_nn`` adds the raw-pixel nearest-neighbour baseline (update ``pixel_nn`` under
+``baselines``; images resized to the evaluation size). The JSON has the same ``results`` entries (``shots``: support
 images per class, 0 when the episodes differ) plus ``episode_ids`` per entry.
+
+Trivial baselines (both modes): ``--baselines random_init pixels`` also evaluates, on the same
+episodes with the update ``--baseline_update`` (default ``lp``, the linear probe), a freshly
+initialised backbone of the checkpoint's architecture (seeded by ``--seed``) and the standardised
+raw pixels (:mod:`vision_ssl.eval.baselines`); ``--baselines_only`` skips the checkpoint's own
+updates (it then gives only the architecture and the input convention). Their entries (with
+``baseline``: the kind) go under ``baselines`` in the JSON, next to ``chance`` (``100 / n_way``);
+the ``pixel_nn`` row of fixed episodes is listed there too (``baseline``: ``pixel_nn``).
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +52,7 @@ from vision_ssl.augment import IMAGENET_MEAN, IMAGENET_STD
 from vision_ssl.backbones import BACKBONES, build_backbone
 from vision_ssl.data import DATASETS, DatasetLayoutError, build_dataset
 from vision_ssl.data.base import LabeledImages
+from vision_ssl.eval.baselines import BASELINES, PixelEncoder, chance_accuracy, check_kinds
 from vision_ssl.fewshot import UPDATE_PRESETS, UpdateConfig, evaluate_fewshot, update_config
 from vision_ssl.fewshot.fixed_episodes import (
     FixedEpisode,
@@ -68,16 +77,35 @@ class Source:
     std: Sequence[float]
     image_size: int
     name: str  #: checkpoint or weights path, for the result file
+    #: a freshly initialised backbone of the same architecture (the random-init baseline)
+    fresh: Callable[[], nn.Module] | None = field(default=None, repr=False)
+
+
+def baseline_source(source: Source, kind: str, seed: int, image_size: int) -> Source:
+    """The trivial baseline ``kind`` in place of ``source``'s backbone, with its input convention:
+    ``random_init`` (``source.fresh()`` under ``torch.manual_seed(seed)``) or ``pixels``."""
+    check_kinds([kind])
+    if kind == "pixels":
+        backbone = PixelEncoder(image_size)
+    else:
+        if source.fresh is None:
+            raise ValueError(f"{source.name}: no architecture known to build a random-init baseline from")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone = source.fresh()
+    return dataclasses.replace(source, backbone=backbone.eval(), name=f"{kind} baseline ({source.name})")
 
 
 def load_source(checkpoint: str | None = None, backbone: str | None = None, weights: str | None = None) -> Source:
     """The backbone of a pretraining checkpoint, or ``backbone`` loaded with a plain state dict."""
     if checkpoint:
-        from vision_ssl.methods import load_pretrained
+        from vision_ssl.methods import load_pretrained, method_class
 
         method = load_pretrained(checkpoint)
-        mean, std = method.config.data.norm
-        return Source(method.backbone, mean, std, method.config.data.image_size, str(checkpoint))
+        config = dataclasses.replace(method.config, cdfsl=dataclasses.replace(method.config.cdfsl, init_from=""))
+        mean, std = config.data.norm
+        return Source(method.backbone, mean, std, config.data.image_size, str(checkpoint),
+                      fresh=lambda: method_class(config)(config).backbone)
     if not (backbone and weights):
         raise ValueError("give --checkpoint, or --backbone with --weights")
     path = Path(weights)
@@ -93,7 +121,7 @@ def load_source(checkpoint: str | None = None, backbone: str | None = None, weig
     if missing or unexpected:
         raise ValueError(f"{path}: not a {backbone} state dict (missing {missing[:4]}, unexpected {unexpected[:4]}); "
                          "pass the matching --backbone")
-    return Source(model, IMAGENET_MEAN, IMAGENET_STD, 224, str(path))
+    return Source(model, IMAGENET_MEAN, IMAGENET_STD, 224, str(path), fresh=lambda: build_backbone(backbone))
 
 
 def resolve_updates(names: Sequence[str], table: dict[str, UpdateConfig] | None,
@@ -164,23 +192,31 @@ def load_fixed_episodes(episodes_file: str | None, omniglot_runs: str | None) ->
 
 
 def run_fixed(source: Source, name: str, episodes: list[FixedEpisode], updates: dict[str, UpdateConfig], *,
-              pixel_nn: bool, seed: int, image_size: int, device: str) -> list[dict]:
-    """Result entries of every update (then the pixel baseline) on the fixed episodes."""
+              pixel_nn: bool, seed: int, image_size: int, device: str,
+              baselines: dict[str, tuple[str, UpdateConfig]] | None = None) -> tuple[list[dict], list[dict]]:
+    """Result entries of every update, and of the baselines (``baselines``: kind -> (update name,
+    update), then the pixel nearest-neighbour row), on the fixed episodes."""
     n_way, shots = common_shape(episodes)
     shape = f"{n_way or 'mixed'}-way {shots or 'mixed'}-shot"
     ids = [e.name for e in episodes]
-    results = []
-    for update_name, update in updates.items():
-        result = evaluate_fixed_episodes(source.backbone, episodes, update, name=update_name, image_size=image_size,
-                                         mean=source.mean, std=source.std, device=device, seed=seed,
+
+    def evaluate(src: Source, update_name: str, update: UpdateConfig) -> dict:
+        result = evaluate_fixed_episodes(src.backbone, episodes, update, name=update_name, image_size=image_size,
+                                         mean=src.mean, std=src.std, device=device, seed=seed,
                                          initial_state=load_initial_state(update))
-        results.append({**result.to_dict(), "episode_ids": ids})
+        return {**result.to_dict(), "episode_ids": ids}
+
+    results = [evaluate(source, update_name, update) for update_name, update in updates.items()]
+    baseline_rows = [{**evaluate(baseline_source(source, kind, seed, image_size), *row), "baseline": kind}
+                     for kind, row in (baselines or {}).items()]
     if pixel_nn:
-        results.append({**evaluate_pixel_nn(episodes, image_size).to_dict(), "episode_ids": ids})
-    for entry in results:
-        print(f"{name} {entry['update']} {len(episodes)} fixed episodes ({shape}): "
-              f"{entry['mean']:.2f} ± {entry['ci95']:.2f}")
-    return results
+        baseline_rows.append({**evaluate_pixel_nn(episodes, image_size).to_dict(), "episode_ids": ids,
+                              "baseline": "pixel_nn"})
+    for entry in results + baseline_rows:
+        kind = entry.get("baseline", entry["update"])
+        label = entry["update"] if kind == entry["update"] else f"{kind} baseline {entry['update']}"
+        print(f"{name} {label} {len(episodes)} fixed episodes ({shape}): {entry['mean']:.2f} ± {entry['ci95']:.2f}")
+    return results, baseline_rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,6 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode seed (same seed: same episodes)")
     parser.add_argument("--update", nargs="+", default=["lp"], help="update method name(s)")
     parser.add_argument("--table", default=None, help="study YAML whose 'updates' rows define the names")
+    parser.add_argument("--baselines", nargs="*", default=[], choices=BASELINES,
+                        help="also evaluate these trivial baselines on the same episodes (JSON key 'baselines')")
+    parser.add_argument("--baseline_update", default="lp", help="update method of the baselines (default: lp)")
+    parser.add_argument("--baselines_only", action="store_true",
+                        help="evaluate only the --baselines (the checkpoint gives the architecture and input convention)")
     add_override_argument(parser, "epochs=10")
     parser.add_argument("--out", required=True, help="result JSON")
     args = parser.parse_args(argv)
@@ -212,9 +253,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--dataset and --root are required unless --episodes_file or --omniglot_runs is given")
     elif args.pixel_nn:
         parser.error("--pixel_nn needs fixed episodes (--episodes_file or --omniglot_runs)")
+    if args.baselines_only and not args.baselines:
+        parser.error("--baselines_only needs --baselines")
     try:
         table = load_study(args.table).update_table() if args.table else None
-        updates = resolve_updates(args.update, table, args.overrides)
+        updates = {} if args.baselines_only else resolve_updates(args.update, table, args.overrides)
+        probe = resolve_updates([args.baseline_update], table, args.overrides) if args.baselines else {}
+        baselines = {kind: (args.baseline_update, probe[args.baseline_update]) for kind in args.baselines}
         source = load_source(args.checkpoint, args.backbone, args.weights)
         if fixed_input:
             name, episodes = load_fixed_episodes(args.episodes_file, args.omniglot_runs)
@@ -226,13 +271,14 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     size = args.image_size or source.image_size
     if fixed_input:
-        results = run_fixed(source, name, episodes, updates, pixel_nn=args.pixel_nn, seed=args.seed,
-                            image_size=size, device=device)
+        results, baseline_rows = run_fixed(source, name, episodes, updates, pixel_nn=args.pixel_nn, seed=args.seed,
+                                           image_size=size, device=device, baselines=baselines)
         n_way, shots = common_shape(episodes)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, {"dataset": name, "episodes_source": os.path.abspath(fixed_input), "checkpoint": source.name,
-                         "n_way": n_way, "shots": shots, "seed": args.seed, "image_size": size, "results": results})
+                         "n_way": n_way, "shots": shots, "seed": args.seed, "image_size": size, "results": results,
+                         "baselines": baseline_rows, "chance": chance_accuracy(n_way) if n_way else None})
         print(f"Written: {out}")
         return
     results = []
@@ -242,10 +288,20 @@ def main(argv: list[str] | None = None) -> None:
                              episodes=args.episodes, seed=args.seed, image_size=size, device=device)
             print(f"{args.dataset} {name} {args.n_way}-way {k}-shot: {entry['mean']:.2f} ± {entry['ci95']:.2f}")
             results.append(entry)
+    baseline_rows = []
+    for kind, (name, update) in baselines.items():
+        base = baseline_source(source, kind, args.seed, size)
+        for k in args.shots:
+            entry = run_cell(base, data, name, update, k, n_way=args.n_way, queries=args.queries,
+                             episodes=args.episodes, seed=args.seed, image_size=size, device=device)
+            print(f"{args.dataset} {kind} baseline {name} {args.n_way}-way {k}-shot: "
+                  f"{entry['mean']:.2f} ± {entry['ci95']:.2f}")
+            baseline_rows.append({**entry, "baseline": kind})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, {"dataset": args.dataset, "checkpoint": source.name, "split": args.split, "n_way": args.n_way,
-                     "queries": args.queries, "seed": args.seed, "results": results})
+                     "queries": args.queries, "seed": args.seed, "results": results, "baselines": baseline_rows,
+                     "chance": chance_accuracy(args.n_way)})
     print(f"Written: {out}")
 
 

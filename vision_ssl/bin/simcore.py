@@ -133,15 +133,19 @@ def report(expdir: str | Path, runs: list[str], target_labels: list[int] | None 
     """One row per run of ``expdir``: linear-evaluation ``top1`` (mean, std, per seed; from
     ``vision_ssl.bin.results``) and, for coreset runs, the coreset size, pretraining epochs and,
     with ``target_labels``, the fraction of the coreset whose open-set label is a target class
-    (next to that fraction in the whole open set, what uniform sampling gives on average)."""
-    from vision_ssl.bin.results import collect
+    (next to that fraction in the whole open set, what uniform sampling gives on average).
+    ``baselines`` holds the same probe's ``top1`` of the trivial baselines in ``expdir/baselines/``
+    (``linear_eval --baseline``), ``chance`` the uniform guess (``{"num_classes", "top1"}``)."""
+    from vision_ssl.bin.results import collect, collect_baselines
     from vision_ssl.data.filelist import read_filelist
 
     expdir = Path(expdir)
     labels = set(target_labels or [])
-    rows, open_fraction = {}, None
+    rows, open_fraction, num_classes = {}, None, None
     for run in runs:
-        table = collect(expdir / run)["rows"]["linear top-1 (backbone)"]
+        collected = collect(expdir / run)
+        num_classes = num_classes or (collected["chance"] or {}).get("num_classes")
+        table = collected["rows"]["linear top-1 (backbone)"]
         row = {"top1": table["mean"], "top1_std": table["std"], "top1_values": table["values"]}
         summary_file = expdir / "coreset" / run / "summary.json"
         if summary_file.is_file():
@@ -154,12 +158,19 @@ def report(expdir: str | Path, runs: list[str], target_labels: list[int] | None 
                     _, open_labels = read_filelist(Path(s["settings"]["open_set"]) / "items.tsv")
                     open_fraction = sum(y in labels for y in open_labels) / len(open_labels)
         rows[run] = row
+    found, chance = collect_baselines(expdir, num_classes)
+    baselines = {}
+    for kind, base in found.items():
+        probe = base["rows"]["linear top-1 (backbone)"]
+        baselines[kind] = {"top1": probe["mean"], "top1_std": probe["std"], "top1_values": probe["values"]}
     return {"name": expdir.name, "target_labels": sorted(labels), "open_set_target_class_fraction": open_fraction,
-            "rows": rows}
+            "rows": rows, "baselines": baselines, "chance": chance}
 
 
 def to_markdown(table: dict) -> str:
-    """Markdown of :func:`report`'s output."""
+    """Markdown of :func:`report`'s output (the baseline and chance rows below the runs)."""
+    from vision_ssl.bin.results import baseline_label, chance_label
+
     lines = [f"# {table['name']}: linear evaluation on the target (top-1 %, best epoch)", "",
              "| pretraining data | top-1 | std | coreset size | epochs | target-class fraction of coreset |",
              "|---|---|---|---|---|---|"]
@@ -167,6 +178,10 @@ def to_markdown(table: dict) -> str:
         frac = r.get("target_class_fraction")
         lines.append(f"| {run} | {r['top1']:.2f} | {r['top1_std']:.2f} | {r.get('coreset_size', '-')} | "
                      f"{r.get('epochs', '-')} | {'-' if frac is None else f'{frac:.3f}'} |")
+    for kind, r in table.get("baselines", {}).items():
+        lines.append(f"| {baseline_label(kind)} (no pretraining) | {r['top1']:.2f} | {r['top1_std']:.2f} | - | - | - |")
+    if table.get("chance"):
+        lines.append(f"| {chance_label(table['chance']['num_classes'])} | {table['chance']['top1']:.2f} | - | - | - | - |")
     if table["open_set_target_class_fraction"] is not None:
         lines += ["", f"Target classes {table['target_labels']} make up "
                   f"{table['open_set_target_class_fraction']:.3f} of the open set."]

@@ -16,6 +16,13 @@ Metrics (reference diffblender.md section 4):
 * ``ap50`` / ``detector_mean_iou`` (COCO, the paper's YOLO score): run any detector over
   ``<folder>/images`` and pass its boxes as ``detections`` (format in
   :mod:`vision_ssl.diffblender.metrics`); scored against the requested boxes of the manifest.
+
+Trivial baselines of the table: the ``none`` condition set (text only, no box / sketch /
+palette) is the unconditioned baseline of every conditioned row, and ``chance`` (synthetic
+shapes) is what a generator that ignores the requested boxes would score,
+:func:`chance_box_scores`: the IoU of each requested box with the requested boxes of the other
+images (a box independent of the request but drawn from the same layout distribution), its
+mean and fraction above 0.5, and the colour match of a uniform guess (1 / number of colours).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.ops import box_iou
 
 from compact_ssl.io import atomic_write_text, write_json
+from vision_ssl.diffblender.data.shapes import SHAPE_COLORS
 from vision_ssl.diffblender.metrics import (
     RandomConvFeatures,
     color_match_rate,
@@ -51,6 +60,20 @@ def _load_images(folder: Path, paths: list[str]) -> torch.Tensor:
             raise FileNotFoundError(f"{path}: image listed in {folder / 'manifest.json'} is missing; re-run sampling")
         arrays.append(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def chance_box_scores(boxes: list[list[list[float]]]) -> dict[str, float]:
+    """Chance level of the box metrics: ``box_iou`` (mean IoU over every pair of a requested box and
+    a requested box of another image), ``box_iou@0.5`` (fraction of those pairs at IoU >= 0.5) and
+    ``color_match`` (1 / number of colours). ``boxes[i]``: normalised xyxy boxes of image i."""
+    flat = torch.tensor([list(map(float, b)) for image_boxes in boxes for b in image_boxes]).reshape(-1, 4)
+    image = torch.tensor([i for i, image_boxes in enumerate(boxes) for _ in image_boxes])
+    other = image[:, None] != image[None, :]
+    if not other.any():
+        raise ValueError("chance_box_scores needs requested boxes in at least two images")
+    ious = box_iou(flat, flat)[other]
+    return {"box_iou": float(ious.mean()), "box_iou@0.5": float((ious >= 0.5).float().mean()),
+            "color_match": 1.0 / len(SHAPE_COLORS)}
 
 
 def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str | None = None,
@@ -80,6 +103,8 @@ def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str 
         metrics.update({"box_iou": float(ious.mean()), "box_iou@0.5": float((ious >= 0.5).mean()),
                         "num_boxes": int(ious.size),
                         "color_match": color_match_rate(images, [r["phrases"][0].split()[0] for r in with_boxes])})
+        if len(with_boxes) > 1:
+            metrics["chance"] = chance_box_scores([r["boxes"] for r in with_boxes])
     if detections:
         requested = {r["key"]: (r["boxes"], r["phrases"]) for r in with_boxes}
         found = detection_alignment(load_detections(detections), requested)
@@ -88,12 +113,20 @@ def evaluate(samples: str | Path, fid_features: str = "random", clip_model: str 
 
 
 def to_markdown(rows: dict[str, dict]) -> str:
-    """One row per condition set with the metrics any of them has (``-`` where absent)."""
+    """One row per condition set with the metrics any of them has (``-`` where absent), then the
+    chance row of the box metrics (from the first set that has one) and, with a ``none`` set, a
+    note that it is the unconditioned baseline."""
     columns = [c for c in TABLE_COLUMNS if any(c in m for m in rows.values())]
     lines = ["| conditions | images | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for name, m in rows.items():
         cells = [f"{m[c]:.4f}" if c in m else "-" for c in columns]
         lines.append(f"| {name} | {m['num_images']} | " + " | ".join(cells) + " |")
+    chance = next((m["chance"] for m in rows.values() if "chance" in m), None)
+    if chance:
+        cells = [f"{chance[c]:.4f}" if c in chance else "-" for c in columns]
+        lines.append("| chance (box of another image; 1/colours) | - | " + " | ".join(cells) + " |")
+    if "none" in rows:
+        lines += ["", "`none` (text only, no conditions) is the unconditioned baseline of the conditioned rows."]
     return "\n".join(lines) + "\n"
 
 

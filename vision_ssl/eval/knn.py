@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from vision_ssl.eval.baselines import module_device
+
 
 def knn_scores(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, k: int = 200,
                temperature: float = 0.07, chunk: int = 512) -> Tensor:
@@ -35,7 +37,7 @@ def extract_features(model: torch.nn.Module, loader: DataLoader, name: str = "ba
     mode (the previous mode is restored)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = module_device(model)
     feats, labels = [], []
     for x, y in loader:
         feats.append(model.features(x.to(device))[name].float())

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compact_ssl.config import load_yaml_config
+from vision_ssl.eval.baselines import BASELINE_LABELS
 from vision_ssl.fewshot.update import UpdateConfig, update_config
 
 
@@ -51,6 +52,14 @@ class StudyConfig:
         return {name: update_config({**self.defaults, **(row or {})}, f"study.updates.{name}")
                 for name, row in self.updates.items()}
 
+    def probe_update(self) -> tuple[str, UpdateConfig]:
+        """Name and config of the baselines' update: the table's ``lp`` row, else its ``defaults``
+        with only the new head trained (no ReFine), named ``lp``."""
+        table = self.update_table()
+        if "lp" in table:
+            return "lp", table["lp"]
+        return "lp", update_config({**self.defaults, "parts": ["head"], "refine": False}, "study.defaults (baseline lp)")
+
 
 def load_study(path: str | Path | None, overrides: list[str] | None = None) -> StudyConfig:
     """A :class:`StudyConfig` from YAML plus ``key.sub=value`` overrides (e.g. ``defaults.epochs=10``)."""
@@ -67,20 +76,31 @@ def _with_tta_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _baseline_rows(summary: dict) -> list[dict]:
+    """The summary's baseline entries with table labels (``baseline: <kind label> (<update>)``)."""
+    return [{**r, "update": f"baseline: {BASELINE_LABELS[r['baseline']]}"
+             + ("" if r["baseline"] == "pixel_nn" else f" ({r['update']})")} for r in summary.get("baselines", [])]
+
+
 def to_markdown(summaries: list[dict]) -> str:
     """Markdown table: one row per (dataset, update), one column per shot count, ``mean ± ci95``;
-    an update evaluated at several TTA view counts gets one more row per count."""
-    shots = sorted({r["shots"] for s in summaries for r in s["results"]})
+    an update evaluated at several TTA view counts gets one more row per count. Below each
+    dataset's updates: its baseline rows (``baselines`` of the summary) and the chance row
+    (``chance``, the same in every shot column)."""
+    shots = sorted({r["shots"] for s in summaries for r in s["results"] + s.get("baselines", [])})
     lines = ["| dataset | update | " + " | ".join(f"{k}-shot" for k in shots) + " |",
              "|---|---|" + "---|" * len(shots)]
     for summary in summaries:
         cells: dict[str, dict[int, dict]] = {}
-        for r in _with_tta_rows(summary["results"]):
+        for r in _with_tta_rows(summary["results"]) + _baseline_rows(summary):
             cells.setdefault(r["update"], {})[r["shots"]] = r
         for update, by_shot in cells.items():
             row = [f"{by_shot[k]['mean']:.2f} ± {by_shot[k]['ci95']:.2f}" if k in by_shot else "–" for k in shots]
             lines.append(f"| {summary['dataset']} | {update} | " + " | ".join(row) + " |")
-    episodes = sorted({r["episodes"] for s in summaries for r in s["results"]})
+        if summary.get("chance") is not None:
+            lines.append(f"| {summary['dataset']} | chance (1/{summary['n_way']}) | "
+                         + " | ".join(f"{summary['chance']:.2f}" for _ in shots) + " |")
+    episodes = sorted({r["episodes"] for s in summaries for r in s["results"] + s.get("baselines", [])})
     return "\n".join(lines) + f"\n\nAccuracy (%) ± 95 % interval over {', '.join(map(str, episodes))} episodes.\n"
 
 

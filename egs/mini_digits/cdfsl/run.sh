@@ -18,4 +18,5 @@ exec bash ../../../recipes/cdfsl.sh \
   --digits_target_dir data/target \
   --digits_size 16 \
   --episodes 20 \
+  --baselines "random_init pixels" \
   "$@"

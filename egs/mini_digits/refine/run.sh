@@ -12,4 +12,5 @@ exec bash ../../../recipes/fewshot.sh \
   --make_digits true \
   --data_root data/digits \
   --device cpu \
+  --baselines "random_init pixels" \
   "$@"

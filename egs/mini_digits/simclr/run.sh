@@ -11,4 +11,5 @@ exec bash ../../../recipes/vision_ssl.sh \
   --make_digits true \
   --digits_size 16 \
   --seeds "0 1" \
+  --baselines "random_init pixels" \
   "$@"

@@ -21,4 +21,5 @@ exec bash ../../../recipes/simcore.sh \
   --mini_per_class 40 \
   --omniglot "${omniglot_dir}" \
   --feature_args "--num_workers 0 --batch_size 512" \
+  --baselines "random_init pixels" \
   "$@"

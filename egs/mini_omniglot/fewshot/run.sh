@@ -29,4 +29,5 @@ exec bash ../../../recipes/fixed_episodes.sh \
   --data_root data/omniglot \
   --pixel_nn true \
   --device cpu \
+  --baselines "random_init pixels" \
   "$@"

@@ -1,0 +1,44 @@
+"""Configuration of a mini teacher pretraining run (HuBERT's first iteration), read from YAML.
+
+Data, optimiser and trainer sections are the distillation ones (:mod:`audio_compress.tasks.config`),
+so a pretraining YAML reads like a distillation YAML (``egs/mini_speech/conf/pretrain_teacher.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audio_compress.tasks.config import DataConfig, OptimConfig, TrainerConfig
+from compact_ssl.config import YamlConfig
+
+
+@dataclass
+class TargetConfig:
+    """k-means over standardised 39-dim MFCC frames (:mod:`audio_compress.teachers.pretrain.targets`)."""
+
+    num_clusters: int = 64
+    max_frames: int | None = 200_000  #: k-means is fitted on at most this many training frames (seeded subset)
+
+
+@dataclass
+class MaskConfig:
+    """Span masking of the projected CNN features (HuBERT: 0.8 and 10)."""
+
+    mask_prob: float = 0.8
+    mask_length: int = 10
+    min_masks: int = 2
+
+
+@dataclass
+class PretrainConfig(YamlConfig):
+    """One masked-prediction pretraining run of a named transformers architecture."""
+
+    architecture: str = "mini_hubert"  #: a name of :data:`audio_compress.teachers.configs.ARCHITECTURES`
+    architecture_overrides: dict = field(default_factory=dict)
+    proj_dim: int = 64  #: width of the final projection and the label embeddings
+    temperature: float = 0.1  #: of the cosine-similarity logits
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -1,0 +1,95 @@
+"""Frame targets of the first HuBERT iteration: k-means cluster ids of MFCC frames.
+
+MFCCs are Kaldi-style (``torchaudio.compliance.kaldi.mfcc``: 25 ms window, 10 ms shift, 13
+coefficients, ``snip_edges``) with first and second deltas: 39 dims at 100 Hz. MFCC frame ``j``
+covers samples ``[160 j, 160 j + 400)``, so MFCC frame ``2 t`` covers exactly the 400-sample
+receptive field of the model's frame ``t`` (``[320 t, 320 t + 400)``): the 20 ms model frames take
+every second MFCC frame, computed with the deltas of the full 100 Hz sequence. That index always
+exists: ``2 (num_frames(L) - 1) <= (L - 400) / 160``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import Tensor
+from torchaudio.compliance.kaldi import mfcc
+from torchaudio.functional import compute_deltas
+from tqdm import tqdm
+
+from audio_compress.frames import HOP, SAMPLE_RATE, num_frames
+
+#: MFCC frame shift in samples (10 ms): two MFCC frames per model frame.
+MFCC_SHIFT = HOP // 2
+MFCC_DIM = 39
+
+
+def mfcc_frames(wav: Tensor) -> Tensor:
+    """``(T, 39)`` MFCC + delta + delta-delta features of a 1-D 16 kHz waveform, one row per model
+    frame (``T = num_frames(len(wav))``)."""
+    frames = num_frames(int(wav.shape[-1]))
+    if frames == 0:
+        return torch.zeros(0, MFCC_DIM)
+    # kaldi's mfcc reads int16-scaled audio; dither 0 keeps the targets deterministic
+    base = mfcc(wav.reshape(1, -1).float() * 32768.0, sample_frequency=SAMPLE_RATE, frame_shift=10.0, frame_length=25.0,
+                num_ceps=13, dither=0.0, use_energy=False)
+    deltas = compute_deltas(base.T)
+    feats = torch.cat([base.T, deltas, compute_deltas(deltas)], dim=0).T
+    return feats[0 : 2 * frames : 2]
+
+
+@dataclass
+class ClusterTargets:
+    """Fitted k-means codebook over standardised MFCC frames.
+
+    ``mean`` and ``std`` (39,) standardise a frame; ``centroids`` (K, 39) live in the standardised space.
+    """
+
+    mean: Tensor
+    std: Tensor
+    centroids: Tensor
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def assign(self, features: Tensor) -> Tensor:
+        """Nearest centroid (Euclidean) of every row of ``features`` ``(N, 39)``: ``(N,)`` long."""
+        z = (features - self.mean) / self.std
+        return torch.cdist(z.double(), self.centroids.double()).argmin(dim=1)
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return {"mean": self.mean, "std": self.std, "centroids": self.centroids}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Tensor]) -> ClusterTargets:
+        return cls(values["mean"], values["std"], values["centroids"])
+
+
+def fit_cluster_targets(features: Tensor, num_clusters: int, seed: int, max_frames: int | None = None) -> ClusterTargets:
+    """Standardise ``features`` ``(N, D)`` and fit k-means (k-means++, seeded) on them.
+
+    ``max_frames``: fit on a seeded random subset of at most this many rows (all rows when None).
+    """
+    if features.shape[0] < num_clusters:
+        raise ValueError(f"k-means needs at least {num_clusters} frames, got {features.shape[0]}: "
+                         "use fewer clusters or more training audio")
+    features = features.double()
+    if max_frames is not None and features.shape[0] > max_frames:
+        keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(seed))[:max_frames]
+        features = features[keep.sort().values]
+    mean = features.mean(dim=0)
+    std = features.std(dim=0).clamp_min(1e-5)
+    kmeans = KMeans(n_clusters=num_clusters, init="k-means++", n_init=3, max_iter=100, random_state=seed)
+    kmeans.fit(((features - mean) / std).numpy())
+    return ClusterTargets(mean.float(), std.float(), torch.from_numpy(np.asarray(kmeans.cluster_centers_)).float())
+
+
+def corpus_features(wavs: Iterable[Tensor], total: int | None = None) -> Tensor:
+    """All model-rate MFCC frames of ``wavs``, concatenated ``(N, 39)`` (with a progress bar)."""
+    rows = [mfcc_frames(w) for w in tqdm(wavs, total=total, desc="MFCC frames", unit="utt", leave=False)]
+    return torch.cat(rows) if rows else torch.zeros(0, MFCC_DIM)

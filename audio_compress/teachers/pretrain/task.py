@@ -1,0 +1,97 @@
+"""Lightning module of HuBERT-style masked prediction on a transformers ``HubertModel``.
+
+Targets are computed per batch from the waveforms (MFCC frames -> nearest k-means centroid, a few
+milliseconds per utterance), so nothing but the codebook is stored.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from audio_compress.data.dataset import WaveBatch
+from audio_compress.frames import frame_padding_mask, num_frames
+from audio_compress.losses.armhubert import sample_span_mask
+from audio_compress.tasks.distill import warmup_linear_decay
+from audio_compress.teachers.configs import get_config, model_class_for
+from audio_compress.teachers.pretrain.config import PretrainConfig
+from audio_compress.teachers.pretrain.head import PredictionHead, masked_prediction_loss
+from audio_compress.teachers.pretrain.targets import ClusterTargets, mfcc_frames
+from compact_ssl.training import check_finite_loss
+
+#: ``targets`` value of padded frames
+IGNORE = -100
+
+
+class TeacherPretrainTask(L.LightningModule):
+    """Encoder (``model``), prediction head and the k-means codebook (buffers, so checkpoints hold it)."""
+
+    def __init__(self, config: PretrainConfig, codebook: ClusterTargets):
+        super().__init__()
+        self.config = config
+        self.save_hyperparameters({"config": config.to_dict()})
+        hf_config = get_config(config.architecture, **config.architecture_overrides)
+        self.model = model_class_for(hf_config)(hf_config)
+        self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
+        for name, value in codebook.to_dict().items():
+            self.register_buffer(f"codebook_{name}", value.clone())
+        # the masks of training (its state is in every checkpoint, compact_ssl.training.state) and of
+        # validation (reseeded at each validation, so that val_loss is comparable across steps)
+        self._mask_generator = torch.Generator().manual_seed(config.trainer.seed)
+        self._val_generator = torch.Generator()
+
+    @property
+    def codebook(self) -> ClusterTargets:
+        return ClusterTargets(self.codebook_mean, self.codebook_std, self.codebook_centroids)
+
+    def frame_targets(self, batch: WaveBatch, frames: int) -> Tensor:
+        """``(B, T)`` cluster ids of every valid frame, :data:`IGNORE` at padded ones."""
+        targets = torch.full((len(batch), frames), IGNORE, dtype=torch.long)
+        codebook = self.codebook
+        for row, length in enumerate(batch.lengths.tolist()):
+            feats = mfcc_frames(batch.wavs[row, :length].cpu())
+            targets[row, : feats.shape[0]] = codebook.assign(feats.to(self.codebook_mean.device)).cpu()
+        return targets.to(batch.wavs.device)
+
+    def compute_loss(self, batch: WaveBatch, generator: torch.Generator) -> dict[str, Tensor]:
+        frames = num_frames(batch.wavs.shape[1])
+        pad = frame_padding_mask(batch.padding_mask, frames)
+        mask = sample_span_mask((len(batch), frames), self.config.mask.mask_prob, self.config.mask.mask_length,
+                                padding_mask=pad, min_masks=self.config.mask.min_masks, min_space=0,
+                                generator=generator).to(pad.device)
+        attention_mask = (~batch.padding_mask).long() if bool(batch.padding_mask.any()) else None
+        out = self.model(input_values=batch.wavs.masked_fill(batch.padding_mask, 0.0), attention_mask=attention_mask,
+                         mask_time_indices=mask, return_dict=True)
+        logits = self.head(out.last_hidden_state)
+        loss, accuracy = masked_prediction_loss(logits, self.frame_targets(batch, frames), mask & ~pad)
+        return {"loss": loss, "masked_acc": accuracy, "masked_fraction": (mask & ~pad).sum() / (~pad).sum()}
+
+    def training_step(self, batch: WaveBatch, batch_idx: int) -> Tensor:
+        losses = self.compute_loss(batch, self._mask_generator)
+        check_finite_loss(losses["loss"], self.global_step, f"batch {batch.utt_ids[:4]}...")
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=len(batch))
+        self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=len(batch))
+        return losses["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_generator.manual_seed(self.config.trainer.seed + 1)
+
+    def validation_step(self, batch: WaveBatch, batch_idx: int) -> None:
+        losses = self.compute_loss(batch, self._val_generator)
+        self.log("val_loss", losses["loss"], prog_bar=True, batch_size=len(batch))
+        self.log("val/masked_acc", losses["masked_acc"], batch_size=len(batch))
+
+    def configure_optimizers(self):
+        opt_cfg = self.config.optim
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            (no_decay if param.dim() <= 1 or name.endswith(".bias") else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": opt_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=opt_cfg.eps,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(total * opt_cfg.warmup_proportion)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

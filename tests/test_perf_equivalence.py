@@ -1,0 +1,206 @@
+"""The inference / loss optimisations of issue 16 change no output.
+
+Each test compares the optimised path with a reference: the map-materialising attention path
+kept in :class:`SelfAttention`, the weight norm recomputed under autograd, and, written here,
+copies of the computations they replaced (the masked GroupNorm and the per-layer Gram loop).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audio_compress.losses.star import intra_layer_tgm_loss, layerwise_tgm_loss, star_loss
+from audio_compress.models import build_student
+from audio_compress.models.cnn import ConvBlock
+from audio_compress.models.transformer import PositionalConv, TransformerEncoder
+
+TOL = 1e-5
+
+
+def _padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    wavs = torch.randn(len(lengths), max(lengths), generator=generator)
+    padding_mask = torch.arange(max(lengths))[None] >= torch.tensor(lengths)[:, None]
+    return wavs, padding_mask
+
+
+# ---------------------------------------------------------------- attention
+
+
+def test_needs_weights_follows_reuse_pattern():
+    encoder = TransformerEncoder(16, 32, 2, [True, False, True, True, False, False], 0.0, 0.0, 0.0, 4, 2)
+    # Only a computing layer followed by another computing layer (or last) can skip its map.
+    assert encoder._needs_weights(False) == [True, True, False, True, True, True]
+    assert encoder._needs_weights(True) == [True] * 6
+
+
+@pytest.mark.parametrize("name", ["tiny_star", "tiny_arm", "tiny_distil"])
+def test_fused_attention_matches_explicit_maps_eval(name):
+    torch.manual_seed(0)
+    model = build_student(name).eval()
+    wavs, padding_mask = _padded_batch([8000, 6000, 3000])
+    with torch.no_grad():
+        fused = model(wavs, padding_mask)
+        explicit = model(wavs, padding_mask, output_attentions=True)  # every layer builds its map
+    assert len(fused.hidden_states) == len(explicit.hidden_states)
+    for a, b in zip(fused.hidden_states, explicit.hidden_states):
+        torch.testing.assert_close(a, b, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(fused.pre_transformer, explicit.pre_transformer, atol=0.0, rtol=0.0)
+
+
+def test_fused_attention_fully_padded_row_stays_uniform():
+    # A row whose keys are all padded gets uniform weights in both paths (finite fill, no NaN).
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(16, 32, 2, [True, True], 0.0, 0.0, 0.0, 4, 2).eval()
+    x = torch.randn(2, 7, 16)
+    padding_mask = torch.zeros(2, 7, dtype=torch.bool)
+    padding_mask[1] = True
+    with torch.no_grad():
+        fused = encoder(x, padding_mask)
+        explicit = encoder(x, padding_mask, output_attentions=True)
+    assert torch.isfinite(fused.hidden_states[-1]).all()
+    torch.testing.assert_close(fused.hidden_states[-1], explicit.hidden_states[-1], atol=TOL, rtol=TOL)
+    torch.testing.assert_close(explicit.attentions[0][1], torch.full((2, 7, 7), 1 / 7))
+
+
+def test_fused_attention_gradients_match_in_training():
+    torch.manual_seed(0)
+    model = build_student("tiny_star", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                          input_dropout=0.0).train()
+    wavs, padding_mask = _padded_batch([8000, 5000], seed=1)
+    grads = []
+    for output_attentions in (False, True):
+        model.zero_grad()
+        out = model(wavs, padding_mask, output_attentions=output_attentions)
+        sum(h.pow(2).mean() for h in out.hidden_states).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=TOL, rtol=1e-4, msg=name)
+
+
+# ---------------------------------------------------------------- positional convolution
+
+
+def test_positional_conv_cache_matches_weight_norm_and_tracks_updates():
+    torch.manual_seed(0)
+    pos = PositionalConv(16, 8, 4)
+    x = torch.randn(2, 11, 16)
+    reference = F.gelu(pos.conv(x.transpose(1, 2))[:, :, :-1]).transpose(1, 2)  # the former forward
+    with torch.no_grad():
+        first = pos(x)
+        assert pos._cached_weight is not None
+        cached = pos._cached_weight[1]
+        second = pos(x)
+        assert pos._cached_weight[1] is cached  # reused, not recomputed
+    torch.testing.assert_close(first, reference, atol=0.0, rtol=0.0)
+    torch.testing.assert_close(second, reference, atol=0.0, rtol=0.0)
+    # An in-place update (optimizer step, load_state_dict) invalidates the cached kernel.
+    with torch.no_grad():
+        pos.conv.parametrizations.weight.original0.mul_(2.0)
+        updated = pos(x)
+    torch.testing.assert_close(updated, F.gelu(pos.conv(x.transpose(1, 2))[:, :, :-1]).transpose(1, 2))
+    assert not torch.allclose(updated, first)
+
+
+def test_positional_conv_training_backprops_through_weight_norm():
+    torch.manual_seed(0)
+    pos = PositionalConv(16, 8, 4)
+    with torch.no_grad():
+        pos(torch.randn(1, 5, 16))  # fills the cache; training must not use it
+    pos(torch.randn(2, 9, 16)).sum().backward()
+    g, v = pos.conv.parametrizations.weight.original0, pos.conv.parametrizations.weight.original1
+    assert g.grad is not None and v.grad is not None
+    assert g.grad.abs().sum() > 0 and v.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- masked GroupNorm
+
+
+def _reference_masked_group_norm(block: ConvBlock, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The masked GroupNorm as it was before issue 16 (multi-pass masked sums)."""
+    norm = block.norm
+    weight = valid.unsqueeze(1).to(x.dtype)
+    count = weight.sum(dim=2, keepdim=True).clamp(min=1.0)
+    mean = (x * weight).sum(dim=2, keepdim=True) / count
+    var = ((x - mean).square() * weight).sum(dim=2, keepdim=True) / count
+    x = (x - mean) * torch.rsqrt(var + norm.eps)
+    return x * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
+
+
+def test_masked_group_norm_matches_reference():
+    torch.manual_seed(0)
+    block = ConvBlock(1, 8, 10, 5, group_norm=True)
+    with torch.no_grad():
+        block.norm.weight.uniform_(0.5, 1.5)
+        block.norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 8, 50) * 3.0 + 1.5
+    lengths = torch.tensor([50, 31, 1, 0])  # full, partial, one frame, no valid frame
+    valid = torch.arange(50)[None] < lengths[:, None]
+    torch.testing.assert_close(block._masked_group_norm(x, valid), _reference_masked_group_norm(block, x, valid),
+                               atol=TOL, rtol=TOL)
+    # with no padding it is the ordinary GroupNorm
+    full = torch.ones(4, 50, dtype=torch.bool)
+    torch.testing.assert_close(block._masked_group_norm(x, full), block.norm(x), atol=TOL, rtol=TOL)
+
+
+# ---------------------------------------------------------------- STaR Gram batching
+
+
+def _reference_gram_mse_sum(xs, ys, ts, us, padding_mask, normalize):
+    """Per-layer loop of the former implementation: build both T x T Grams, masked MSE, sum."""
+    total = 0.0
+    for x, y, t, u in zip(xs, ys, ts, us):
+        grams = []
+        for left, right in ((x, y), (t, u)):
+            left, right = left.double(), right.double()
+            if padding_mask is not None:
+                left = left.masked_fill(padding_mask[..., None], 0.0)
+                right = right.masked_fill(padding_mask[..., None], 0.0)
+            if normalize == "cosine":
+                left, right = F.normalize(left, dim=-1), F.normalize(right, dim=-1)
+            g = left @ right.transpose(1, 2)
+            grams.append(g / left.shape[-1] if normalize == "dim" else g)
+        valid = ~padding_mask if padding_mask is not None else torch.ones(x.shape[:2], dtype=torch.bool)
+        pair = valid[:, :, None] & valid[:, None, :]
+        total = total + ((grams[0] - grams[1]).pow(2) * pair).sum() / pair.sum()
+    return total
+
+
+@pytest.mark.parametrize("normalize", ["none", "dim", "cosine"])
+@pytest.mark.parametrize("frames", [12, 300])  # 300 frames with widths 6 / 10 takes the d x d form
+def test_fused_gram_losses_match_two_gram_reference(normalize, frames):
+    generator = torch.Generator().manual_seed(frames)
+    s = [torch.randn(2, frames, 6, generator=generator) for _ in range(4)]
+    t = [torch.randn(2, frames, 10, generator=generator) for _ in range(4)]
+    padding_mask = torch.zeros(2, frames, dtype=torch.bool)
+    padding_mask[1, frames * 2 // 3:] = True
+    lw = layerwise_tgm_loss(s[1:], t[1:], padding_mask, normalize)
+    intra = intra_layer_tgm_loss(s, t, padding_mask, normalize)
+    ref_lw = _reference_gram_mse_sum(s[1:], s[1:], t[1:], t[1:], padding_mask, normalize)
+    ref_intra = _reference_gram_mse_sum(s[:-1], s[1:], t[:-1], t[1:], padding_mask, normalize)
+    assert lw.dtype == torch.float32
+    torch.testing.assert_close(lw.double(), ref_lw, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(intra.double(), ref_intra, atol=TOL, rtol=TOL)
+    both = star_loss(s, t, padding_mask, normalize)
+    torch.testing.assert_close(both["layerwise"], lw, atol=0.0, rtol=0.0)
+    torch.testing.assert_close(both["intra"], intra, atol=0.0, rtol=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_star_loss_under_autocast_is_computed_in_fp32(dtype):
+    # Activations of order 300 give Gram entries of ~1e5 * d: fp16 products would overflow.
+    generator = torch.Generator().manual_seed(0)
+    s = [(300 * torch.randn(2, 20, 16, generator=generator)).requires_grad_() for _ in range(3)]
+    t = [300 * torch.randn(2, 20, 24, generator=generator) for _ in range(3)]
+    reference = star_loss(s, t, normalize="none")["loss"]
+    with torch.autocast("cpu", dtype=dtype):
+        out = star_loss([x.to(dtype) for x in s], [x.to(dtype) for x in t], normalize="none")["loss"]
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    # only the input rounding to `dtype` separates the two
+    torch.testing.assert_close(out, reference, rtol=0.05, atol=0.0)
+    if dtype == torch.bfloat16:  # fp16 input gradients of this size overflow by themselves (grad-scaler territory)
+        out.backward()
+        assert all(torch.isfinite(x.grad).all() for x in s)

@@ -1,0 +1,137 @@
+"""Mini teacher pretraining: MFCC k-means targets, the HuBERT masked-prediction loss, the exported
+folder and the cache of finished teachers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_wave_data_dir
+from torchaudio.compliance.kaldi import mfcc
+
+from audio_compress.frames import num_frames
+from audio_compress.teachers import load_teacher
+from audio_compress.teachers.pretrain import (
+    PredictionHead,
+    PretrainConfig,
+    TeacherPretraining,
+    cache_key,
+    fit_cluster_targets,
+    masked_prediction_loss,
+    mfcc_frames,
+    pretrain_teacher,
+)
+
+
+def test_mfcc_frames_align_with_model_frames():
+    wav = torch.randn(16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    feats = mfcc_frames(wav)
+    assert feats.shape == (num_frames(16000), 39) == (49, 39)
+    # frame t's static coefficients are those of the model frame's own 400-sample window
+    for t in (0, 17, 48):
+        alone = mfcc(wav[320 * t: 320 * t + 400].reshape(1, -1) * 32768.0, sample_frequency=16000, num_ceps=13,
+                     dither=0.0, use_energy=False)
+        assert torch.allclose(feats[t, :13], alone[0], atol=1e-3)
+    assert mfcc_frames(torch.zeros(399)).shape == (0, 39)
+
+
+def test_kmeans_targets_recover_separated_clusters():
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0] * 39, [10.0] * 39, [-10.0] + [5.0] * 38])
+    truth = torch.arange(3).repeat_interleave(50)
+    points = centres[truth] + 0.1 * torch.randn(150, 39, generator=gen)
+    codebook = fit_cluster_targets(points, num_clusters=3, seed=0)
+    assert torch.allclose(codebook.mean, points.mean(dim=0), atol=1e-5)
+    assert torch.allclose(codebook.std, points.double().std(dim=0).float(), atol=1e-5)
+    ids = codebook.assign(points)
+    # the same partition as the truth (cluster numbering is arbitrary)
+    mapping = {int(t): int(i) for t, i in zip(truth, ids)}
+    assert len(set(mapping.values())) == 3
+    assert torch.equal(ids, torch.tensor([mapping[int(t)] for t in truth]))
+    # a new point near the second centre gets that centre's id
+    assert int(codebook.assign(centres[1:2] + 0.05)) == mapping[1]
+    with pytest.raises(ValueError, match="at least 5 frames"):
+        fit_cluster_targets(points[:4], num_clusters=5, seed=0)
+
+
+def test_masked_prediction_loss_counts_only_masked_frames():
+    logits = torch.tensor([[[0.0, math.log(3.0)], [7.0, -7.0], [0.0, math.log(2.0)]]])
+    targets = torch.tensor([[1, 1, 0]])
+    mask = torch.tensor([[True, False, True]])
+    loss, acc = masked_prediction_loss(logits, targets, mask)
+    # frame 0: -log(3/4) (right); frame 2: -log(1/3) (wrong); frame 1 (unmasked, badly wrong) does not count
+    assert loss.item() == pytest.approx((math.log(4 / 3) + math.log(3)) / 2, abs=1e-6)
+    assert acc.item() == pytest.approx(0.5)
+    changed = logits.clone()
+    changed[0, 1] = torch.tensor([-50.0, 50.0])
+    assert masked_prediction_loss(changed, targets, mask)[0].item() == pytest.approx(loss.item(), abs=1e-6)
+    assert masked_prediction_loss(logits, targets, torch.zeros_like(mask))[0].item() == 0.0
+
+
+def test_prediction_head_logits_are_cosines_over_temperature():
+    head = PredictionHead(hidden_size=2, proj_dim=2, num_clusters=3, temperature=0.1)
+    with torch.no_grad():
+        head.final_proj.weight.copy_(torch.eye(2) * 3.0)
+        head.final_proj.bias.zero_()
+        head.label_embs.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]]))
+    logits = head(torch.tensor([[[1.0, 0.0]]]))
+    # cosines 1, 0, -1/sqrt(2), divided by 0.1
+    assert torch.allclose(logits[0, 0], torch.tensor([10.0, 0.0, -10.0 / math.sqrt(2)]), atol=1e-5)
+
+
+def _config(data: Path, steps: int = 3) -> PretrainConfig:
+    return PretrainConfig.load(None, [
+        f"data.train={data}", f"data.dev={data}", "data.num_workers=0", "data.max_batch_samples=64000",
+        "targets.num_clusters=4", f"trainer.max_steps={steps}", "trainer.val_every_n_steps=3",
+        "trainer.ckpt_every_n_steps=3", "trainer.log_every_n_steps=1", "trainer.precision=32-true",
+        "trainer.accelerator=cpu",
+    ])
+
+
+def test_pretrain_exports_a_loadable_teacher_and_reuses_the_cache(tmp_path, monkeypatch):
+    data = make_wave_data_dir(tmp_path / "data", num_utts=6, seed=0)
+    config = _config(data)
+    teacher_dir = pretrain_teacher(config, tmp_path / "teachers")
+    assert teacher_dir.parent.parent == tmp_path / "teachers" and teacher_dir.parent.name == cache_key(config)
+    teacher = load_teacher(teacher_dir)
+    assert (teacher.model_type, teacher.num_layers, teacher.hidden_size) == ("hubert", 4, 64)
+    assert teacher.has_mask_embedding
+    random = load_teacher("mini_hubert", seed=0)
+    assert not torch.equal(teacher.model.encoder.layers[0].attention.k_proj.weight,
+                           random.model.encoder.layers[0].attention.k_proj.weight)
+    assert torch.load(teacher_dir.parent / "kmeans.pt", weights_only=True)["centroids"].shape == (4, 39)
+
+    # the same data and config: the cached teacher, no training (setup would build the model)
+    def no_training(self, config, rundir):
+        raise AssertionError("the cached teacher was retrained")
+
+    monkeypatch.setattr(TeacherPretraining, "setup", no_training)
+    mtime = (teacher_dir / "config.json").stat().st_mtime_ns
+    assert pretrain_teacher(_config(data), tmp_path / "teachers") == teacher_dir
+    assert (teacher_dir / "config.json").stat().st_mtime_ns == mtime
+    # the key follows the audio content and the weight-relevant config, not paths or worker counts
+    copy = tmp_path / "copy"
+    make_wave_data_dir(copy, num_utts=6, seed=0)
+    assert cache_key(_config(copy)) == cache_key(config)
+    assert cache_key(PretrainConfig.load(None, [f"data.train={data}", f"data.dev={data}", "data.num_workers=3",
+                                                "targets.num_clusters=4", "trainer.max_steps=3",
+                                                "data.max_batch_samples=64000", "trainer.val_every_n_steps=3",
+                                                "trainer.ckpt_every_n_steps=3", "trainer.log_every_n_steps=7",
+                                                "trainer.precision=32-true", "trainer.accelerator=cpu"])) \
+        == cache_key(config)
+    assert cache_key(_config(data, steps=4)) != cache_key(config)
+    make_wave_data_dir(tmp_path / "other", num_utts=6, seed=1)
+    assert cache_key(_config(tmp_path / "other")) != cache_key(config)
+
+
+def test_pretraining_resumes_with_its_mask_generators(tmp_path):
+    data = make_wave_data_dir(tmp_path / "data", num_utts=6, seed=0)
+    run = TeacherPretraining()
+    first = run.run(_config(data, steps=3), tmp_path / "run")
+    assert first["steps"] == 3
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert set(ckpt["random_state"]["generators"]) == {"_mask_generator", "_val_generator"}
+    # more steps on the same run: continues from step 3 with the saved generator states
+    assert run.run(_config(data, steps=5), tmp_path / "run", resume="force")["steps"] == 5
