@@ -11,6 +11,9 @@
 #   3: training    every config in --confs, once per seed in --seeds (Lightning; resumes when re-run)
 #   4: evaluation  best (paper protocol) and last checkpoints of every seed on the test set,
 #                  confusion-matrix PNGs, results table (mean +- std over seeds) in ${expdir}/results.{md,json}
+#   5: real samples  only with --real_samples: a few real ICBHI recordings through prepare -> cache ->
+#                  evaluate with the last checkpoint of every method's first seed, into
+#                  ${expdir}/real_samples/<method>/ (a smoke test of the real format, not a score)
 set -euo pipefail
 
 _cmdline="$0 $*"  # not an option: names starting with _ are skipped by --help
@@ -35,6 +38,7 @@ resume=auto              # training: auto (continue from last.ckpt, a changed co
 train_args=""            # extra config overrides, e.g. "trainer.max_epochs=2 optim.lr=1e-4"
 eval_which="best last"   # checkpoints to evaluate: best (chosen on test, paper protocol) and/or last
 val_fraction=0           # > 0: also train every conf under the clean protocol into <method>_clean (best epoch chosen on this fraction of the training patients, held out)
+real_samples=""          # folder of a few real ICBHI recordings (audio_and_txt_files/, lists/official_split.txt): stage 5 evaluates the trained models on them; empty: stage 5 is skipped
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 . "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -107,6 +111,24 @@ eval_stage() {
   python -m audio_cls.bin.results --exp "${expdir}" --title "ICBHI results: ${tag}"
 }
 
+# the real-sample smoke test: prepare (split entries without audio skipped), cache, evaluate each method's
+# first seed (last epoch, no selection); outside <method>/seed*/eval/, so results.md never mixes it in
+real_samples_stage() {
+  local conf real_data="${datadir}/real_samples"
+  python -m audio_cls.bin.prepare_icbhi --root "${real_samples}" --out "${real_data}" --missing_audio skip \
+    --bad_cycles "${bad_cycles}"
+  # shellcheck disable=SC2086
+  python -m audio_cls.bin.cache_features --config ${confs} "${overrides[@]}" \
+    --set "data.train=${real_data}/train/cycles.tsv" --set "data.test=${real_data}/test/cycles.tsv"
+  for conf in ${confs}; do
+    python -m audio_cls.bin.evaluate --ckpt "$(first_seed_ckpt "${conf}")" --test "${real_data}/test/cycles.tsv" \
+      --out "${expdir}/real_samples/$(cname "${conf}")"
+  done
+  echo "Real ICBHI samples (${real_samples}): a smoke test of the real format through the trained mini models, not a score claim."
+}
+# the checkpoint stage 5 evaluates: the last epoch of the first seed of a conf (paper-protocol folder)
+first_seed_ckpt() { echo "${expdir}/$(cname "$1")/seed${seeds%% *}/checkpoints/last.ckpt"; }
+
 # preflight: before stage ${stage} does any work, check the configs and inputs of every stage that will run
 preflight() {
   local conf dir
@@ -121,6 +143,14 @@ preflight() {
     for conf in ${confs}; do
       for dir in $(run_dirs "${conf}"); do require_input "${dir}" 3 "the trained runs of ${conf}"; done
     done
+  fi
+  if [ -n "${real_samples}" ] && want_stage 5; then
+    [ -d "${real_samples}/audio_and_txt_files" ] || {
+      echo "ERROR: --real_samples ${real_samples}: no audio_and_txt_files/ folder; point it at real ICBHI recordings (e.g. the icbhi_samples test data, \`make test-data\`) or pass --real_samples \"\"" >&2
+      return 1; }
+    if ! want_stage 3; then
+      for conf in ${confs}; do require_input "$(first_seed_ckpt "${conf}")" 3 "the last checkpoint of ${conf}"; done
+    fi
   fi
   if want_stage 3; then
     for conf in ${confs}; do
@@ -139,5 +169,10 @@ run_stage 1 "data preparation: ${corpus_root} -> ${datadir}/{train,test}/cycles.
 run_stage 2 "feature cache -> ${dumpdir}/features" feature_stage
 run_stage 3 "training (${confs}; seeds ${seeds}) -> ${expdir}/<method>/seed<N>" train_stage
 run_stage 4 "evaluation + results table -> ${expdir}/results.md" eval_stage
+if [ -n "${real_samples}" ]; then
+  run_stage 5 "real-sample smoke test: ${real_samples} -> ${expdir}/real_samples (not a score)" real_samples_stage
+elif want_stage 5; then
+  log "Stage 5 (real-sample smoke test) skipped: no --real_samples"
+fi
 
 finish_recipe

@@ -150,7 +150,7 @@ def test_unreadable_audio_and_missing_annotation(mini, tmp_path):
         prepare_icbhi(root)
     with pytest.raises(AudioError, match=wavs[0].name):
         load_recording(wavs[0])
-    shutil.copy(wavs[1], wavs[0])
+    shutil.copy(mini.root / "audio_and_txt_files" / wavs[0].name, wavs[0])  # repaired
     wavs[1].with_suffix(".txt").unlink()
     with pytest.raises(IcbhiError, match=rf"{wavs[1].stem}.txt: annotation file .* is missing"):
         prepare_icbhi(root)

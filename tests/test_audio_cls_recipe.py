@@ -14,7 +14,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("ce", "patchmix", "patchmix_cl")
-TEST_COUNTS = [20, 15, 12, 10]
+TEST_COUNTS = [63, 54, 40, 31]
+#: the plumbing tests run the mini recipe on a short budget: 2 seeds, 3 epochs, no real-sample stage
+SHORT = ["--seeds", "1 2", "--train_args", "trainer.max_epochs=3", "--real_samples", ""]
 
 
 def _run(recipe: str, work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -38,7 +40,7 @@ def test_full_recipe_without_corpus_says_what_to_download(tmp_path):
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("mini_icbhi")
-    proc = _run("mini_icbhi", work)
+    proc = _run("mini_icbhi", work, *SHORT)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return work, work / "exp" / "ast_tiny_patchmix"
 
@@ -54,8 +56,8 @@ def test_mini_recipe_end_to_end(mini_run):
     for n in range(5):
         assert (exp / "logs" / f"stage{n}.log").is_file()
     counts = json.loads((work / "data" / "counts.json").read_text())
-    assert counts["counts"] == {"train": [30, 22, 15, 18], "test": TEST_COUNTS} and len(counts["renamed"]) == 10
-    assert "total          85      57     142" in (exp / "logs" / "stage1.log").read_text()
+    assert counts["counts"] == {"train": [100, 64, 59, 49], "test": TEST_COUNTS} and len(counts["renamed"]) == 33
+    assert "total         272     188     460" in (exp / "logs" / "stage1.log").read_text()
     caches = sorted(p.name for p in (work / "dump" / "features").iterdir())
     assert len(caches) == 2 and caches[0].startswith("test-") and caches[1].startswith("train-")  # shared by 3 confs
     for method in METHODS:
@@ -67,7 +69,7 @@ def test_mini_recipe_end_to_end(mini_run):
             for which in ("best", "last"):
                 scores = json.loads((run / "eval" / which / "scores.json").read_text())
                 assert (run / "eval" / which / "confusion.png").stat().st_size > 5000
-                assert scores["num_cycles"] == 57 and [sum(r) for r in scores["confusion"]] == TEST_COUNTS
+                assert scores["num_cycles"] == 188 and [sum(r) for r in scores["confusion"]] == TEST_COUNTS
                 assert 0 <= scores["score"] <= 100 and scores["seed"] == seed and scores["method"] == method
             # the evaluation of best.ckpt reproduces the per-epoch test scores of the selected epoch
             selection = [e["val_score"] if e["val_se"] > 5 else -1.0 for e in epochs]
@@ -95,12 +97,12 @@ def test_mini_recipe_end_to_end(mini_run):
 @pytest.mark.slow
 def test_mini_recipe_rerun_and_resume(mini_run):
     work, exp = mini_run
-    proc = _run("mini_icbhi", work, "--stage", "3", "--stop_stage", "3")
+    proc = _run("mini_icbhi", work, *SHORT, "--stage", "3", "--stop_stage", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("already finished; skipping") == 12  # 3 methods x 2 seeds x 2 protocols
     # more epochs is a changed config: refused, naming the key, unless continued deliberately
     run = exp / "ce" / "seed1"
-    more = ["--stage", "3", "--stop_stage", "3", "--confs", "conf/ce.yaml", "--seeds", "1",
+    more = [*SHORT, "--stage", "3", "--stop_stage", "3", "--confs", "conf/ce.yaml", "--seeds", "1",
             "--train_args", "trainer.max_epochs=4"]
     proc = _run("mini_icbhi", work, *more)
     assert proc.returncode != 0 and "trainer.max_epochs: 3 -> 4" in proc.stderr and "--resume force" in proc.stderr
@@ -111,5 +113,5 @@ def test_mini_recipe_rerun_and_resume(mini_run):
     assert "trainer.max_epochs" in (run / "config_changes.yaml").read_text()
     assert json.loads((run / "done.json").read_text())["epochs"] == 4
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["epoch"] == 3 and ckpt["global_step"] == 4 * (85 // 8)
+    assert ckpt["epoch"] == 3 and ckpt["global_step"] == 4 * (272 // 8)
     assert [e["epoch"] for e in _epochs(run / "csv" / "metrics.csv")][-1] == 3

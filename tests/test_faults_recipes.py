@@ -28,28 +28,29 @@ def _speech(w: Path) -> list[str]:
 def _icbhi(w: Path) -> list[str]:
     return ["--corpus_root", str(w / "corpus"), "--datadir", str(w / "data"), "--exp_root", str(w / "exp"),
             "--dumpdir", str(w / "dump"), "--confs", "conf/ce.yaml", "--seeds", "1", "--train_args",
-            "trainer.max_epochs=1"]
+            "trainer.max_epochs=1", "--real_samples", ""]
 
 
 def _vision(w: Path) -> list[str]:
     return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--seeds", "0",
-            "--pretrain_args", "trainer.max_epochs=1", "--linear_args", "linear.epochs=1"]
+            "--pretrain_args", "trainer.max_epochs=1", "--linear_args", "linear.epochs=1", "--baselines", ""]
 
 
 def _cdfsl(w: Path) -> list[str]:
     data = w / "data"
     return ["--exp_root", str(w / "exp"), "--schemes", "sl", "--source_root", str(data / "source"),
             "--digits_target_dir", str(data / "target"), "--target_roots", f"folder={data / 'target' / 'train'}",
-            "--episodes", "3", "--shots", "1", "--pretrain_args", "trainer.max_epochs=1"]
+            "--episodes", "3", "--shots", "1", "--pretrain_args", "trainer.max_epochs=1", "--baselines", ""]
 
 
 def _fewshot(w: Path) -> list[str]:
-    return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--study_args", "episodes=2"]
+    return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--study_args", "episodes=2", "--baselines", ""]
 
 
 def _simcore(w: Path) -> list[str]:
     return ["--exp_root", str(w / "exp"), "--data_dir", str(w / "data"), "--omniglot", "",
-            "--pretrain_args", "trainer.max_epochs=2", "--linear_args", "linear.epochs=1", "--samplers", "simcore"]
+            "--pretrain_args", "trainer.max_epochs=2", "--linear_args", "linear.epochs=1", "--samplers", "simcore",
+            "--baselines", ""]
 
 
 def _diffblender(w: Path) -> list[str]:
@@ -60,7 +61,7 @@ def _diffblender(w: Path) -> list[str]:
 
 
 def _fixed_episodes(w: Path) -> list[str]:
-    return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--eval_args", "epochs=2"]
+    return ["--exp_root", str(w / "exp"), "--data_root", str(w / "data"), "--eval_args", "epochs=2", "--baselines", ""]
 
 
 #: template -> (mini twin, its stages, the options that keep each stage small and in tmp)

@@ -220,8 +220,11 @@ def test_results_table_flags_seeds_without_gate(tmp_path, capsys):
     assert table[6] == ("| ce | best epoch on test (paper protocol) | 1,2† | 60.00 ± 0.00 | 26.00 ± 33.94 | 43.00 ± 16.97 | "
                         "40.00 ± 0.00 | 50.00 ± 0.00 |")
     assert table[7].startswith("| ce | last epoch | 1,2 |")
-    assert table[9] == "† Sensitivity gate not passed (`gate_passed: false` in results.json):"
-    assert table[10].startswith("- ce, best epoch on test (paper protocol): no epoch of ce/seed2 passed")
+    # scores without a confusion matrix: the all-normal reference is Sp 100 / Se 0 whatever the counts
+    assert table[8] == ("| one-class prediction (reference: every cycle normal) | none | - | "
+                        "100.00 | 0.00 | 50.00 | 0.00 | 50.00 |")
+    assert table[10] == "† Sensitivity gate not passed (`gate_passed: false` in results.json):"
+    assert table[11].startswith("- ce, best epoch on test (paper protocol): no epoch of ce/seed2 passed")
     # every seed passing: the row says so and the table has no footnote
     (exp / "ce" / "seed2" / "eval" / "best" / "scores.json").write_text(json.dumps(_scores(2, 31.0, gates[1])))
     results.main(["--exp", str(exp)])

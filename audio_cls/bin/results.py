@@ -17,6 +17,10 @@ Sensitivity gate: the ``best`` selection only considers epochs whose Se passes
 mean but is flagged: its seed gets a ``†`` and a footnote in ``results.md``, and the row in
 ``results.json`` gets ``gate_passed: false``, ``gate_failed_seeds`` and a ``gate_note`` sentence.
 ``gate_passed`` is true when every seed passed and null for rows without gate checks (``last``).
+
+Reference row: ``results.md`` ends its table with the best prediction of one class for every cycle
+(:func:`one_class_reference`): all "normal", Sp 100 / Se 0, Score 50 (4-class and 2-class) on any
+test set holding normal and abnormal cycles; a method must beat it to have learned anything.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from audio_cls.metrics import GateCheck
+import numpy as np
+
+from audio_cls.data.icbhi import CLASS_NAMES
+from audio_cls.metrics import GateCheck, IcbhiScores, scores_from_confusion
 from compact_ssl.io import atomic_write_text
 
 SELECTIONS = {"best": "best epoch on test (paper protocol)", "best_val": "best epoch on validation (clean protocol)",
@@ -59,6 +66,7 @@ def collect(exp: str | Path) -> list[dict]:
     rows = []
     for (method, which), results in sorted(groups.items()):
         row = {"method": method, "selection": which, "seeds": [r["seed"] for r in results],
+               "test_counts": _test_counts(results),
                "epochs": [r["epoch"] for r in results], **_gate_fields(results, runs[(method, which)]),
                "metrics": {}}
         for key, _ in METRICS:
@@ -70,6 +78,13 @@ def collect(exp: str | Path) -> list[dict]:
             }
         rows.append(row)
     return rows
+
+
+def _test_counts(results: list[dict]) -> list[int] | None:
+    """Test cycles per class (the confusion matrix's row sums; every seed sees the same test set), or
+    None for scores without a confusion matrix."""
+    confusion = results[0].get("confusion")
+    return None if confusion is None else [int(sum(r)) for r in confusion]
 
 
 def _gate_fields(results: list[dict], runs: list[Path]) -> dict:
@@ -85,13 +100,38 @@ def _gate_fields(results: list[dict], runs: list[Path]) -> dict:
             "gate_failed_seeds": [result["seed"] for result, _ in failed], "gate_note": note}
 
 
+def one_class_reference(class_counts: list[int]) -> tuple[int, IcbhiScores, IcbhiScores]:
+    """The best constant prediction (every cycle one class, the one with the highest 4-class Score) on a
+    test set with ``class_counts`` cycles per class: that class, its 4-class and its 2-class scores."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    best = None
+    for predicted in range(len(counts)):
+        cm = np.zeros((len(counts), len(counts)))
+        cm[:, predicted] = counts
+        scores = (predicted, scores_from_confusion(cm), scores_from_confusion(cm, two_class_eval=True))
+        if best is None or scores[1].score > best[1].score:
+            best = scores
+    return best
+
+
+def _reference_row(rows: list[dict]) -> str:
+    """The table row of :func:`one_class_reference` on the evaluated test set (scores without a
+    confusion matrix: one cycle per class, which gives the same Score 50)."""
+    counts = next((row["test_counts"] for row in rows if row["test_counts"]), [1, 1, 1, 1])
+    predicted, four, two = one_class_reference(counts)
+    values = (four.specificity, four.sensitivity, four.score, two.sensitivity, two.score)
+    return (f"| one-class prediction (reference: every cycle {CLASS_NAMES[predicted]}) | none | - | "
+            + " | ".join(f"{v:.2f}" for v in values) + " |")
+
+
 def to_markdown(rows: list[dict], title: str) -> str:
     """The results as a Markdown table (percent, mean +- sample std over seeds)."""
     lines = [f"# {title}", "",
              "ICBHI official 60/40 split, all test cycles; values in %, mean ± std over seeds. Checkpoint selection: "
              "best epoch on test = chosen on the test set itself (test-set selection, the paper protocol; optimistic); "
              "best epoch on validation = chosen on patients held out of the training set (clean protocol); "
-             "last epoch = no selection.", "",
+             "last epoch = no selection. The last row is the trivial reference: the best prediction of one class for "
+             "every cycle.", "",
              "| method | selection | seeds | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|---|---|" + "---|" * len(METRICS)]
     for row in rows:
@@ -102,6 +142,7 @@ def to_markdown(rows: list[dict], title: str) -> str:
         seeds = ",".join(f"{s}{GATE_MARK}" if s in row["gate_failed_seeds"] else str(s) for s in row["seeds"])
         lines.append(f"| {row['method']} | {SELECTIONS.get(row['selection'], row['selection'])} | {seeds} | "
                      + " | ".join(cells) + " |")
+    lines.append(_reference_row(rows))
     flagged = [row for row in rows if row["gate_failed_seeds"]]
     if flagged:
         lines += ["", f"{GATE_MARK} Sensitivity gate not passed (`gate_passed: false` in results.json):"]

@@ -1,8 +1,18 @@
 """A small synthetic corpus in the ICBHI layout, for the mini recipe and the tests.
 
-Breathing is band-limited noise under an inhale/exhale envelope; crackles are short damped
-oscillations (explosive, 5-20 ms) scattered over the cycle; wheezes are sustained tones with a
-slow pitch glide and two harmonics. The corpus reproduces the real layout and its traps:
+Each cycle carries the acoustic signature of its class, so a tiny AST can learn it:
+
+* breath (every cycle): band-limited noise under an inhale/exhale envelope; its band, loudness
+  and inhale share vary by patient (:class:`Patient`);
+* crackles: short explosive transients, a sharp first deflection ringing down within 5-20 ms,
+  several per second of the cycle;
+* wheezes: a sustained tone of 100-1000 Hz with two harmonics, gliding slightly, over most of
+  the cycle;
+* both: crackles and a wheeze; normal: breath only.
+
+Every recording then passes its device's fixed frequency response (:data:`DEVICE_RESPONSES`:
+a resonance and a low-pass, different per stethoscope) and gets the device's hiss, so the
+classes must be told apart across devices. The corpus reproduces the real layout and its traps:
 ``audio_and_txt_files/<patient>_<index>_<location>_<mode>_<device>.{wav,txt}`` with
 tab-separated ``start end crackle wheeze`` lines, mixed sample rates (44.1 kHz and 4 kHz) and
 bit depths, an ``official_split.txt`` without a final newline, some recordings stored under their
@@ -17,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from audio_cls.data.icbhi import CLASS_NAMES, LOCATIONS, cycle_label
 
@@ -31,6 +42,47 @@ _DEVICE_PLAN = (
 )
 #: class proportions of the drawn labels (normal, crackle, wheeze, both), roughly ICBHI's
 _CLASS_PROBS = (0.4, 0.25, 0.2, 0.15)
+
+
+@dataclass(frozen=True)
+class DeviceResponse:
+    """A stethoscope's fixed frequency response: a resonance over a first-order low-pass, plus hiss."""
+
+    peak_hz: float  #: centre of the resonance
+    peak_gain: float  #: linear gain at the resonance (1: none)
+    peak_width_hz: float  #: half-width of the (Gaussian) resonance
+    cutoff_hz: float  #: -3 dB point of the low-pass
+    hiss: float  #: standard deviation of the white noise the device adds
+
+    def gain(self, freqs: np.ndarray) -> np.ndarray:
+        """Linear magnitude response at ``freqs`` (Hz)."""
+        resonance = 1 + (self.peak_gain - 1) * np.exp(-0.5 * ((freqs - self.peak_hz) / self.peak_width_hz) ** 2)
+        return resonance / np.sqrt(1 + (freqs / self.cutoff_hz) ** 2)
+
+
+#: one response per device on disk: the diaphragm stethoscopes emphasize different bands
+DEVICE_RESPONSES = {
+    "Meditron": DeviceResponse(peak_hz=250.0, peak_gain=2.0, peak_width_hz=120.0, cutoff_hz=2500.0, hiss=0.004),
+    "AKGC417L": DeviceResponse(peak_hz=1200.0, peak_gain=2.5, peak_width_hz=500.0, cutoff_hz=6000.0, hiss=0.008),
+    "Litt3200": DeviceResponse(peak_hz=120.0, peak_gain=3.0, peak_width_hz=60.0, cutoff_hz=1200.0, hiss=0.003),
+    "LittC2SE": DeviceResponse(peak_hz=500.0, peak_gain=1.5, peak_width_hz=250.0, cutoff_hz=1800.0, hiss=0.005),
+}
+
+
+@dataclass(frozen=True)
+class Patient:
+    """Breathing traits shared by every recording of one patient."""
+
+    band: tuple[float, float]  #: breath noise band (Hz)
+    loudness: float  #: breath amplitude
+    inhale: float  #: share of the cycle spent inhaling
+
+    @classmethod
+    def draw(cls, seed: int, patient: int) -> Patient:
+        """The traits of ``patient``, fixed by the corpus seed and the patient id."""
+        rng = np.random.default_rng([seed, patient])
+        return cls(band=(rng.uniform(60, 150), rng.uniform(500, 1200)), loudness=rng.uniform(0.15, 0.35),
+                   inhale=rng.uniform(0.3, 0.5))
 
 
 @dataclass
@@ -48,11 +100,13 @@ def make_mini_icbhi(
     seed: int = 0,
     num_recordings: int = 30,
     cycles_per_recording: tuple[int, int] = (3, 6),
+    progress: bool = False,
 ) -> MiniCorpus:
     """Write the corpus under ``out`` (``audio_and_txt_files/`` and ``official_split.txt``).
 
     Recordings ``i % 5 in (0, 1, 2)`` go to train and the rest to test (60/40 by recording);
-    labels are redrawn until both splits hold every class (at least 5 recordings are needed).
+    recordings ``2k`` and ``2k + 1`` share patient ``101 + k``. Labels are redrawn until both
+    splits hold every class (at least 5 recordings are needed). ``progress``: a progress bar.
     """
     if num_recordings < 5:
         raise ValueError(f"the mini corpus needs at least 5 recordings (3 train, 2 test), got {num_recordings}")
@@ -74,10 +128,13 @@ def make_mini_icbhi(
         raise ValueError(f"could not draw labels with every class in both splits for {num_recordings} recordings; "
                          "use more recordings or cycles per recording")
     lines, renamed = [], []
-    for i, (split, rec_labels) in enumerate(zip(splits, labels, strict=True)):
+    recordings = tqdm(list(zip(splits, labels, strict=True)), desc="recordings", unit="rec", disable=not progress)
+    for i, (split, rec_labels) in enumerate(recordings):
         split_device, disk_device, sr, subtype = _DEVICE_PLAN[i % len(_DEVICE_PLAN)]
-        base = f"{101 + i // 2}_{1 + i % 2}b1_{LOCATIONS[i % len(LOCATIONS)]}_{'sc' if i % 3 else 'mc'}"
-        wave, rows = _recording(rng, rec_labels, sr, long_cycle=i == 4)
+        patient = 101 + i // 2
+        base = f"{patient}_{1 + i % 2}b1_{LOCATIONS[i % len(LOCATIONS)]}_{'sc' if i % 3 else 'mc'}"
+        wave, rows = _recording(rng, rec_labels, sr, Patient.draw(seed, patient), DEVICE_RESPONSES[disk_device],
+                                long_cycle=i == 4)
         stem = f"{base}_{disk_device}"
         sf.write(str(audio_dir / f"{stem}.wav"), wave, sr, subtype=subtype)
         (audio_dir / f"{stem}.txt").write_text("".join(f"{s:.3f}\t{e:.3f}\t{c}\t{w}\n" for s, e, c, w in rows))
@@ -89,70 +146,78 @@ def make_mini_icbhi(
     return MiniCorpus(out, split_file, counts, renamed)
 
 
-def _recording(rng: np.random.Generator, labels: np.ndarray, sr: int, long_cycle: bool) -> tuple[np.ndarray, list]:
+def _recording(rng: np.random.Generator, labels: np.ndarray, sr: int, patient: Patient, device: DeviceResponse,
+               long_cycle: bool) -> tuple[np.ndarray, list]:
     """Waveform and annotation rows (start, end, crackle, wheeze) of one recording."""
-    durations = rng.uniform(1.0, 3.5, size=len(labels))
+    durations = rng.uniform(1.0, 3.0, size=len(labels))
     durations[0] = 0.05 if len(labels) > 3 else durations[0]  # shorter than the 62.5 ms fade
     if long_cycle:
         durations[-1] = 9.0  # longer than the 8 s input: trimmed
     lead, tail = rng.uniform(0.1, 0.6), rng.uniform(0.3, 1.0)
     total = lead + float(durations.sum()) + tail
-    wave = 0.002 * rng.standard_normal(int(total * sr))
+    wave = np.zeros(int(total * sr))
     rows, t = [], lead
     for label, dur in zip(labels, durations, strict=True):
         crackle, wheeze = int(label) % 2, int(label) // 2
         first, n = int(t * sr), int(dur * sr)
-        segment = _breath(rng, n, sr)
+        segment = breath(rng, n, sr, patient)
         if crackle:
-            segment += _crackles(rng, n, sr)
+            segment += crackles(rng, n, sr)
         if wheeze:
-            segment += _wheeze(rng, n, sr)
+            segment += wheeze_tone(rng, n, sr)
         wave[first:first + n] += segment
         assert cycle_label(crackle, wheeze) == int(label)
         rows.append((t, t + dur, crackle, wheeze))
         t += dur
-    peak = np.abs(wave).max()
-    return (0.8 * wave / peak).astype(np.float32), rows
+    wave = through_device(wave, sr, device) + device.hiss * rng.standard_normal(len(wave))
+    return (0.8 * wave / np.abs(wave).max()).astype(np.float32), rows
 
 
-def _breath(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """Band-limited noise (about 100-800 Hz) under an inhale + exhale envelope."""
+def through_device(wave: np.ndarray, sr: int, device: DeviceResponse) -> np.ndarray:
+    """``wave`` filtered by the device's frequency response (zero phase, in the frequency domain)."""
+    freqs = np.fft.rfftfreq(len(wave), 1 / sr)
+    return np.fft.irfft(np.fft.rfft(wave) * device.gain(freqs), len(wave))
+
+
+def breath(rng: np.random.Generator, n: int, sr: int, patient: Patient) -> np.ndarray:
+    """Noise in the patient's band under an inhale + exhale envelope (peak ``patient.loudness``)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.fft.rfftfreq(n, 1 / sr)
-    spectrum *= ((freqs > 100) & (freqs < 800)) * (1 + 0.5 * rng.random())
+    spectrum *= (freqs > patient.band[0]) & (freqs < patient.band[1])
     noise = np.fft.irfft(spectrum, n)
     noise /= np.abs(noise).max() + 1e-9
     phase = np.linspace(0, 1, n)
-    split = rng.uniform(0.35, 0.5)  # inhale is shorter than exhale
+    split = patient.inhale  # inhale is shorter than exhale
     envelope = np.where(phase < split, np.sin(np.pi * phase / split) ** 2,
                         0.7 * np.sin(np.pi * (phase - split) / (1 - split)) ** 2)
-    return 0.25 * noise * envelope
+    return patient.loudness * noise * (0.2 + 0.8 * envelope)
 
 
-def _crackles(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """3-10 explosive damped oscillations of 5-20 ms at 300-1500 Hz (below 4 kHz-rate Nyquist)."""
+def crackles(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """Explosive transients, 5-10 per second (at least 3): a sharp first deflection ringing at
+    200-1500 Hz (below the 4 kHz rate's Nyquist) that dies within 5-20 ms."""
     out = np.zeros(n)
-    for _ in range(int(rng.integers(3, 11))):
+    for _ in range(max(3, int(rng.uniform(5, 10) * n / sr))):
         length = int(rng.uniform(0.005, 0.02) * sr)
         if length >= n:
             continue
         start = int(rng.integers(0, n - length))
         t = np.arange(length) / sr
-        freq = rng.uniform(300, 1500)
-        decay = np.exp(-t / (length / sr / 4))
-        out[start:start + length] += rng.uniform(0.4, 0.9) * np.sin(2 * np.pi * freq * t) * decay
+        ring = np.sin(2 * np.pi * rng.uniform(200, 1500) * t + np.pi / 2)  # starts at its peak: explosive
+        out[start:start + length] += rng.uniform(0.8, 1.2) * ring * np.exp(-t / (length / sr / 3))
     return out
 
 
-def _wheeze(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
-    """A tone of 200-600 Hz gliding by up to 20 %, with two harmonics, over 40-90 % of the cycle."""
-    length = max(1, int(n * rng.uniform(0.4, 0.9)))
-    start = int(rng.integers(0, n - length + 1))
+def wheeze_tone(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """A tone whose fundamental lies in 100-1000 Hz (log-uniform) and glides by up to 15 %, with two
+    harmonics, over 50-90 % of the cycle starting in its first fifth."""
+    length = max(1, int(n * rng.uniform(0.5, 0.9)))
+    start = int(rng.integers(0, min(n - length, n // 5) + 1))
     t = np.arange(length) / sr
-    f0 = rng.uniform(200, 600) * (1 + rng.uniform(-0.2, 0.2) * t / max(t[-1], 1e-9))
+    f0 = np.exp(rng.uniform(np.log(100), np.log(1000))) * (1 + rng.uniform(-0.15, 0.15) * t / max(t[-1], 1e-9))
     phase = 2 * np.pi * np.cumsum(f0) / sr
     tone = np.sin(phase) + 0.4 * np.sin(2 * phase) + 0.2 * np.sin(3 * phase)
-    ramp = np.minimum(1.0, np.minimum(np.arange(length), np.arange(length)[::-1]) / (0.05 * sr))
+    ramp = np.minimum(1.0, np.minimum(np.arange(length), np.arange(length)[::-1]) / (0.03 * sr))
     out = np.zeros(n)
-    out[start:start + length] = 0.15 * tone * ramp
+    out[start:start + length] = rng.uniform(0.15, 0.3) * tone * ramp
     return out
