@@ -250,8 +250,11 @@ results_stage() {
   fi
   python -m audio_compress.bin.superb results --metrics "${expdir}/superb" --out "${expdir}/superb" \
     --title "SUPERB: ${tag}" "${kind}" "${published[@]}"
-  if "${superb_student}" && [ -d "${expdir}/pretrained" ]; then
+  set_superb_ups
+  local student_up="${method}_local=${expdir}/student.pt"
+  if [ -d "${expdir}/pretrained" ] && printf '%s\n' "${superb_ups[@]}" | grep -qxF -- "${student_up}"; then
     # the shareable folder of stage 5, now with the student's SUPERB table in its model card
+    # (only when stage 6 evaluated this very student: --superb_upstreams may leave it out)
     python -m audio_compress.bin.export --ckpt_dir "${expdir}/checkpoints" --which "${export_which}" \
       --pretrained "${expdir}/pretrained" --results "${expdir}/superb/results.json" --upstream "${method}_local"
   fi
