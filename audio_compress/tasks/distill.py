@@ -81,20 +81,8 @@ class DistillationTask(L.LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
-        opt_cfg = self.config.optim
-        decay, no_decay = [], []
-        for name, param in self.student.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.dim() <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": opt_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=opt_cfg.eps,
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(total * opt_cfg.warmup_proportion)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_linear_decay(self.student.named_parameters(), self.config.optim,
+                                         self.trainer.estimated_stepping_batches)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen teacher is rebuilt from config.teacher; storing it would add ~95M
@@ -117,4 +105,23 @@ def warmup_linear_decay(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-__all__ = ["DistillationTask", "warmup_linear_decay"]
+def adamw_warmup_linear_decay(named_parameters, opt_cfg, total_steps: float) -> dict:
+    """Lightning's optimizer dict for the speech recipes: AdamW with weight decay on matrices only
+    (biases and norms get none, as in s3prl's AdamW_with_schedule param groups), stepped per update
+    under :func:`warmup_linear_decay` over ``total_steps``. ``opt_cfg`` has ``lr``, ``betas``, ``eps``,
+    ``weight_decay`` and ``warmup_proportion``; frozen parameters are left out."""
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        if param.requires_grad:
+            (no_decay if param.dim() <= 1 or name.endswith(".bias") else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": opt_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=opt_cfg.eps,
+    )
+    total = max(1, int(total_steps))
+    warmup = int(total * opt_cfg.warmup_proportion)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup, total))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+__all__ = ["DistillationTask", "adamw_warmup_linear_decay", "warmup_linear_decay"]

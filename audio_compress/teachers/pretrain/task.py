@@ -13,7 +13,7 @@ from torch import Tensor
 from audio_compress.data.dataset import WaveBatch
 from audio_compress.frames import frame_padding_mask, num_frames
 from audio_compress.losses.armhubert import sample_span_mask
-from audio_compress.tasks.distill import warmup_linear_decay
+from audio_compress.tasks.distill import adamw_warmup_linear_decay
 from audio_compress.teachers.configs import get_config, model_class_for
 from audio_compress.teachers.pretrain.config import PretrainConfig
 from audio_compress.teachers.pretrain.head import PredictionHead, masked_prediction_loss
@@ -83,15 +83,5 @@ class TeacherPretrainTask(L.LightningModule):
         self.log("val/masked_acc", losses["masked_acc"], batch_size=len(batch))
 
     def configure_optimizers(self):
-        opt_cfg = self.config.optim
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            (no_decay if param.dim() <= 1 or name.endswith(".bias") else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": opt_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=opt_cfg.eps,
-        )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(total * opt_cfg.warmup_proportion)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_linear_decay(self.named_parameters(), self.config.optim,
+                                         self.trainer.estimated_stepping_batches)
