@@ -257,7 +257,8 @@ def test_clean_protocol_selects_the_best_validation_epoch(mini_train, monkeypatc
     monkeypatch.setattr(IcbhiTask, "forward", scripted)
     config = load_config(ROOT / "egs" / "mini_icbhi" / "patchmix" / "conf" / "ce.yaml", [
         f"data.train={root}/data/train/cycles.tsv", f"data.test={root}/data/test/cycles.tsv",
-        f"data.cache_dir={root}/features", "data.val_fraction=0.2", "data.val_seed=4"])
+        f"data.cache_dir={root}/features", "data.val_fraction=0.2", "data.val_seed=4",
+        f"trainer.max_epochs={len(SCRIPT)}"])
     run = tmp_path / "exp" / "ce_clean" / "seed1"
     training = IcbhiTraining()
     setup = training.setup(config, run)
