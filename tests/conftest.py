@@ -61,3 +61,14 @@ def wave_dirs(tmp_path_factory) -> tuple[Path, Path]:
     """(train, dev) data dirs with 12 and 4 synthetic utterances of 0.5-2 s."""
     root = tmp_path_factory.mktemp("wave_dirs")
     return make_wave_data_dir(root / "train", 12, seed=0), make_wave_data_dir(root / "dev", 4, seed=1)
+
+
+#: trainable parameters of the registered full-size students (reference section 8)
+FULL_COUNTS = {
+    "starhubert": 22_308_592,
+    "starhubert_l": 26_630_752,
+    "armhubert": 26_448_448,
+    "armhubert_s": 22_394_080,
+    "maskhubert": 26_635_840,
+    "distilhubert": 27_034_752,
+}

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from conftest import FULL_COUNTS
 
 from audio_compress.frames import num_frames
 from audio_compress.models import (
@@ -27,15 +28,6 @@ from audio_compress.models import (
 from audio_compress.models.cnn import ConvFeatureExtractor
 from audio_compress.models.config import _cnn
 from audio_compress.models.transformer import PositionalConv, TransformerLayer, layer_grad_scales, scale_grad
-
-FULL_COUNTS = {
-    "starhubert": 22_308_592,
-    "starhubert_l": 26_630_752,
-    "armhubert": 26_448_448,
-    "armhubert_s": 22_394_080,
-    "maskhubert": 26_635_840,
-    "distilhubert": 27_034_752,
-}
 
 
 def _meta(name: str, **overrides) -> StudentModel:

@@ -24,9 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from compact_ssl.cli import command_parser, dispatch
+from compact_ssl.config import ConfigError, read_yaml
 
 #: the released checkpoint of each family's Base teacher and where it comes from (named in the messages)
 RELEASED_TEACHERS = {"hubert": "hubert_base_ls960.pt (fairseq)", "wavlm": "WavLM-Base.pt (microsoft/unilm)",
@@ -45,14 +44,11 @@ class RecipeConfError(ValueError):
 def conf_values(conf: str | Path) -> tuple[str, str]:
     """``(student, teacher)`` of a distillation config (the recipe's defaults). Only the YAML is
     read here; the training entry point's ``--check`` validates the rest."""
-    path = Path(conf)
-    if not path.is_file():
-        raise RecipeConfError(f"--conf {conf}: no such file (see conf/ of this recipe)")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RecipeConfError(f"--conf {conf}: not valid YAML ({err})") from err
-    if not isinstance(doc, dict) or not doc.get("student") or not doc.get("teacher"):
+        doc = read_yaml(conf)
+    except (FileNotFoundError, ConfigError) as err:
+        raise RecipeConfError(f"--conf {conf}: {err} (see conf/ of this recipe)") from err
+    if not doc.get("student") or not doc.get("teacher"):
         raise RecipeConfError(f"--conf {conf}: needs 'student' and 'teacher' keys (the recipe's defaults)")
     return str(doc["student"]), str(doc["teacher"])
 
