@@ -1,4 +1,5 @@
-"""The mini speech benchmark's results contract: rows, seeds, chance, retention."""
+"""The mini speech benchmark: probe-mode mini SUPERB (features, probes, chance) and the results contract
+(rows, seeds, retention, checks)."""
 
 from __future__ import annotations
 
@@ -6,44 +7,44 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
 
 from audio_compress.bin import mini_benchmark
-from audio_compress.superb.benchmark import TASKS, build_benchmark, chance_levels, render_markdown, retention
-from compact_ssl.io import write_json
+from audio_compress.superb.benchmark import TASKS, beats, render_markdown, retention, run_probes, summarise
+from audio_compress.superb.commands import parse_upstream
+from audio_compress.superb.probe import (
+    Features,
+    ProbeConfig,
+    UtteranceProbe,
+    chance_levels,
+    error_rate,
+    extract_features,
+    greedy_ctc,
+    layer_stats,
+)
 
 ROWS = ("fbank", "teacher_random", "teacher", "star", "armhubert", "distilhubert")
 STUDENTS = ("star", "armhubert", "distilhubert")
 # per row: KS acc, SID acc, IC acc, PR PER of seed 1; seed 2 adds 2 to every value
 SEED1 = {"fbank": (40, 30, 20, 80), "teacher_random": (35, 25, 15, 90), "teacher": (80, 70, 60, 40),
          "star": (70, 50, 40, 50), "armhubert": (60, 50, 30, 60), "distilhubert": (40, 30, 20, 80)}
+CHANCE = {"ks": 10.0, "sid": 6.25, "ic": 12.5, "pr": 100.0}
 
 
-def _fake_runs(root: Path) -> list[Path]:
-    seeds = []
-    for offset, name in ((0, "seed1"), (2, "seed2")):
-        for row, values in SEED1.items():
-            for (task, (key, _, _)), value in zip(TASKS.items(), values):
-                write_json(root / name / row / task / "metrics.json",
-                           {"upstream": row, "task": task, "metrics": {key: value + offset}})
-        seeds.append(root / name)
-    return seeds
+def _values(offsets=(0, 2)) -> dict:
+    return {row: {task: [v + o for o in offsets] for task, v in zip(TASKS, vals)} for row, vals in SEED1.items()}
 
 
-def _fake_layouts(root: Path) -> Path:
-    write_json(root / "ks" / "layout.json", {"test_classes": [f"k{i}" for i in range(10)] + ["_silence_"]})
-    write_json(root / "sid" / "layout.json", {"num_speakers": 16})
-    write_json(root / "ic" / "layout.json", {"intents": [f"a_b_{i}" for i in range(8)]})
-    return root
-
-
-def test_contract_means_stds_and_retention(tmp_path):
-    result = build_benchmark(_fake_runs(tmp_path), {r: r for r in ROWS}, STUDENTS, chance_levels(_fake_layouts(tmp_path)))
-    assert result["tasks"] == {"ks": {"metric": "acc", "higher_is_better": True, "chance": 100 / 11},
+def test_contract_means_stds_retention_and_checks():
+    result = summarise(_values(), STUDENTS, CHANCE)
+    assert result["tasks"] == {"ks": {"metric": "acc", "higher_is_better": True, "chance": 10.0},
                                "sid": {"metric": "acc", "higher_is_better": True, "chance": 6.25},
                                "ic": {"metric": "acc", "higher_is_better": True, "chance": 12.5},
                                "pr": {"metric": "per", "higher_is_better": False, "chance": 100.0}}
-    assert list(result["rows"]) == list(ROWS)
+    assert list(result["rows"]) == list(ROWS) and result["seeds"] == 2
     star_ks = result["rows"]["star"]["ks"]
     assert star_ks["values"] == [70.0, 72.0] and star_ks["mean"] == 71.0
     assert star_ks["std"] == pytest.approx(statistics.stdev([70, 72]))  # sqrt(2)
@@ -54,62 +55,141 @@ def test_contract_means_stds_and_retention(tmp_path):
     assert result["retention"]["distilhubert"] == 0.0
     # an error rate's sign cancels in the ratio: recomputing on negated PER gives the same
     assert retention(result["rows"], "star") == result["retention"]["star"]
+    found = result["checks"]
+    # the teacher is 40 points above fbank with stds of 1.41: far beyond 2 std; 45+ above the random teacher
+    assert found["teacher_beats_fbank_2std"] == {t: True for t in TASKS}
+    assert found["teacher_beats_random_2std"] == {t: True for t in TASKS}
+    assert found["student_beats_fbank"]["star"] == {t: True for t in TASKS}
+    assert found["student_beats_fbank"]["distilhubert"] == {t: False for t in TASKS}  # a tie is no win
+    assert found["retention_reached"] == {"star": False, "armhubert": False, "distilhubert": False}
 
 
-def test_missing_run_and_flat_teacher_are_refused(tmp_path):
-    seeds = _fake_runs(tmp_path)
-    (seeds[1] / "star" / "pr" / "metrics.json").unlink()
-    with pytest.raises(FileNotFoundError, match="PR_per of upstream 'star'"):
-        build_benchmark(seeds, {r: r for r in ROWS}, STUDENTS, {t: 1.0 for t in TASKS})
-    rows = {r: {t: {"mean": 50.0} for t in TASKS} for r in ("fbank", "teacher", "star")}
-    with pytest.raises(ValueError, match="teacher equals fbank on ks"):
-        retention(rows, "star")
+def test_beats_uses_the_larger_std_and_the_metric_direction():
+    a, b = {"mean": 50.0, "std": 1.0}, {"mean": 46.0, "std": 2.5}
+    assert beats(a, b, True) and not beats(a, b, True, sigmas=2.0)  # 4 < 2 x 2.5
+    assert beats(a, b, True, sigmas=1.5)
+    assert beats(b, a, False, sigmas=1.5) and not beats(a, b, False)  # error rates: lower wins
 
 
-def test_undefined_retention_is_null_and_noted(tmp_path):
-    seeds = _fake_runs(tmp_path)
-    for seed in seeds:  # the teacher at fbank's SID accuracy in every seed
-        for row in ("fbank", "teacher"):
-            write_json(seed / row / "sid" / "metrics.json", {"upstream": row, "task": "sid", "metrics": {"SID_acc": 6.25}})
-    result = build_benchmark(seeds, {r: r for r in ROWS}, STUDENTS, {t: 1.0 for t in TASKS})
+def test_flat_teacher_gives_null_retention_with_a_note_and_uneven_seeds_are_refused():
+    values = _values()
+    values["teacher"]["sid"] = list(values["fbank"]["sid"])
+    result = summarise(values, STUDENTS, CHANCE)
     assert result["retention"] == {"star": None, "armhubert": None, "distilhubert": None}
     assert len(result["notes"]) == 3 and "teacher equals fbank on sid" in result["notes"][0]
     md = render_markdown(result)
     assert "Students by retention: undefined" in md and "| star | 71.0 ± 1.4 |" in md and "| undefined |" in md
+    assert "- teacher above fbank: no on SID" in md
+    values["star"]["pr"] = [50.0]
+    with pytest.raises(ValueError, match="same number of seeds"):
+        summarise(values, STUDENTS, CHANCE)
 
 
-def test_cli_writes_json_md_png(tmp_path, capsys):
-    seeds = _fake_runs(tmp_path / "runs")
-    rc = mini_benchmark.main(["--metrics", *map(str, seeds), "--layouts", str(_fake_layouts(tmp_path / "lay")),
-                              "--rows", *ROWS, "--students", *STUDENTS, "--out", str(tmp_path / "out")])
+def test_greedy_ctc_and_error_rate_by_hand():
+    # frames: blank a a blank b b a (ids 0 1 1 0 2 2 1); the last two frames are padding
+    logits = torch.nn.functional.one_hot(torch.tensor([[0, 1, 1, 0, 2, 2, 1, 2, 2]]), 3).float()
+    assert greedy_ctc(logits, torch.tensor([7])) == [[1, 2, 1]]
+    # one substitution + one deletion over 4 + 1 insertion over 2 -> 3 / 6
+    assert error_rate([[1, 9, 3], [5, 6, 7]], [[1, 2, 3, 4], [5, 6]]) == pytest.approx(50.0)
+
+
+def test_layer_stats_and_cmvn_features_still_separate_through_the_relu():
+    feats = Features(["a", "b"], [torch.tensor([[[1.0, 2.0], [3.0, 2.0]]]), torch.tensor([[[5.0, 2.0]]])])
+    mean, std = layer_stats(feats)
+    assert mean.tolist() == [[3.0, 2.0]]
+    assert std[0, 0].item() == pytest.approx((8 / 3) ** 0.5, rel=1e-5) and std[0, 1].item() == pytest.approx(1e-5)
+    # two utterances with zero mean per dimension (per-utterance CMVN) but different shapes: a linear map
+    # then mean pooling gives both the same output (its bias); with the ReLU in between they differ
+    x = torch.tensor([[[[1.0], [-1.0], [1.0], [-1.0]]], [[[3.0], [-1.0], [-1.0], [-1.0]]]])
+    probe = UtteranceProbe(1, 1, 1, 2, torch.zeros(1, 1), torch.ones(1, 1))
+    with torch.no_grad():
+        probe.proj.weight.fill_(1.0)
+        probe.proj.bias.zero_()
+        probe.out.weight.fill_(1.0)
+        probe.out.bias.zero_()
+        out = probe(x, torch.tensor([4, 4]))
+    assert out[:, 0].tolist() == pytest.approx([0.5, 0.75])  # mean of relu: 2/4 and 3/4
+
+
+def _tone_corpus(root: Path) -> Path:
+    """Kaldi dirs of 0.4 s clips of two tone bursts between silences (per-utterance CMVN would erase a steady
+    tone): keyword = the first burst's frequency, speaker = the second's, intent = the keyword, phones = the
+    keyword then the speaker. Separable from fbank, so a working probe reaches 100 %."""
+    rng = np.random.default_rng(0)
+    freqs = {"yes": 500.0, "no": 2000.0}
+    speakers = {"s1": 3000.0, "s2": 5000.0}
+    t = np.arange(6400) / 16000
+    for split, n in (("train", 6), ("dev_mini", 2), ("test_mini", 2)):
+        d = root / split
+        d.mkdir(parents=True)
+        files = {name: [] for name in ("wav.scp", "utt2spk", "utt2keyword", "utt2intent", "phn")}
+        for spk, sf_hz in speakers.items():
+            for word, hz in freqs.items():
+                for i in range(n):
+                    utt = f"{spk}-{word}-{split}-{i}"
+                    first, second = (t > 0.05) & (t < 0.15), (t > 0.25) & (t < 0.35)
+                    wav = 0.3 * (first * np.sin(2 * np.pi * hz * t) + second * np.sin(2 * np.pi * sf_hz * t))
+                    path = root / "wav" / f"{utt}.wav"
+                    path.parent.mkdir(exist_ok=True)
+                    sf.write(path, (wav + 0.01 * rng.standard_normal(t.size)).astype(np.float32), 16000)
+                    files["wav.scp"].append(f"{utt} {path}")
+                    files["utt2spk"].append(f"{utt} {spk}")
+                    files["utt2keyword"].append(f"{utt} {word}")
+                    files["utt2intent"].append(f"{utt} {'_none_' if i == 0 else 'ask_' + word}")
+                    files["phn"].append(f"{utt} {word} {spk}")
+        for name, lines in files.items():
+            (d / name).write_text("".join(f"{line}\n" for line in sorted(lines)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_corpus(tmp_path_factory):
+    return _tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+def test_fbank_probes_learn_the_tone_corpus_and_results_are_reused(tone_corpus, tmp_path):
+    dirs = {"train": tone_corpus / "train", "dev": tone_corpus / "dev_mini", "test": tone_corpus / "test_mini"}
+    assert chance_levels(dirs) == {"ks": 50.0, "sid": 50.0, "ic": 50.0, "pr": 100.0}
+    fbank = parse_upstream("fbank")
+    feats = extract_features(fbank, dirs["train"], tmp_path / "features")
+    assert len(feats.utt_ids) == 24 and feats.num_layers == 1 and feats.dim == 240
+    assert feats.states[0].shape == (1, 40, 240)  # 0.4 s at 100 frames per second
+    config = ProbeConfig(epochs=20, pr_epochs=40, batch_size=8, hidden_dim=32, lr=1e-2)
+    values = run_probes({"fbank": fbank}, dirs, [1], tmp_path, config)
+    assert values["fbank"]["ks"] == [100.0] and values["fbank"]["sid"] == [100.0] and values["fbank"]["ic"] == [100.0]
+    assert values["fbank"]["pr"][0] < 60.0  # 16 phones: at least 7 right
+    record = json.loads((tmp_path / "probes" / "fbank" / "ks" / "seed1.json").read_text())
+    assert record["test"] == 100.0 and record["layer_weights"] == [1.0] and record["metric"] == "acc"
+    # a rerun finds every result (a changed file would be recomputed: its key differs)
+    sid_file = tmp_path / "probes" / "fbank" / "sid" / "seed1.json"
+    sid_file.write_text(json.dumps(json.loads(sid_file.read_text()) | {"test": 12.0}))
+    assert run_probes({"fbank": fbank}, dirs, [1], tmp_path, config)["fbank"]["sid"] == [12.0]
+    assert run_probes({"fbank": fbank}, dirs, [1], tmp_path, ProbeConfig(epochs=1, pr_epochs=1))["fbank"]["sid"] != [12.0]
+
+
+def test_cli_checks_its_inputs(tone_corpus, tmp_path, capsys):
+    base = ["--data", str(tone_corpus), "--out", str(tmp_path)]
+    assert mini_benchmark.main([*base, "--upstream", "fbank", "--students", "star"]) == 1
+    assert "rows ['teacher_random', 'teacher', 'star'] are needed" in capsys.readouterr().err
+    assert mini_benchmark.main([*base, "--upstream", "fbank", "fbank", "--set", "epochs=1"]) == 1
+    assert "row fbank is given twice" in capsys.readouterr().err
+    assert mini_benchmark.main([*base, "--upstream", "fbank", "--set", "epoch=1"]) == 1
+    assert "unknown keys ['epoch']" in capsys.readouterr().err
+    refs = ["fbank", "teacher_random:ssl_teacher_local=tiny_hubert", "teacher:ssl_teacher_local=tiny_hubert"]
+    assert mini_benchmark.main(["--data", str(tmp_path), "--out", str(tmp_path), "--upstream", *refs]) == 1
+    assert "no wav.scp" in capsys.readouterr().err
+
+
+def test_cli_writes_json_md_png(tone_corpus, tmp_path):
+    ups = ["fbank", "teacher_random:ssl_teacher_local=tiny_hubert", "teacher:ssl_teacher_local=tiny_wavlm"]
+    rc = mini_benchmark.main(["--data", str(tone_corpus), "--out", str(tmp_path), "--upstream", *ups, "--seeds", "1", "2",
+                              "--set", "epochs=2", "--set", "pr_epochs=2", "--nj", "2"])
     assert rc == 0
-    doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert doc["retention"]["star"] == pytest.approx(0.625)
-    md = (tmp_path / "out" / "results.md").read_text()
-    assert "| chance | 9.1 | 6.2 | 12.5 | 100.0 | |" in md
-    assert "| star | 71.0 ± 1.4 | 51.0 ± 1.4 | 41.0 ± 1.4 | 51.0 ± 1.4 | 0.62 |" in md
-    assert "star (0.62) > armhubert (0.44) > distilhubert (0.00)" in md and doc["notes"] == []
-    assert (tmp_path / "out" / "results.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def _check_contract(doc: dict) -> None:
-    assert set(doc["tasks"]) == {"ks", "sid", "ic", "pr"}
-    assert doc["tasks"]["pr"]["metric"] == "per" and doc["tasks"]["pr"]["higher_is_better"] is False
-    assert all(doc["tasks"][t]["metric"] == "acc" and doc["tasks"][t]["higher_is_better"] for t in ("ks", "sid", "ic"))
-    assert set(doc["rows"]) == set(ROWS)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert list(doc["rows"]) == ["fbank", "teacher_random", "teacher"] and doc["seeds"] == 2
     for cells in doc["rows"].values():
-        assert set(cells) == set(TASKS)
         for cell in cells.values():
-            assert len(cell["values"]) == 2
-            assert cell["mean"] == pytest.approx(statistics.fmean(cell["values"]))
-            assert cell["std"] == pytest.approx(statistics.stdev(cell["values"]))
-    for student in STUDENTS:
-        if doc["retention"][student] is None:  # the teacher equals fbank on a task: noted, not a number
-            assert any(student in note for note in doc["notes"])
-            continue
-        ratios = []
-        for task, info in doc["tasks"].items():
-            sign = 1 if info["higher_is_better"] else -1
-            s, f, t = (sign * doc["rows"][r][task]["mean"] for r in (student, "fbank", "teacher"))
-            ratios.append((s - f) / (t - f))
-        assert doc["retention"][student] == pytest.approx(sum(ratios) / len(ratios))
+            assert len(cell["values"]) == 2 and cell["mean"] == pytest.approx(statistics.fmean(cell["values"]))
+    assert doc["tasks"]["pr"] == {"metric": "per", "higher_is_better": False, "chance": 100.0}
+    assert "| chance | 50.0 | 50.0 | 50.0 | 100.0 | |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,35 +1,62 @@
-"""The mini speech benchmark table from mini SUPERB runs over several downstream seeds.
+"""The mini speech benchmark: mini SUPERB in probe mode for every row and downstream seed, then the table.
 
-``python -m audio_compress.bin.mini_benchmark --metrics SEED_ROOT [SEED_ROOT ...] --layouts SUPERB_DATA
---rows fbank teacher_random teacher star armhubert distilhubert --students star armhubert distilhubert --out DIR``
+``python -m audio_compress.bin.mini_benchmark --data DATA --upstream fbank teacher:ssl_teacher_local=T
+star:star_local=S.pt ... --students star armhubert distilhubert --seeds 1 2 3 --out DIR [--nj 2]
+[--set epochs=10]``
 
-Each SEED_ROOT is the ``--out_root`` of one ``audio_compress.bin.superb`` run whose upstream tags are the
-row names. Writes ``DIR/results.{json,md,png}`` (contract in :mod:`audio_compress.superb.benchmark`) and
-prints the table.
+DATA holds the Kaldi data dirs ``train``, ``dev_mini`` and ``test_mini`` (``--splits`` renames them). Each
+``--upstream`` is ``row:entry[=checkpoint]`` (the row name is the table's); every upstream runs once per
+split through its s3prl entry and its hidden states are cached in ``DIR/features``; each (row, task, seed)
+probe writes ``DIR/probes/<row>/<task>/seed<N>.json`` and is reused by a rerun. Writes
+``DIR/results.{json,md,png}`` (contract in :mod:`audio_compress.superb.benchmark`) and prints the table.
+Probe settings (``--set KEY=VALUE``): the fields of :class:`audio_compress.superb.probe.ProbeConfig`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from audio_compress.superb.benchmark import build_benchmark, chance_levels, render_markdown, write_benchmark
-from audio_compress.superb.results import MetricsFileError
+from audio_compress.superb.benchmark import REFERENCE_ROWS, render_markdown, run_probes, summarise, write_benchmark
+from audio_compress.superb.commands import parse_upstream
+from audio_compress.superb.probe import ProbeConfig, chance_levels
+from compact_ssl.config import ConfigError, add_override_argument, apply_overrides, build_dataclass
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--metrics", nargs="+", required=True, help="one SUPERB out_root per downstream seed")
-    p.add_argument("--layouts", required=True, help="the mini SUPERB layouts (chance levels)")
-    p.add_argument("--rows", nargs="+", required=True, help="rows = upstream tags, in table order")
-    p.add_argument("--students", nargs="+", required=True, help="the rows that are students")
-    p.add_argument("--out", required=True, help="folder for results.{json,md,png}")
+    p.add_argument("--data", required=True, help="folder of the Kaldi data dirs")
+    p.add_argument("--splits", nargs=3, default=["train", "dev_mini", "test_mini"], metavar=("TRAIN", "DEV", "TEST"),
+                   help="names of the train, dev and test data dirs under --data")
+    p.add_argument("--upstream", nargs="+", required=True, help="row:entry[=checkpoint], in table order")
+    p.add_argument("--students", nargs="*", default=[], help="the rows that are students (get a retention)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="downstream seeds")
+    p.add_argument("--out", required=True, help="folder of features/, probes/ and results.{json,md,png}")
+    p.add_argument("--nj", type=int, default=1, help="probes trained in parallel (one thread each)")
     p.add_argument("--title", default="Mini speech benchmark")
+    add_override_argument(p, example="epochs=10")
     args = p.parse_args(argv)
     try:
-        result = build_benchmark(args.metrics, {row: row for row in args.rows}, args.students,
-                                 chance_levels(args.layouts))
-    except (FileNotFoundError, MetricsFileError, ValueError, KeyError) as err:
+        config = build_dataclass(ProbeConfig, apply_overrides({}, args.overrides), where="probe settings (--set)")
+        rows = {}
+        for text in args.upstream:
+            spec = parse_upstream(text)
+            if spec.label in rows:
+                raise ValueError(f"row {spec.label} is given twice")
+            rows[spec.label] = spec
+        missing = [r for r in (*REFERENCE_ROWS, *args.students) if r not in rows]
+        if missing:
+            raise ValueError(f"rows {missing} are needed (the reference rows {list(REFERENCE_ROWS)} and every "
+                             "student); name them with --upstream row:entry[=checkpoint]")
+        dirs = dict(zip(("train", "dev", "test"), (Path(args.data) / s for s in args.splits)))
+        for split, d in dirs.items():
+            if not (d / "wav.scp").is_file():
+                raise FileNotFoundError(f"{d}: no wav.scp; --data must hold the {split} data dir {d.name} "
+                                        "(make it with the recipe's data stage)")
+        values = run_probes(rows, dirs, args.seeds, args.out, config, nj=args.nj)
+        result = summarise(values, args.students, chance_levels(dirs))
+    except (FileNotFoundError, ConfigError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     paths = write_benchmark(result, args.out, args.title)

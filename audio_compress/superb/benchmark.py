@@ -1,5 +1,5 @@
-"""The mini speech benchmark table: mini SUPERB over several downstream seeds, with chance levels and
-the students' retention of what the teacher gained over fbank.
+"""The mini speech benchmark: mini SUPERB in probe mode (:mod:`audio_compress.superb.probe`) for every row
+and downstream seed, with chance levels and the students' retention of what the teacher gained over fbank.
 
 ``results.json`` follows this contract::
 
@@ -17,34 +17,25 @@ teacher equals fbank on a task, where the ratio is undefined.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import multiprocessing
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
-from audio_compress.superb.results import collect_metrics
+import torch
+from tqdm.auto import tqdm
+
+from audio_compress.superb.commands import UpstreamSpec
+from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, extract_features, feature_cache, fit_probe
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
-#: benchmark task -> (metric key of the metrics files, metric name, higher is better)
-TASKS: dict[str, tuple[str, str, bool]] = {
-    "ks": ("KS_acc", "acc", True),
-    "sid": ("SID_acc", "acc", True),
-    "ic": ("IC_acc", "acc", True),
-    "pr": ("PR_per", "per", False),
-}
+#: benchmark task -> (metric name, higher is better)
+TASKS: dict[str, tuple[str, bool]] = {task: (metric, higher) for task, (_, metric, higher) in PROBE_TASKS.items()}
 BASELINE, TEACHER = "fbank", "teacher"
 REFERENCE_ROWS = (BASELINE, "teacher_random", TEACHER)
-
-
-def chance_levels(layout_root: str | Path) -> dict[str, float]:
-    """Chance level (%) of each task from the mini layouts in ``layout_root``: one over the number of
-    classes (KS: the test classes, ``_silence_`` included; SID: the speakers; IC: the intents) and,
-    for PR, the 100 % PER of an empty output."""
-    root = Path(layout_root)
-    ks = read_json(root / "ks" / "layout.json")
-    sid = read_json(root / "sid" / "layout.json")
-    ic = read_json(root / "ic" / "layout.json")
-    return {"ks": 100.0 / len(ks["test_classes"]), "sid": 100.0 / sid["num_speakers"],
-            "ic": 100.0 / len(ic["intents"]), "pr": 100.0}
 
 
 def _stats(values: Sequence[float]) -> dict:
@@ -57,7 +48,7 @@ def retention(rows: Mapping[str, Mapping[str, Mapping]], student: str) -> float:
     """Mean over the tasks of ``(student - fbank) / (teacher - fbank)`` (seed means; the sign of an error
     rate cancels in the ratio, it is negated for clarity). Raises when the teacher equals fbank on a task."""
     ratios = []
-    for task, (_, _, higher) in TASKS.items():
+    for task, (_, higher) in TASKS.items():
         sign = 1.0 if higher else -1.0
         s, f, t = (sign * rows[name][task]["mean"] for name in (student, BASELINE, TEACHER))
         if t == f:
@@ -66,26 +57,43 @@ def retention(rows: Mapping[str, Mapping[str, Mapping]], student: str) -> float:
     return statistics.fmean(ratios)
 
 
-def build_benchmark(seed_roots: Sequence[str | Path], rows: Mapping[str, str], students: Sequence[str],
-                    chance: Mapping[str, float]) -> dict:
-    """The results document from the mini SUPERB metrics of every seed.
+#: the retention a student must reach to count as distilled (the benchmark's acceptance level)
+RETENTION_GOAL = 0.7
 
-    Args:
-        seed_roots: one SUPERB ``--out_root`` per downstream seed (``<root>/<upstream>/<task>/metrics.json``).
-        rows: benchmark row name -> upstream name in the metrics files (its tag).
-        students: the rows that are students (get a retention).
-        chance: chance level per task (:func:`chance_levels`).
-    """
-    per_seed = [collect_metrics([root]) for root in seed_roots]
-    table: dict[str, dict] = {}
-    for row, upstream in rows.items():
-        table[row] = {}
-        for task, (key, _, _) in TASKS.items():
-            missing = [str(root) for root, metrics in zip(seed_roots, per_seed) if key not in metrics.get(upstream, {})]
-            if missing:
-                raise FileNotFoundError(f"no {key} of upstream {upstream!r} (row {row}) under {', '.join(missing)}; "
-                                        "rerun the SUPERB stage of the benchmark")
-            table[row][task] = _stats([metrics[upstream][key] for metrics in per_seed])
+
+def beats(a: Mapping, b: Mapping, higher: bool, sigmas: float = 0.0) -> bool:
+    """Whether the cell ``a`` beats ``b`` by more than ``sigmas`` standard deviations of the seeds (the
+    larger of the two rows' stds)."""
+    margin = (a["mean"] - b["mean"]) * (1.0 if higher else -1.0)
+    return margin > sigmas * max(a["std"], b["std"])
+
+
+def checks(table: Mapping[str, Mapping[str, Mapping]], kept: Mapping[str, float | None]) -> dict:
+    """What the benchmark asks, per task: the pretrained teacher above fbank and above the random teacher by
+    more than two seed standard deviations; every student above fbank; retention at least
+    :data:`RETENTION_GOAL`."""
+    def per_task(a: str, b: str, sigmas: float) -> dict[str, bool]:
+        return {task: beats(table[a][task], table[b][task], higher, sigmas) for task, (_, higher) in TASKS.items()}
+
+    return {
+        "teacher_beats_fbank_2std": per_task(TEACHER, BASELINE, 2.0),
+        "teacher_beats_random_2std": per_task(TEACHER, "teacher_random", 2.0),
+        "student_beats_fbank": {s: per_task(s, BASELINE, 0.0) for s in kept},
+        "retention_reached": {s: r is not None and r >= RETENTION_GOAL for s, r in kept.items()},
+    }
+
+
+def summarise(values: Mapping[str, Mapping[str, Sequence[float]]], students: Sequence[str],
+              chance: Mapping[str, float]) -> dict:
+    """The results document from ``values[row][task]`` = the test metric of every downstream seed."""
+    seeds = {len(v) for cells in values.values() for v in cells.values()}
+    if len(seeds) != 1:
+        raise ValueError(f"every row and task needs the same number of seeds, got {sorted(seeds)}")
+    for row, cells in values.items():
+        missing = sorted(set(TASKS) - set(cells))
+        if missing:
+            raise ValueError(f"row {row} has no result for {', '.join(missing)}")
+    table = {row: {task: _stats(cells[task]) for task in TASKS} for row, cells in values.items()}
     kept, notes = {}, []
     for student in students:
         try:
@@ -95,12 +103,62 @@ def build_benchmark(seed_roots: Sequence[str | Path], rows: Mapping[str, str], s
             notes.append(str(err))
     return {
         "tasks": {task: {"metric": metric, "higher_is_better": higher, "chance": float(chance[task])}
-                  for task, (_, metric, higher) in TASKS.items()},
+                  for task, (metric, higher) in TASKS.items()},
         "rows": table,
         "retention": kept,
-        "seeds": len(seed_roots),
+        "seeds": seeds.pop(),
+        "checks": checks(table, kept),
         "notes": notes,
     }
+
+
+def _probe_job(job: tuple) -> tuple[str, str, int, dict]:
+    """One downstream run (a worker process): load the cached features, fit, write the result file."""
+    row, spec, task, seed, dirs, cache_dir, config, result_file, key = job
+    torch.set_num_threads(1)
+    feats = {split: extract_features(spec, d, cache_dir) for split, d in dirs.items()}
+    result = fit_probe(task, feats, dirs, seed, config) | {"key": key, "row": row, "task": task, "seed": seed}
+    write_json(result_file, result)
+    return row, task, seed, result
+
+
+def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | Path], seeds: Sequence[int],
+               out_dir: str | Path, config: ProbeConfig | None = None, nj: int = 1) -> dict[str, dict[str, list[float]]]:
+    """Features of every row (cached in ``out_dir/features``), then every (row, task, seed) probe in ``nj``
+    processes, each result in ``out_dir/probes/<row>/<task>/seed<N>.json``. A result whose key (features,
+    probe config, seed) matches is reused, so a rerun or a resumed run repeats nothing finished.
+    Returns ``values[row][task]``, one test metric per seed."""
+    config = config or ProbeConfig()
+    out, dirs = Path(out_dir), {k: str(v) for k, v in data_dirs.items()}
+    cache_dir = out / "features"
+    jobs, values = [], {row: {task: [None] * len(seeds) for task in TASKS} for row in rows}
+    for row, spec in rows.items():
+        for d in dirs.values():
+            extract_features(spec, d, cache_dir)
+        feats_key = "|".join(feature_cache(spec, d, cache_dir).name for d in dirs.values())
+        for task in TASKS:
+            for i, seed in enumerate(seeds):
+                key = hashlib.sha256(json.dumps([feats_key, asdict(config), task, seed]).encode()).hexdigest()[:16]
+                result_file = out / "probes" / row / task / f"seed{seed}.json"
+                if result_file.is_file() and read_json(result_file).get("key") == key:
+                    values[row][task][i] = read_json(result_file)["test"]
+                else:
+                    jobs.append((row, spec, task, seed, dirs, str(cache_dir), config, str(result_file), key))
+    # the longest jobs (fbank, phone recognition) first, so that the pool ends together
+    jobs.sort(key=lambda j: (j[2] != "pr", j[0] != BASELINE))
+    with tqdm(total=len(jobs), desc="probes", unit="run") as bar:
+        if nj > 1 and len(jobs) > 1:
+            with multiprocessing.get_context("fork").Pool(nj) as pool:
+                results = pool.imap_unordered(_probe_job, jobs)
+                for row, task, seed, result in results:
+                    values[row][task][list(seeds).index(seed)] = result["test"]
+                    bar.update()
+        else:
+            for job in jobs:
+                row, task, seed, result = _probe_job(job)
+                values[row][task][list(seeds).index(seed)] = result["test"]
+                bar.update()
+    return values
 
 
 def render_markdown(result: Mapping, title: str = "Mini speech benchmark") -> str:
@@ -122,7 +180,21 @@ def render_markdown(result: Mapping, title: str = "Mini speech benchmark") -> st
     ranking = sorted(defined, key=defined.get, reverse=True)
     lines += ["", "Students by retention: " + (" > ".join(f"{s} ({defined[s]:.2f})" for s in ranking) or "undefined")]
     lines += [f"- {note}" for note in result.get("notes", [])]
+    lines += ["", "Checks (more than 2 seed standard deviations for the teacher; retention at least "
+              f"{RETENTION_GOAL}):"] + [f"- {line}" for line in _check_lines(result["checks"])]
     return "\n".join(lines) + "\n"
+
+
+def _check_lines(found: Mapping) -> list[str]:
+    def tasks(cells: Mapping[str, bool]) -> str:
+        failed = [t.upper() for t, ok in cells.items() if not ok]
+        return "yes on every task" if not failed else f"no on {', '.join(failed)}"
+
+    lines = [f"teacher above fbank: {tasks(found['teacher_beats_fbank_2std'])}",
+             f"teacher above the random teacher: {tasks(found['teacher_beats_random_2std'])}"]
+    lines += [f"{s} above fbank: {tasks(cells)}" for s, cells in found["student_beats_fbank"].items()]
+    lines += [f"{s} retention reached: {'yes' if ok else 'no'}" for s, ok in found["retention_reached"].items()]
+    return lines
 
 
 def plot_benchmark(result: Mapping, path: str | Path) -> Path:

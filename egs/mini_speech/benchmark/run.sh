@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Mini speech benchmark: a richer synthesized corpus -> a mini HuBERT teacher pretrained on it ->
 # STaR, ARMHuBERT and DistilHuBERT students distilled from it (the mini recipes, same budget each) ->
-# mini SUPERB (KS, SID, IC, PR) for fbank, the random teacher, the pretrained teacher and the three
+# mini SUPERB in probe mode (KS, SID, IC, PR: frozen upstream, learnt layer weights, small downstream,
+# audio_compress.superb.probe) for fbank, the random teacher, the pretrained teacher and the three
 # students over several downstream seeds -> <workdir>/exp/results.{md,json,png}. CPU. Options: bash run.sh --help
 #
 # Stages:
 #   0: students    the three mini recipes, stages 0-5, into this folder (corpus, data, teacher, student)
 #   1: reference   the randomly initialised teacher (same architecture) as a transformers folder
-#   2: SUPERB      mini SUPERB for every row and downstream seed -> exp/superb/seed<N>/<row>/<task>/
-#   3: table       exp/results.{md,json,png} (chance levels, mean ± std over seeds, retention)
+#   2: benchmark   features of every row (exp/features), every probe (exp/probes/<row>/<task>/seed<N>.json),
+#                  then exp/results.{md,json,png} (chance, mean ± std over seeds, retention, checks)
 set -euo pipefail
 _here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -21,8 +22,8 @@ corpus_args="--preset rich --num_speakers 16 --utts_per_speaker 60,12,12"  # mak
 teacher_conf=../conf/pretrain_teacher.yaml  # the teacher pretraining YAML
 teacher_args=""          # teacher pretraining overrides, e.g. "trainer.max_steps=100"
 train_args=""            # distillation overrides of every student (same budget each), e.g. "trainer.max_steps=50"
-superb_args=""           # extra audio_compress.bin.superb args, e.g. "--override runner.total_steps=50"
-superb_nj=2              # SUPERB runs in parallel
+probe_args=""            # probe settings, e.g. "--set epochs=5 --set pr_epochs=5" (audio_compress.superb.probe.ProbeConfig)
+probe_nj=2               # probes trained in parallel (one thread each)
 . "${_here}/../../../recipes/parse_options.sh"
 cd "${_here}"
 . ../../../recipes/setup.sh
@@ -55,28 +56,15 @@ reference_stage() {
     --check_data "${_w}/data/dev_mini"
 }
 
-superb_stage() {
-  local seed m ups=(fbank "teacher_random:ssl_teacher_local=${expdir}/teacher_random" "teacher:ssl_teacher_local=${teacher_dir}")
+benchmark_stage() {
+  local m ups=(fbank "teacher_random:ssl_teacher_local=${expdir}/teacher_random" "teacher:ssl_teacher_local=${teacher_dir}")
   for m in ${methods}; do ups+=("${m}:${m}_local=${expdir}/${m}_${students[${m}]}/student.pt"); done
-  python -m audio_compress.bin.superb layouts --source mini --train "${_w}/data/train" --dev "${_w}/data/dev_mini" \
-    --test "${_w}/data/test_mini" --out "${_w}/dump/superb" --tasks pr,ks,sid,ic
-  for seed in ${seeds}; do
-    # shellcheck disable=SC2086
-    python -m audio_compress.bin.superb --task pr ks sid ic --mini true --data_root "${_w}/dump/superb" --device cpu \
-      --nj "${superb_nj}" --seed "${seed}" --out_root "${expdir}/superb/seed${seed}" --upstream "${ups[@]}" ${superb_args}
-  done
-}
-
-table_stage() {
-  local seed roots=()
-  for seed in ${seeds}; do roots+=("${expdir}/superb/seed${seed}"); done
   # shellcheck disable=SC2086
-  python -m audio_compress.bin.mini_benchmark --metrics "${roots[@]}" --layouts "${_w}/dump/superb" \
-    --rows fbank teacher_random teacher ${methods} --students ${methods} --out "${expdir}"
+  python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --upstream "${ups[@]}" --students ${methods} \
+    --seeds ${seeds} --nj "${probe_nj}" --out "${expdir}" ${probe_args}
 }
 
 run_stage 0 "students (${methods}) from the pretrained mini teacher" students_stage
 run_stage 1 "random teacher -> ${expdir}/teacher_random" reference_stage
-run_stage 2 "mini SUPERB, seeds ${seeds} -> ${expdir}/superb/seed<N>" superb_stage
-run_stage 3 "results -> ${expdir}/results.{md,json,png}" table_stage
+run_stage 2 "mini SUPERB probes, seeds ${seeds} -> ${expdir}/results.{md,json,png}" benchmark_stage
 finish_recipe
