@@ -172,3 +172,76 @@ def logger(bench: str) -> Callable[[str], None]:
         print(f"[{bench}] {message}", file=sys.stderr, flush=True)
 
     return log
+
+
+def write_speech_dir(folder, lengths: list[int], sample_rate: int = 16000, fmt: str = "FLAC", seed: int = 0):
+    """Write a Kaldi data dir of generated speech-like files (``wav.scp`` + ``utt2num_samples``).
+
+    Utterance ``i`` is ``lengths[i]`` samples at ``sample_rate``, written as 16-bit ``fmt``
+    (``FLAC`` like LibriSpeech, or ``WAV``): a voiced tone with a drifting pitch and a syllable-rate
+    envelope over low noise, so that FLAC compresses it roughly as it does speech (white noise
+    would not compress at all and decode slower). ``utt2num_samples`` holds the length the
+    loader returns at 16 kHz (for another rate: the resampled length, found by loading the file).
+    Returns the folder as a :class:`~pathlib.Path`.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    from audio_compress.data.kaldi import write_kaldi_map
+    from compact_ssl.audio import load_audio
+
+    folder = Path(folder)
+    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths, samples = {}, {}
+    for i, n in enumerate(lengths):
+        t = np.arange(n) / sample_rate
+        pitch = 120.0 + 40.0 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 6.3))
+        phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+        voiced = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t))
+        wav = (0.2 * voiced + 0.01 * rng.standard_normal(n)).astype(np.float32)
+        utt = f"utt{i:05d}"
+        path = folder / "audio" / f"{utt}.{fmt.lower()}"
+        sf.write(str(path), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
+        paths[utt] = str(path.resolve())
+        samples[utt] = n if sample_rate == 16000 else len(load_audio(path, 16000, resample=True))
+    write_kaldi_map(folder / "wav.scp", paths)
+    write_kaldi_map(folder / "utt2num_samples", samples)
+    return folder
+
+
+def with_cpu_clock(body: Callable[[Callable[[str], None]], None], warmup: int):
+    """Wrap a :func:`time_regions` body so that every region's process CPU seconds are kept too.
+
+    Returns ``(wrapped_body, cpu)``; after ``time_regions(wrapped_body, warmup, ...)``, ``cpu()``
+    gives the timed iterations' CPU seconds per region, like ``time_regions`` gives wall seconds
+    (``time.process_time``: all threads of this process). On a shared machine a one-thread CPU
+    run is slowed in wall time by the other processes but hardly in CPU time, so there the CPU
+    ratio is the steadier one.
+    """
+    iterations: list[dict[str, float]] = []
+
+    def wrapped(mark: Callable[[str], None]) -> None:
+        laps: dict[str, float] = {}
+        last = time.process_time()
+
+        def cpu_mark(name: str) -> None:
+            nonlocal last
+            mark(name)
+            now = time.process_time()
+            laps[name] = laps.get(name, 0.0) + now - last
+            last = now
+
+        body(cpu_mark)
+        iterations.append(laps)
+
+    def cpu() -> dict[str, list[float]]:
+        timed: dict[str, list[float]] = defaultdict(list)
+        for laps in iterations[warmup:]:
+            for name, value in laps.items():
+                timed[name].append(value)
+        return dict(timed)
+
+    return wrapped, cpu

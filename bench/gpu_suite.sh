@@ -2,9 +2,12 @@
 # One-command benchmark suite for a GPU (issue 16): every bench/*.py on the device with bf16
 # autocast, the distillation step with torch.compile off and on, at the published batch sizes
 # (STaR / ARMHuBERT 18 utterances, DistilHuBERT 24, of 15.6 s; ICBHI 8 cycles; SelfCon 1024
-# images). Budget: about 8 minutes on one H100 / H200. Writes results.jsonl (one JSON line per
+# images), then the dump-fed vs online distillation step (18 x 15.6 s) and the speech loader
+# (per core, on the host CPU; workers per GPU from the step speeds measured before it).
+# Budget: about 8 minutes on one H100 / H200. Writes results.jsonl (one JSON line per
 # measurement) and summary.md (MFU against the device's dense bf16 peak, peak memory,
-# audio-hours per GPU-hour per student, projected wall time of the 960 h recipes).
+# audio-hours per GPU-hour per student, projected wall time of the 960 h recipes, dump-fed
+# speed-up, loader workers per GPU).
 #
 # Usage: bench/gpu_suite.sh [--dry-run] [--out DIR]
 #   --dry-run  CPU, tiny models and sizes, one repeat: checks the wiring in seconds (no compile).
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry=1 ;;
     --out) [ $# -ge 2 ] || { echo "gpu_suite.sh: --out needs a folder" >&2; exit 2; }; out="$2"; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_suite.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +55,9 @@ if [ "$dry" = 1 ]; then
   run icbhi "$here/icbhi_step.py" --device cpu --set model.arch=ast_tiny --set model.proj_dim=64 --batch 2 --repeats 1 --warmup 0 --cycles 4 --threads 1
   run selfcon "$here/selfcon_cost.py" --device cpu --batch 16 --size 16 --repeats 1 --warmup 0
   run simcore "$here/simcore_select.py" --sizes 3000 --dim 16 --k 8 --target 50 --chunk 1000 --workloads stop
+  run dump_vs_online "$here/dump_vs_online.py" "${tiny[@]}" --students tiny_star,tiny_arm,tiny_distil
+  run speech_loader "$here/speech_loader.py" --utterances 6 --min_seconds 1 --max_seconds 3 --resample_from 8000 \
+    --repeats 1 --max_batch_samples 100000 --max_batch_size 4 --step_json "$results"
 else
   gpu=(--device cuda --dtype bf16 --repeats 5 --warmup 2)
   run distill_star_arm "$here/distill_step.py" "${gpu[@]}" --students starhubert,armhubert --batch 18 --seconds 15.6
@@ -63,6 +69,10 @@ else
   run icbhi "$here/icbhi_step.py" --device cuda --batch 8 --repeats 5
   run selfcon "$here/selfcon_cost.py" --device cuda --batch 1024 --amp
   run simcore "$here/simcore_select.py" --quick
+  run dump_vs_online "$here/dump_vs_online.py" "${gpu[@]}" --students starhubert,distilhubert,armhubert --batch 18 \
+    --seconds 15.6
+  # the step speeds measured above decide the loader workers a GPU needs
+  run speech_loader "$here/speech_loader.py" --resample_from 44100 --step_json "$results"
 fi
 
 "$python" "$here/suite_summary.py" "$results" "$out/summary.md" >&2

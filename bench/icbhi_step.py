@@ -10,7 +10,9 @@ method's loss and backward inside ``optimizer_step`` (Adam, then the ``ma_beta``
 ``zero_grad``. With ``--device cuda`` the loss runs under bf16 autocast.
 
 Every number is the median of ``--repeats`` timed iterations after ``--warmup`` untimed ones
-(``torch.cuda.synchronize()`` around each on GPU). One JSON line per measurement on stdout
+(``torch.cuda.synchronize()`` around each on GPU). The three models are built side by side and
+every iteration runs, in turn, each method's clean forward and training step and then the parts
+of the patchmix_cl step, so that drift on a shared machine hits every ratio alike. One JSON line per measurement on stdout
 (progress on stderr); ``ratio`` is against a ``reference`` measured in the same run, absolute
 seconds are extra fields:
 
@@ -24,6 +26,22 @@ seconds are extra fields:
     ``ratio`` = the method's step / the cross-entropy step: the price of the method;
     ``flop_ratio`` says how much of it is extra model FLOPs (a second forward and backward)
     rather than overhead outside the counted matmuls.
+``patchmix_cl_cost_breakdown``
+    Where Patch-Mix CL's extra cost over CE goes. The patchmix_cl step (``grad_block`` targets,
+    the published setting) is run as its parts, in order, each timed (interleaved, medians) and
+    FLOP-counted on its own: ``snapshot`` (the ``ma_beta`` copy), ``clean_forward`` (backbone,
+    classifier, CE), ``clean_backward`` (CE alone), ``optimizer`` (Adam, ``ma_beta`` blend,
+    zero_grad): the CE part; ``mix_plan`` (lambda, permutation and positions), ``mixed_forward``
+    (the second backbone pass with the patches swapped), ``projector`` (the contrastive head),
+    ``contrastive_loss`` and ``mixed_backward`` (the CL term's backward, a separate graph with
+    detached targets): the extra. ``parts`` maps each name to ``seconds``, ``flops`` and, for the
+    extra parts, ``share_of_extra`` (of the extra seconds). ``ratio`` = all parts / the CE part
+    (time), ``flop_ratio`` the same for FLOPs, ``ratio_of_limit`` their quotient; summary fields
+    ``second_forward_backward_*`` (mixed_forward + mixed_backward), ``mixing_*`` (mix_plan +
+    ``mix_apply_seconds``, the patch swap alone, timed beside on the patch embeddings; it runs
+    inside mixed_forward) and ``contrastive_head_loss_*`` (projector + contrastive_loss) in
+    seconds and FLOPs; ``parts_vs_step`` = all parts / the real patchmix_cl step of
+    ``train_step_vs_forward`` (near 1: the breakdown accounts for the step).
 ``inference_per_cycle``
     ``seconds`` = eval forward time per cycle (batched); ``ratio`` = 8 s of audio / that time
     (audio-seconds classified per second); ``train_step_seconds_per_cycle`` for comparison.
@@ -57,36 +75,26 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from _common import comparison_fields, count_flops, flop_fields
+import torch.nn.functional as F
+from _common import comparison_fields, count_flops, flop_fields, time_regions
 
 from audio_cls.data import CycleFeatureDataset, make_mini_icbhi, prepare_icbhi, write_manifest
 from audio_cls.data.cycles import cut_cycle, load_recording, pad_or_trim
 from audio_cls.features import FeatureConfig, build_feature_cache, fbank, load_feature_cache
+from audio_cls.losses import patchmix_contrastive_loss
 from audio_cls.models import count_parameters
+from audio_cls.patchmix import apply_patch_mix, draw_lambda, plan_patch_mix
 from audio_cls.tasks import IcbhiTask, load_config
 
 BENCH = "icbhi_step"
 CONF = Path(__file__).resolve().parents[1] / "egs" / "icbhi" / "patchmix" / "conf"
 METHODS = ("ce", "patchmix", "patchmix_cl")
+CE_PARTS = ("snapshot", "clean_forward", "clean_backward", "optimizer")
+CL_PARTS = ("mix_plan", "mixed_forward", "projector", "contrastive_loss", "mixed_backward")
 
 
 def log(message: str) -> None:
     print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def timed(fn, warmup: int, repeats: int, device: torch.device) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    times = []
-    for i in range(warmup + repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
 
 
 def make_step(task: IcbhiTask, optimizer: torch.optim.Optimizer, batch, autocast):
@@ -107,21 +115,97 @@ def make_step(task: IcbhiTask, optimizer: torch.optim.Optimizer, batch, autocast
     return step
 
 
+def cl_step_parts(task: IcbhiTask, optimizer: torch.optim.Optimizer, spec, labels, autocast) -> dict:
+    """The patchmix_cl training step (``grad_block`` targets) as named parts that run in order.
+
+    Together they do what ``make_step`` does, except that the CE and CL terms are backpropagated
+    one after the other (separate graphs: the CL target is the detached clean feature)."""
+    args = task.config.method_args
+    state: dict = {}
+
+    def snapshot():
+        task.on_train_batch_start((spec, labels, None), 0)
+
+    def clean_forward():
+        with autocast():
+            state["clean"] = task.backbone(spec)
+            state["ce"] = F.cross_entropy(task.classifier(state["clean"]), labels, weight=task.class_weight)
+
+    def mix_plan():
+        state["plan"] = plan_patch_mix(labels.shape[0], task.backbone.grid, draw_lambda(args.mix_beta),
+                                       args.time_domain)
+
+    def mixed_forward():
+        with autocast():
+            state["mixed_feat"] = task.backbone(spec, mix=state["plan"])
+
+    def projector():
+        with autocast():
+            state["mixed"] = task.projector(state["mixed_feat"])
+
+    def contrastive_loss():
+        plan = state["plan"]
+        with autocast():
+            state["cl"] = patchmix_contrastive_loss(state["mixed"], state["clean"].detach(), plan.perm, plan.lam,
+                                                    args.temperature, labels, args.negative_pair)
+
+    def clean_backward():
+        state["ce"].backward()
+
+    def mixed_backward():
+        (args.alpha * state["cl"]).backward()
+
+    def optimizer_step():
+        task.optimizer_step(0, 0, optimizer, lambda: None)
+        optimizer.zero_grad(set_to_none=True)
+
+    return {"snapshot": snapshot, "clean_forward": clean_forward, "mix_plan": mix_plan, "mixed_forward": mixed_forward,
+            "projector": projector, "contrastive_loss": contrastive_loss, "clean_backward": clean_backward,
+            "mixed_backward": mixed_backward, "optimizer": optimizer_step}
+
+
+def emit_cl_breakdown(emit, parts: list[str], seconds: dict[str, float], flops: dict[str, int],
+                      step_s: dict[str, float]) -> None:
+    """The ``patchmix_cl_cost_breakdown`` line from the parts' median seconds and FLOPs."""
+    ce_s, cl_s = sum(seconds[p] for p in CE_PARTS), sum(seconds[p] for p in CL_PARTS)
+    ce_f, cl_f = sum(flops[p] for p in CE_PARTS), sum(flops[p] for p in CL_PARTS)
+    limit = comparison_fields(ce_s, ce_s + cl_s, ce_f, ce_f + cl_f)
+
+    def pair(*names: str, extra: float = 0.0) -> dict:
+        return {"seconds": round(sum(seconds[n] for n in names) + extra, 5), "flops": sum(flops[n] for n in names)}
+
+    summary = {"second_forward_backward": pair("mixed_forward", "mixed_backward"),
+               "mixing": pair("mix_plan", extra=seconds["mix_apply"]),
+               "contrastive_head_loss": pair("projector", "contrastive_loss")}
+    emit(what="patchmix_cl_cost_breakdown", method="patchmix_cl", ratio=round((ce_s + cl_s) / ce_s, 3),
+         flop_ratio=limit["flop_ratio"], ratio_of_limit=limit["ratio_of_limit"], seconds=round(ce_s + cl_s, 4),
+         reference="the CE part of the step (snapshot, clean forward and backward, optimizer)",
+         reference_seconds=round(ce_s, 4), flops=ce_f + cl_f, reference_flops=ce_f,
+         parts={name: {"seconds": round(seconds[name], 5), "flops": flops[name],
+                       **({"share_of_extra": round(seconds[name] / cl_s, 4)} if name in CL_PARTS else {})}
+                for name in parts},
+         mix_apply_seconds=round(seconds["mix_apply"], 6),
+         **{f"{key}_{unit}": value[unit] for key, value in summary.items() for unit in ("seconds", "flops")},
+         parts_vs_step=round((ce_s + cl_s) / step_s["patchmix_cl"], 3), ce_step_seconds=round(step_s["ce"], 4),
+         target_type="grad_block")
+
+
 def bench_models(args, device: torch.device, emit) -> None:
+    """All methods' clean forwards and steps and the parts of the patchmix_cl step, interleaved in
+    every iteration (all models alive at once), so that drift hits every ratio alike."""
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     torch.manual_seed(args.seed)
     spec = torch.randn(args.batch, 798, 128, device=device) * 0.5
     labels = torch.arange(args.batch, device=device) % 4
     batch = (spec, labels, torch.arange(args.batch, device=device))
-    step_s: dict[str, float] = {}
-    step_flops: dict[str, int] = {}
+    configs, params, forwards, steps = {}, {}, {}, {}
+    parts: dict = {}
     for method in METHODS:
-        overrides = ["model.init=random", *args.set]
-        config = load_config(CONF / f"{method}.yaml", overrides)
-        task = IcbhiTask(config, class_counts=[2063, 1215, 501, 363]).to(device)
+        configs[method] = load_config(CONF / f"{method}.yaml", ["model.init=random", *args.set])
+        task = IcbhiTask(configs[method], class_counts=[2063, 1215, 501, 363]).to(device)
         optimizer = task.configure_optimizers()["optimizer"]
-        params = count_parameters(task)
-        log(f"{method}: {params:,} parameters; timing the clean forward")
+        params[method] = count_parameters(task)
+        log(f"{method}: {params[method]:,} parameters")
 
         def forward(task: IcbhiTask = task) -> None:
             task.eval()
@@ -129,18 +213,42 @@ def bench_models(args, device: torch.device, emit) -> None:
                 task(spec)
             task.train()
 
-        fwd = timed(forward, args.warmup, args.repeats, device)
-        log(f"{method}: timing the training step")
-        train_step = make_step(task, optimizer, batch, autocast)
-        step = timed(train_step, args.warmup, args.repeats, device)
-        step_s[method], fwd_s = statistics.median(step), statistics.median(fwd)
-        step_flops[method], fwd_flops = count_flops(train_step, device), count_flops(forward, device)
+        forwards[method], steps[method] = forward, make_step(task, optimizer, batch, autocast)
+        if method == "patchmix_cl" and configs[method].method_args.target_type == "grad_block":
+            parts = cl_step_parts(task, optimizer, spec, labels, autocast)
+            patches = task.backbone.ast.embeddings.patch_embeddings(spec).detach()
+            swap = plan_patch_mix(args.batch, task.backbone.grid, 0.5)  # half the patches: Beta(1, 1)'s mean
+        elif method == "patchmix_cl":
+            log("cost breakdown skipped: it splits the grad_block step, not "
+                f"target_type={configs[method].method_args.target_type}")
+
+    def body(mark) -> None:
+        for method in METHODS:
+            forwards[method]()
+            mark(f"{method}/forward")
+            steps[method]()
+            mark(f"{method}/step")
+        for name, part in parts.items():
+            part()
+            mark(name)
+        if parts:
+            apply_patch_mix(patches, swap)
+            mark("mix_apply")
+
+    log(f"timing the clean forwards, the steps{' and the patchmix_cl parts' if parts else ''}, interleaved")
+    times = time_regions(body, args.warmup, args.repeats, device)
+    log("counting FLOPs")
+    step_s = {m: statistics.median(times[f"{m}/step"]) for m in METHODS}
+    step_flops = {m: count_flops(steps[m], device) for m in METHODS}
+    for method in METHODS:
+        fwd, step = times[f"{method}/forward"], times[f"{method}/step"]
+        fwd_s, fwd_flops = statistics.median(fwd), count_flops(forwards[method], device)
         # ratio = step / forward here (a cost), so the comparison is taken the other way round.
         limit = comparison_fields(fwd_s, step_s[method], fwd_flops, step_flops[method])
         emit(what="train_step_vs_forward", method=method, ratio=round(step_s[method] / fwd_s, 3),
              flop_ratio=limit["flop_ratio"], ratio_of_limit=limit["ratio_of_limit"],
              seconds=round(step_s[method], 4), reference="clean forward (eval, no_grad)",
-             reference_seconds=round(fwd_s, 4), params=params, **flop_fields(step_flops[method], step_s[method]),
+             reference_seconds=round(fwd_s, 4), params=params[method], **flop_fields(step_flops[method], step_s[method]),
              **flop_fields(fwd_flops, fwd_s, prefix="reference_"), seconds_all=[round(t, 4) for t in step],
              reference_seconds_all=[round(t, 4) for t in fwd])
         if method != "ce":
@@ -151,14 +259,15 @@ def bench_models(args, device: torch.device, emit) -> None:
                  reference_seconds=round(step_s["ce"], 4), flops=step_flops[method], reference_flops=step_flops["ce"])
         else:
             per_cycle = fwd_s / args.batch
-            emit(what="inference_per_cycle", method=method,
-                 ratio=round(config.features.desired_length / per_cycle, 2), seconds=round(per_cycle, 5),
-                 reference="audio seconds of one cycle", reference_seconds=config.features.desired_length,
+            desired = configs[method].features.desired_length
+            emit(what="inference_per_cycle", method=method, ratio=round(desired / per_cycle, 2),
+                 seconds=round(per_cycle, 5), reference="audio seconds of one cycle", reference_seconds=desired,
                  unit="audio-seconds classified per second",
                  train_step_seconds_per_cycle=round(step_s["ce"] / args.batch, 5))
-        del task, optimizer  # free the full-size model before building the next one
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    if parts:
+        seconds = {name: statistics.median(times[name]) for name in [*parts, "mix_apply"]}
+        flops = {name: count_flops(part, device) for name, part in parts.items()}  # in order: each needs the last
+        emit_cl_breakdown(emit, list(parts), seconds, flops, step_s)
 
 
 def bench_cache(args, emit) -> None:

@@ -35,6 +35,10 @@ Output, one JSON line per measurement (progress on stderr):
 ``parameters``
     ``ratio`` = trainable parameters of ``method`` / SupCon's (heads and sub-network included).
 
+The SelfCon-S time and memory lines carry the issue-16 anchors: ``anchor`` (time 0.50, memory
+0.60, from the paper's 0.48 / 0.59) and ``within_anchor`` (``ratio`` <= ``anchor``); for memory
+the peak ``ratio`` is the one compared, ``ratio_above_start`` is context.
+
 Examples::
 
     OMP_NUM_THREADS=1 python bench/selfcon_cost.py --quick      # CPU smoke run (batch 16)
@@ -63,6 +67,9 @@ sys.path.insert(0, str(ROOT))
 from vision_ssl.backbones import count_parameters  # noqa: E402
 from vision_ssl.config import load_config  # noqa: E402
 from vision_ssl.methods import build_method  # noqa: E402
+
+#: issue 16's ceilings on SelfCon-S / SupCon (the paper reports about 0.48 time and 0.59 memory)
+ANCHORS = {"train_step_time": 0.50, "train_step_peak_memory": 0.60}
 
 CONFIGS = {
     "supcon": ("egs/cifar100/supcon/conf/supcon_r18.yaml", []),
@@ -132,6 +139,13 @@ def peak_memory(case: Case) -> tuple[int, int]:
     return max(totals), max(totals) - totals[0]
 
 
+def anchor_fields(method: str, measure: str, ratio: float) -> dict:
+    """``anchor`` and ``within_anchor`` for SelfCon-S's time and memory lines (nothing for the others)."""
+    if method != "selfcon_s" or measure not in ANCHORS:
+        return {}
+    return {"anchor": ANCHORS[measure], "within_anchor": bool(ratio <= ANCHORS[measure])}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -171,12 +185,14 @@ def main(argv: list[str] | None = None) -> None:
         limit = comparison_fields(ref_time, t, flops[reference.name], flops[case.name])  # ratio = this / reference
         print(json.dumps({**common, "measure": "train_step_time", "method": case.name, "ratio": round(t / ref_time, 4),
                           "flop_ratio": limit["flop_ratio"], "ratio_of_limit": limit["ratio_of_limit"],
+                          **anchor_fields(case.name, "train_step_time", t / ref_time),
                           "seconds": round(t, 4), "reference_seconds": round(ref_time, 4), "repeats": args.repeats,
                           **flop_fields(flops[case.name], t),
                           **flop_fields(flops[reference.name], ref_time, prefix="reference_")}))
         peak, above = memory[case.name]
         print(json.dumps({**common, "measure": "train_step_peak_memory", "method": case.name,
                           "ratio": round(peak / ref_peak, 4), "ratio_above_start": round(above / ref_above, 4),
+                          **anchor_fields(case.name, "train_step_peak_memory", peak / ref_peak),
                           "bytes": peak, "reference_bytes": ref_peak, "bytes_above_start": above,
                           "reference_bytes_above_start": ref_above,
                           "how": how}))

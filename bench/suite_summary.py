@@ -5,7 +5,9 @@ Reads ``results.jsonl`` (one JSON object per line, as every ``bench/*.py`` print
 the device's dense bf16 peak, peak memory, audio-hours trained per GPU-hour and the projected
 single-GPU wall time of the 960 h recipe (``egs/librispeech/<method>/conf/<student>_960h.yaml``:
 ``max_epochs`` passes over 960 h, or ``max_steps`` optimizer steps of ``accumulate_grad_batches``
-batches); then inference speed-ups with their FLOP ratios, and every other line as a table row.
+batches); then inference speed-ups with their FLOP ratios; the dump-fed vs online step with the
+dump's read throughput; the speech loader's rates and the loader workers a GPU needs; where the
+Patch-Mix CL step's cost goes; and every other line as a table row (with its anchor, if any).
 
 Usage: ``python bench/suite_summary.py RESULTS.jsonl SUMMARY.md``
 """
@@ -95,14 +97,76 @@ def summarize(records: list[dict]) -> str:
                         [[r["student"], "on" if r.get("compile") else "off", r.get("ratio"), r.get("flop_ratio"),
                           r.get("ratio_of_limit"), r.get("student_tflops_achieved")] for r in inference])
         lines.append("")
-    others = [r for r in records if r.get("bench") != "distill_step"]
+    lines += _dump_section(records) + _loader_section(records) + _breakdown_section(records)
+    own = {"distill_step", "dump_vs_online", "speech_loader"}
+    others = [r for r in records if r.get("bench") not in own and r.get("what") != "patchmix_cl_cost_breakdown"]
     if others:
         lines += ["## Other benchmarks", ""]
-        lines += _table(["bench", "what", "method", "ratio", "flop_ratio", "seconds", "reference_seconds"],
+        lines += _table(["bench", "what", "method", "ratio", "flop_ratio", "seconds", "reference_seconds", "anchor"],
                         [[r.get("bench"), r.get("what") or r.get("measure"), r.get("method"), r.get("ratio"),
-                          r.get("flop_ratio"), r.get("seconds"), r.get("reference_seconds")] for r in others])
+                          r.get("flop_ratio"), r.get("seconds"), r.get("reference_seconds"), _anchor(r)]
+                         for r in others])
         lines.append("")
     return "\n".join(lines)
+
+
+def _anchor(record: dict) -> str | None:
+    """``<= 0.5 (met)`` for a line with an anchor, else None."""
+    if record.get("anchor") is None:
+        return None
+    return f"<= {record['anchor']:g} ({'met' if record.get('within_anchor') else 'missed'})"
+
+
+def _dump_section(records: list[dict]) -> list[str]:
+    steps = [r for r in records if r.get("bench") == "dump_vs_online" and r.get("what") == "dump_fed_step"]
+    if not steps:
+        return []
+    reads = {r["student"]: r for r in records if r.get("bench") == "dump_vs_online"
+             and r.get("what") == "dump_read_throughput"}
+    rows = []
+    for r in steps:
+        read = reads.get(r["student"], {})
+        rows.append([r["student"], r["method"], f"{r.get('batch_size')} x {r.get('max_utt_s'):g} s",
+                     r.get("reference_seconds"), r.get("seconds"), r.get("ratio"), r.get("flop_ratio"),
+                     r.get("ratio_of_limit"), read.get("ratio"), read.get("mb_per_s"), read.get("read_share_of_step")]
+                    if r.get("dump_fed") else [r["student"], r["method"], f"not dump-fed: {r.get('reason')}"]
+                    + [None] * 8)
+    return ["## Dump-fed vs online teacher step", ""] + _table(
+        ["student", "method", "batch", "online s", "dump-fed s", "speed-up", "FLOP ratio", "ratio of limit",
+         "targets read, audio-s/s", "read MB/s", "batch read / step"], rows) + [
+        "", "speed-up = online step / (copy of the dump batch to the device + dump-fed step); reads from a warm "
+        "page cache; batch read / step = loading one dump batch (audio + targets) / the dump-fed step, i.e. loader "
+        "processes needed per device.", ""]
+
+
+def _loader_section(records: list[dict]) -> list[str]:
+    loader = [r for r in records if r.get("bench") == "speech_loader"]
+    if not loader:
+        return []
+    rates = [[r.get("stage") or ("pipeline, resampled" if r.get("resampled") else "pipeline"), r.get("sample_rate"),
+              r.get("ratio"), r.get("wall_audio_s_per_s")] for r in loader if r["what"] != "workers_needed"]
+    workers = [[r.get("student"), "on" if r.get("compile") else "off", r.get("source"), r.get("sample_rate"),
+                r.get("step_audio_s_per_s"), r.get("loader_audio_s_per_core_s"), r.get("ratio")]
+               for r in loader if r["what"] == "workers_needed"]
+    lines = ["## Speech loader (one worker = one core)", ""]
+    lines += _table(["stage", "file rate Hz", "audio-s per core-s", "audio-s per wall-s"], rates)
+    if workers:
+        lines += ["", "Loader workers one GPU needs at the step speed:", ""]
+        lines += _table(["student", "compile", "step speed from", "file rate Hz", "step audio-s/s",
+                         "worker audio-s/s", "workers"], workers)
+    return lines + [""]
+
+
+def _breakdown_section(records: list[dict]) -> list[str]:
+    found = [r for r in records if r.get("what") == "patchmix_cl_cost_breakdown"]
+    if not found:
+        return []
+    r = found[0]
+    rows = [[name, part["seconds"], part["flops"] / 1e9, part.get("share_of_extra")] for name, part in r["parts"].items()]
+    return ["## Patch-Mix CL step: where the cost goes", ""] + _table(
+        ["part", "seconds", "GFLOP", "share of the extra time"], rows) + [
+        "", f"All parts / CE part: {_fmt(r['ratio'])} in time, {_fmt(r['flop_ratio'])} in FLOPs; the patch swap "
+        f"alone takes {_fmt(r['mix_apply_seconds'])} s.", ""]
 
 
 def main(argv: list[str] | None = None) -> None:
