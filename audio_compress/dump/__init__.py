@@ -38,6 +38,13 @@ Utterances are processed in sorted-id order and packed into shards in that order
 holds ``shard_frames`` frames, so the shard assignment is deterministic and a re-run skips the
 completed shards and redoes only the incomplete ones.
 
+Loading
+    A training batch never converts or transposes on the host: an item's targets are a view of
+    the memory map, the collate copies each utterance's contiguous ``(T, n_layers, D)`` block
+    into one fp16 batch tensor in that same layout (in shared memory inside a DataLoader
+    worker), and :class:`DumpBatch` turns it into float32 per-layer targets on first use, on the
+    device the batch was moved to. The values are exactly the stored fp16 ones.
+
 Cropping
     :class:`DumpedSpeechDataset` can crop training utterances (``data.crop_samples``) at frame
     boundaries and slice the stored targets to the same frames; see its docstring for how far the

@@ -95,16 +95,15 @@ class TeacherDump:
             self._maps, self._pid = {}, os.getpid()
         mm = self._maps.get(shard)
         if mm is None:
-            mm = np.memmap(self.out_dir / self._shards[shard], dtype="<f2", mode="r",
+            # copy-on-write ("c"): views handed out are writable (torch wants that) without any
+            # write ever reaching the dump
+            mm = np.memmap(self.out_dir / self._shards[shard], dtype="<f2", mode="c",
                            shape=(self._shard_frames[shard], len(self.layers), self.hidden_size))
             self._maps[shard] = mm
         return mm
 
-    def get(self, utt_id: str, as_tensor: bool = False, start: int = 0,
-            count: int | None = None) -> np.ndarray | torch.Tensor:
-        """Stored targets of ``utt_id`` as ``(n_layers, T, D)`` fp16 (a copy, not a view of the
-        map); a torch tensor when ``as_tensor``. ``start`` / ``count`` select frames
-        ``start .. start + count - 1`` of the utterance (default: all of them), reading only those."""
+    def _slice(self, utt_id: str, start: int, count: int | None) -> np.ndarray:
+        """Frames ``start .. start + count - 1`` of ``utt_id`` as a ``(count, n_layers, D)`` view of the map."""
         shard, offset, frames = self._lookup(utt_id)
         count = frames - start if count is None else count
         if start < 0 or count < 0 or start + count > frames:
@@ -112,10 +111,25 @@ class TeacherDump:
                 f"frames {start}..{start + count - 1} of utterance {utt_id!r} requested, but the teacher dump "
                 f"{self.out_dir} stores {frames} frames for it"
             )
-        block = self._map(shard)[offset + start : offset + start + count]
-        # always a fresh, writable copy (a 1-frame slice is already contiguous: ascontiguousarray
-        # would return a read-only view that keeps the map alive)
-        array = np.array(block.transpose(1, 0, 2), dtype=np.float16, order="C", copy=True)
+        return self._map(shard)[offset + start : offset + start + count]
+
+    def view(self, utt_id: str, start: int = 0, count: int | None = None) -> torch.Tensor:
+        """Stored targets of ``utt_id`` in the dump's own layout, ``(T, n_layers, D)`` fp16, as a
+        tensor *viewing* the memory map: nothing is read until the values are used, so a batch
+        can be filled straight from the page cache with one copy. The map is copy-on-write:
+        writing to the view changes this process's pages only, never the dump. ``start`` /
+        ``count`` select frames ``start .. start + count - 1`` of the utterance (default: all)."""
+        return torch.from_numpy(self._slice(utt_id, start, count))
+
+    def get(self, utt_id: str, as_tensor: bool = False, start: int = 0,
+            count: int | None = None) -> np.ndarray | torch.Tensor:
+        """Stored targets of ``utt_id`` as ``(n_layers, T, D)`` fp16, read into memory (a copy, not a
+        view of the map); a torch tensor when ``as_tensor``; ``start`` / ``count`` as in :meth:`view`.
+
+        The result is the transposed view of a fresh C-ordered copy of the stored
+        ``(T, n_layers, D)`` block, so reading costs one memory copy and no transposition
+        (``.transpose(0, 1)`` of it, ``(1, 0, 2)`` in numpy, is that block again)."""
+        array = np.array(self._slice(utt_id, start, count), copy=True).transpose(1, 0, 2)
         return torch.from_numpy(array) if as_tensor else array
 
     def __getstate__(self) -> dict:
