@@ -62,6 +62,14 @@ def test_contract_means_stds_retention_and_checks():
     assert found["student_beats_fbank"]["star"] == {t: True for t in TASKS}
     assert found["student_beats_fbank"]["distilhubert"] == {t: False for t in TASKS}  # a tie is no win
     assert found["retention_reached"] == {"star": False, "armhubert": False, "distilhubert": False}
+    assert result["notes"] == []
+    # a student that keeps 0.9 of the gain reaches the goal, but not once the teacher falls below fbank on a task
+    values = _values()
+    values["star"] = {t: [f + 0.9 * (te - f) for f, te in zip(values["fbank"][t], values["teacher"][t])] for t in TASKS}
+    assert summarise(values, STUDENTS, CHANCE)["checks"]["retention_reached"]["star"] is True
+    values["teacher"]["ks"], values["star"]["ks"] = [30.0, 32.0], [35.0, 37.0]
+    worse = summarise(values, STUDENTS, CHANCE)
+    assert worse["checks"]["retention_reached"]["star"] is False and "not above fbank on KS" in worse["notes"][0]
 
 
 def test_beats_uses_the_larger_std_and_the_metric_direction():
@@ -76,7 +84,8 @@ def test_flat_teacher_gives_null_retention_with_a_note_and_uneven_seeds_are_refu
     values["teacher"]["sid"] = list(values["fbank"]["sid"])
     result = summarise(values, STUDENTS, CHANCE)
     assert result["retention"] == {"star": None, "armhubert": None, "distilhubert": None}
-    assert len(result["notes"]) == 3 and "teacher equals fbank on sid" in result["notes"][0]
+    assert len(result["notes"]) == 4 and "teacher equals fbank on sid" in result["notes"][0]
+    assert result["notes"][3].startswith("the teacher is not above fbank on SID")
     md = render_markdown(result)
     assert "Students by retention: undefined" in md and "| star | 71.0 ± 1.4 |" in md and "| undefined |" in md
     assert "- teacher above fbank: no on SID" in md
@@ -101,7 +110,7 @@ def test_layer_stats_and_cmvn_features_still_separate_through_the_relu():
     # two utterances with zero mean per dimension (per-utterance CMVN) but different shapes: a linear map
     # then mean pooling gives both the same output (its bias); with the ReLU in between they differ
     x = torch.tensor([[[[1.0], [-1.0], [1.0], [-1.0]]], [[[3.0], [-1.0], [-1.0], [-1.0]]]])
-    probe = UtteranceProbe(1, 1, 1, 2, torch.zeros(1, 1), torch.ones(1, 1))
+    probe = UtteranceProbe(1, 1, 1, 2)
     with torch.no_grad():
         probe.proj.weight.fill_(1.0)
         probe.proj.bias.zero_()
