@@ -38,7 +38,7 @@ Output, one JSON line per measurement on stdout (progress on stderr):
     cache: what the second epoch sees; a first read from a cold disk is bounded by the disk).
     ``ratio`` = audio-seconds of targets read per second; ``utterances_per_s``, ``mb_per_s``
     (fp16 bytes read); ``collate_*``: the whole dump-dataset batch (audio decode, targets,
-    padding into float32 ``DumpBatch`` targets) in the same units. ``read_share_of_step`` =
+    padding into one fp16 ``DumpBatch`` tensor) in the same units. ``read_share_of_step`` =
     collate seconds / dump-fed step seconds: loader processes needed per device to keep up.
     ``dump_write_seconds`` is the one-off cost of writing this dump (teacher, one utterance at a
     time) and ``dump_bytes`` its size.
