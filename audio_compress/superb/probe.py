@@ -19,7 +19,7 @@ of the utterance tasks):
 
 The model is selected on the dev split (best epoch) and scored once on the test split. Each hidden state
 is standardised per dimension with training-split statistics (a fixed affine map per layer, so no upstream
-gains or loses expressiveness; it only spares the optimiser very different scales).
+gains or loses expressiveness; it only spares the optimiser very different scales), once, before training.
 """
 
 from __future__ import annotations
@@ -138,25 +138,28 @@ def extract_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: st
 
 
 class _Probe(nn.Module):
-    """Softmax-weighted sum of standardised layers, then Linear -> ReLU (frame level)."""
+    """Softmax-weighted sum of the (standardised) layers, then Linear -> ReLU, frame by frame."""
 
-    def __init__(self, num_layers: int, dim: int, hidden: int, mean: Tensor, std: Tensor):
+    def __init__(self, num_layers: int, dim: int, hidden: int):
         super().__init__()
-        self.layer_logits = nn.Parameter(torch.zeros(num_layers))
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
+        # one layer (fbank) has nothing to weigh: no parameter, no einsum, no gradient through the input
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers)) if num_layers > 1 else None
         self.proj = nn.Linear(dim, hidden)
+
+    def layer_weights(self) -> Tensor:
+        return torch.ones(1) if self.layer_logits is None else torch.softmax(self.layer_logits.detach(), 0)
 
     def frames(self, x: Tensor) -> Tensor:
         """``(B, L, T, D)`` -> ``(B, T, hidden)``."""
-        x = (x - self.mean[:, None]) / self.std[:, None]
-        w = torch.softmax(self.layer_logits, 0)
-        return F.relu(self.proj(torch.einsum("l,bltd->btd", w, x)))
+        mixed = x[:, 0] if self.layer_logits is None else torch.einsum("l,bltd->btd", torch.softmax(self.layer_logits, 0), x)
+        return F.relu(self.proj(mixed))
 
 
 class UtteranceProbe(_Probe):
-    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int, mean: Tensor, std: Tensor):
-        super().__init__(num_layers, dim, hidden, mean, std)
+    """Frames -> mean over the valid frames -> Linear: the utterance tasks."""
+
+    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int):
+        super().__init__(num_layers, dim, hidden)
         self.out = nn.Linear(hidden, classes)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -166,8 +169,10 @@ class UtteranceProbe(_Probe):
 
 
 class FrameProbe(_Probe):
-    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int, mean: Tensor, std: Tensor):
-        super().__init__(num_layers, dim, hidden, mean, std)
+    """Frames -> Linear: per-frame token logits (CTC)."""
+
+    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int):
+        super().__init__(num_layers, dim, hidden)
         self.out = nn.Linear(hidden, classes)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -182,14 +187,15 @@ def _pad(states: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return out, lengths
 
 
-def make_batches(states: Sequence[Tensor], labels: Sequence, batch_size: int) -> list[tuple[Tensor, Tensor, list]]:
-    """Padded batches of utterances of similar length (sorted by length, then cut), built once: padding
-    stays small and no epoch pays for it again."""
+def make_batches(states: Sequence[Tensor], labels: Sequence, batch_size: int, mean: Tensor, std: Tensor
+                 ) -> list[tuple[Tensor, Tensor, list]]:
+    """Standardised (``(x - mean) / std`` per layer and dimension), padded batches of utterances of similar
+    length (sorted by length, then cut), built once: no epoch pays for padding or scaling again."""
     order = sorted(range(len(states)), key=lambda i: states[i].shape[1])
     out = []
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        x, lengths = _pad([states[i] for i in idx])
+        x, lengths = _pad([(states[i].float() - mean[:, None]) / std[:, None] for i in idx])
         out.append((x, lengths, [labels[i] for i in idx]))
     return out
 
@@ -305,10 +311,10 @@ def fit_probe(task: str, features: Mapping[str, Features], data_dirs: Mapping[st
     torch.manual_seed(seed)
     mean, std = layer_stats(Features([], parts["train"].states))
     cls = FrameProbe if task == "pr" else UtteranceProbe
-    model = cls(features["train"].num_layers, features["train"].dim, config.hidden_dim, len(vocab), mean, std)
+    model = cls(features["train"].num_layers, features["train"].dim, config.hidden_dim, len(vocab))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    batches = {split: make_batches(part.states, part.labels, config.batch_size) for split, part in parts.items()}
+    batches = {split: make_batches(part.states, part.labels, config.batch_size, mean, std) for split, part in parts.items()}
     best = (-math.inf, -1, None)
     for epoch in range(config.pr_epochs if task == "pr" else config.epochs):
         model.train()
@@ -324,4 +330,4 @@ def fit_probe(task: str, features: Mapping[str, Features], data_dirs: Mapping[st
     model.load_state_dict(best[2])
     return {"metric": PROBE_TASKS[task][1], "test": _score(model, task, batches["test"]),
             "dev": best[0] if higher else -best[0], "best_epoch": best[1],
-            "layer_weights": torch.softmax(model.layer_logits.detach(), 0).tolist()}
+            "layer_weights": model.layer_weights().tolist()}
