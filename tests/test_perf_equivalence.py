@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from audio_compress.losses.star import intra_layer_tgm_loss, layerwise_tgm_loss, star_loss
 from audio_compress.models import build_student
-from audio_compress.models.cnn import ConvBlock
+from audio_compress.models.cnn import ConvBlock, ConvFeatureExtractor
 from audio_compress.models.transformer import PositionalConv, TransformerEncoder
 
 TOL = 1e-5
@@ -204,3 +204,164 @@ def test_star_loss_under_autocast_is_computed_in_fp32(dtype):
     if dtype == torch.bfloat16:  # fp16 input gradients of this size overflow by themselves (grad-scaler territory)
         out.backward()
         assert all(torch.isfinite(x.grad).all() for x in s)
+
+
+# ---------------------------------------------------------------- second round: in-place inference, per-row CNN,
+# shared additive mask, map workspace, transposed P V product, hand-written Gram backward
+
+
+def _reference_cnn(extractor: ConvFeatureExtractor, wavs: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """The CNN as plain batched convolutions, the masked GroupNorm of before and out-of-place GELU."""
+    x = wavs.unsqueeze(1)
+    for block in extractor.conv_layers:
+        conv = block.conv
+        x = F.conv1d(x, conv.weight, stride=conv.stride)
+        if block.norm is not None:
+            if padding_mask is None:
+                x = block.norm(x)
+            else:
+                lengths = (~padding_mask).sum(dim=1)
+                valid_len = torch.div(lengths - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
+                valid = torch.arange(x.shape[-1])[None] < valid_len[:, None]
+                x = _reference_masked_group_norm(block, x, valid)
+        x = F.gelu(x)
+    return x
+
+
+# the ARM/STaR CNN geometry (1x1 blocks included) at small widths
+_SMALL_CNN = [(8, 10, 5), (16, 1, 1)] + [(16, 3, 2)] * 4 + [(12, 1, 1)] + [(12, 2, 2)] * 2
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_cnn_rows_inplace_and_1x1_products_match_plain_convolutions(masked):
+    torch.manual_seed(0)
+    extractor = ConvFeatureExtractor(_SMALL_CNN)
+    with torch.no_grad():
+        extractor.conv_layers[0].norm.weight.uniform_(0.5, 1.5)
+        extractor.conv_layers[0].norm.bias.uniform_(-0.5, 0.5)
+    wavs, padding_mask = _padded_batch([4000, 3100, 2000], seed=2)
+    padding_mask = padding_mask if masked else None
+    reference = _reference_cnn(extractor, wavs, padding_mask)
+    with torch.no_grad():  # in-place GroupNorm and GELU, one row at a time
+        fast = extractor(wavs, padding_mask)
+    assert fast.shape == reference.shape == (3, 12, 12)
+    torch.testing.assert_close(fast, reference.detach(), atol=TOL, rtol=TOL)
+    # training path: same values and the same parameter gradients
+    grads = []
+    for out in (extractor(wavs, padding_mask), reference):
+        extractor.zero_grad()
+        out.pow(2).mean().backward(retain_graph=out is reference)
+        grads.append([p.grad.clone() for p in extractor.parameters()])
+    for fast_grad, ref_grad in zip(*grads):
+        torch.testing.assert_close(fast_grad, ref_grad, atol=TOL, rtol=1e-4)
+
+
+def _reference_encoder(encoder: TransformerEncoder, x: torch.Tensor, padding_mask: torch.Tensor | None):
+    """Every layer's attention written out with masked_fill, softmax and ``P @ V`` (no grad scaling, no dropout)."""
+    if padding_mask is not None:
+        x = x.masked_fill(padding_mask[..., None], 0.0)
+    pos = encoder.pos_conv
+    x = encoder.layer_norm(x + F.gelu(pos.conv(x.transpose(1, 2))[:, :, :-1]).transpose(1, 2))
+    hidden, maps, carried = [], [], None
+    for layer in encoder.layers:
+        attn = layer.self_attn
+
+        def heads(t, attn=attn):
+            return t.view(*t.shape[:2], attn.num_heads, attn.head_dim).transpose(1, 2)
+
+        used = carried
+        if attn.computes_attention or attn.release_compat:
+            if attn.computes_attention:
+                scores = (heads(attn.q_proj(x)) * attn.head_dim**-0.5) @ heads(attn.k_proj(x)).transpose(-1, -2)
+            else:
+                batch, num_heads, frames, _ = carried.shape
+                scores = carried.transpose(0, 1).reshape(batch, num_heads, frames, frames)
+            if padding_mask is not None:
+                scores = scores.masked_fill(padding_mask[:, None, None, :], torch.finfo(x.dtype).min)
+            used = scores.softmax(dim=-1)
+            if attn.computes_attention:
+                carried = used
+        out = attn.out_proj((used @ heads(attn.v_proj(x))).transpose(1, 2).flatten(2))
+        x = layer.self_attn_layer_norm(x + out)
+        x = layer.final_layer_norm(x + layer.fc2(F.gelu(layer.fc1(x))))
+        hidden.append(x)
+        maps.append(used)
+    return hidden, maps
+
+
+_ARM_PATTERN = [True, False, True, False, True, True]  # reuse pairs, then a computing layer that may use SDPA
+
+
+def _encoder(release_compat: bool) -> TransformerEncoder:
+    torch.manual_seed(0)
+    return TransformerEncoder(24, 40, 3, _ARM_PATTERN, 0.0, 0.0, 0.0, 4, 3, release_compat=release_compat)
+
+
+@pytest.mark.parametrize("release_compat", [False, True])
+@pytest.mark.parametrize("output_attentions", [False, True])
+def test_attention_maps_inplace_and_workspace_match_reference(release_compat, output_attentions):
+    encoder = _encoder(release_compat).eval()
+    x = torch.randn(3, 9, 24, generator=torch.Generator().manual_seed(3))
+    padding_mask = torch.arange(9)[None] >= torch.tensor([9, 6, 0])[:, None]  # full, partial, fully padded
+    ref_hidden, ref_maps = _reference_encoder(encoder, x, padding_mask)
+    with torch.no_grad():
+        out = encoder(x, padding_mask, output_attentions=output_attentions)
+    for got, want in zip(out.hidden_states, ref_hidden):
+        torch.testing.assert_close(got, want, atol=TOL, rtol=TOL)
+    if output_attentions:  # the workspace is not used then: every returned map is intact
+        for got, want in zip(out.attentions, ref_maps):
+            torch.testing.assert_close(got, want, atol=TOL, rtol=TOL)
+    assert torch.isfinite(out.hidden_states[-1]).all()
+
+
+@pytest.mark.parametrize("release_compat", [False, True])
+def test_attention_training_gradients_match_reference(release_compat):
+    # float64: the float32 gradients of this small random model differ by summation order alone (up to ~1 %
+    # on a small, cancelling positional-conv bias gradient), which would hide a real difference
+    encoder = _encoder(release_compat).train().double()
+    x = torch.randn(2, 8, 24, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    padding_mask = torch.arange(8)[None] >= torch.tensor([8, 5])[:, None]
+    grads = []
+    for hidden in (encoder(x, padding_mask).hidden_states, _reference_encoder(encoder, x, padding_mask)[0]):
+        encoder.zero_grad()
+        x.grad = None
+        sum(h.pow(2).mean() for h in hidden).backward()
+        grads.append([x.grad.clone(), *(p.grad.clone() for p in encoder.parameters() if p.grad is not None)])
+    assert len(grads[0]) == len(grads[1])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+def test_all_false_padding_mask_equals_no_mask():
+    encoder = _encoder(False).eval()
+    x = torch.randn(2, 7, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        unmasked = encoder(x, None, output_attentions=True)
+        all_valid = encoder(x, torch.zeros(2, 7, dtype=torch.bool), output_attentions=True)
+    for a, b in zip(unmasked.hidden_states + unmasked.attentions, all_valid.hidden_states + all_valid.attentions):
+        torch.testing.assert_close(a, b, atol=0.0, rtol=0.0)
+
+
+@pytest.mark.parametrize("normalize", ["none", "dim", "cosine"])
+def test_gram_loss_gradients_match_two_gram_reference(normalize):
+    generator = torch.Generator().manual_seed(6)
+    s = [torch.randn(2, 12, 6, generator=generator, dtype=torch.float64).requires_grad_() for _ in range(4)]
+    t = [torch.randn(2, 12, 10, generator=generator, dtype=torch.float64) for _ in range(4)]
+    padding_mask = torch.zeros(2, 12, dtype=torch.bool)
+    padding_mask[1, 8:] = True
+    grads = []
+    for loss in (star_loss(s, t, padding_mask, normalize, layerwise_weight=0.7)["loss"],
+                 0.7 * _reference_gram_mse_sum(s[1:], s[1:], t[1:], t[1:], padding_mask, normalize)
+                 + _reference_gram_mse_sum(s[:-1], s[1:], t[:-1], t[1:], padding_mask, normalize)):
+        grads.append(torch.autograd.grad(loss, s))
+    for got, want in zip(*grads):
+        assert got.abs().sum() > 0
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+def test_gram_loss_refuses_teacher_states_that_need_gradients():
+    s = [torch.randn(1, 5, 4, requires_grad=True) for _ in range(3)]
+    t = [torch.randn(1, 5, 6, requires_grad=True) for _ in range(3)]
+    with pytest.raises(ValueError, match="teacher states require gradients"):
+        star_loss(s, t)
+    assert torch.isfinite(star_loss(s, [x.detach() for x in t])["loss"])

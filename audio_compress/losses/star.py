@@ -143,32 +143,87 @@ def _gram_squared_errors(s_left: Sequence[Tensor], s_right: Sequence[Tensor], t_
     r"""Per layer ``sum_{b,i,j} (G^S_{bij} - G^T_{bij})^2`` for the Grams ``G = left right^T / c``.
 
     Inputs are per-layer ``(B, T, d)`` tensors from :func:`_prepared_states` (padded frames zeroed,
-    so padded pairs add nothing). Per layer the difference comes out of one fused product,
-    ``baddbmm(X_T Y_T^T, X_S, Y_S^T, beta=-c_S/c_T) = c_S (G^S - G^T)``, and its squared norm out of a dot
-    product: no separate student Gram, subtraction or squared-error tensor is ever written.
-    When the channel widths are small against the frame count, the ``d x d`` form
+    so padded pairs add nothing). The layers whose ``T x T`` form is cheaper go through one
+    :class:`_TGramErrors` call (one autograd node for all of them; see there). When the channel
+    widths are small against the frame count, the ``d x d`` form
     ``||A B^T - C D^T||^2 = <A^T A, B^T B> + <C^T C, D^T D> - 2 <A^T C, B^T D>`` is used instead;
     it subtracts large terms, so it runs in float64 and is chosen only when it needs under half
     the multiply-adds of the ``T x T`` form. Autocast is switched off: the products stay in
     float32 (or float64) whatever the activations' dtype.
     """
-    errors = []
+    errors: list[Tensor | None] = []
+    t_form: list[tuple[Tensor, ...]] = []
     for layer in zip(s_left, s_right, t_left, t_right):
         dtype = torch.promote_types(layer[0].dtype, layer[2].dtype)  # one fused product needs one dtype
         a, b, c, d = (x.to(dtype) for x in layer)
         d_s, d_t, frames = a.shape[-1], c.shape[-1], a.shape[-2]
-        c_s, c_t = (d_s, d_t) if normalize == "dim" else (1, 1)
         shared = layer[1] is layer[0] and layer[3] is layer[2]
         d_form_macs = frames * (d_s * d_s + d_t * d_t + d_s * d_t) * (1 if shared else 2)
-        with torch.autocast(a.device.type, enabled=False):
-            if 2 * d_form_macs < frames * frames * (d_s + d_t):
+        if 2 * d_form_macs < frames * frames * (d_s + d_t):
+            c_s, c_t = (d_s, d_t) if normalize == "dim" else (1, 1)
+            with torch.autocast(a.device.type, enabled=False):
                 errors.append(_gram_squared_error_dd(a, b, c, d, c_s, c_t, shared).to(a.dtype))
-                continue
-            # c_s * (G^S - G^T), so equal inputs cancel exactly when c_s == c_t.
-            diff = torch.baddbmm(torch.bmm(c, d.transpose(1, 2)), a, b.transpose(1, 2), beta=-c_s / c_t)
-            flat = diff.reshape(-1)
-            errors.append(torch.dot(flat, flat) / c_s**2)
+        else:
+            errors.append(None)
+            t_form.append((a, b if not shared else None, c, d if not shared else None))
+    if t_form:
+        flat = [x for layer in t_form for x in layer]
+        t_errors = iter(_TGramErrors.apply(normalize == "dim", *flat).unbind())
+        errors = [next(t_errors) if e is None else e for e in errors]
     return torch.stack(errors)
+
+
+class _TGramErrors(torch.autograd.Function):
+    r"""``sum_b ||A B^T / c_S - C D^T / c_T||^2`` for several layers through ``T x T`` products.
+
+    Inputs: a flag (``c = d``, the width, if True, else ``c = 1``) and per layer ``(A, B, C, D)``
+    with ``B`` / ``D`` None for a layer-wise Gram (``B = A``, ``D = C``). Per layer the difference
+    comes out of one fused product, ``E = baddbmm(C D^T, A, B^T, beta=-c_S/c_T) = c_S (G^S - G^T)``,
+    and its squared norm out of a dot product. The backward is written out: with ``k = 2 g / c_S^2``,
+    ``dA = k E B`` and ``dB = k E^T A``, and for a layer-wise Gram (``E`` symmetric) the single
+    product ``dA = 2 k E A``: one ``T x T x d_S`` product fewer than autograd's, and no
+    elementwise pass over ``E``. The teacher side (``C``, ``D``) gets no gradient. Autocast is off
+    inside: everything stays in the inputs' (at least float32) dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, by_width: bool, *flat: Tensor | None) -> Tensor:
+        layers = [flat[i:i + 4] for i in range(0, len(flat), 4)]
+        if any(ctx.needs_input_grad[3 + 4 * i] or ctx.needs_input_grad[4 + 4 * i] for i in range(len(layers))):
+            raise ValueError("STaR Gram loss: the teacher states require gradients; pass them detached (the teacher is frozen)")
+        errors, saved, scales = [], [], []
+        with torch.autocast(flat[0].device.type, enabled=False):
+            for a, b, c, d in layers:
+                c_s, c_t = (a.shape[-1], c.shape[-1]) if by_width else (1, 1)
+                right_s = a if b is None else b
+                right_t = c if d is None else d
+                # c_s * (G^S - G^T), so equal inputs cancel exactly when c_s == c_t.
+                diff = torch.baddbmm(torch.bmm(c, right_t.transpose(1, 2)), a, right_s.transpose(1, 2), beta=-c_s / c_t)
+                flat_diff = diff.reshape(-1)
+                errors.append(torch.dot(flat_diff, flat_diff) / c_s**2)
+                saved += [a, right_s, diff]
+                scales.append(c_s)
+        ctx.save_for_backward(*saved)
+        ctx.shared = [b is None for _, b, _, _ in layers]
+        ctx.scales = scales
+        ctx.needs = [ctx.needs_input_grad[1 + 4 * i:3 + 4 * i] for i in range(len(layers))]
+        return torch.stack(errors)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        grads: list[Tensor | None] = [None]
+        with torch.autocast(grad.device.type, enabled=False):
+            for i, (shared, c_s, (need_a, need_b)) in enumerate(zip(ctx.shared, ctx.scales, ctx.needs)):
+                a, b, diff = saved[3 * i:3 * i + 3]
+                k = grad[i] * (2.0 / c_s**2)
+                if shared:
+                    grads += [torch.bmm(diff, a).mul_(2.0 * k) if need_a else None, None, None, None]
+                    continue
+                grad_a = torch.bmm(diff, b).mul_(k) if need_a else None
+                grad_b = torch.bmm(diff.transpose(1, 2), a).mul_(k) if need_b else None
+                grads += [grad_a, grad_b, None, None]
+        return tuple(grads)
 
 
 def _gram_squared_error_dd(a: Tensor, b: Tensor, c: Tensor, d: Tensor, c_s: float, c_t: float, shared: bool) -> Tensor:
