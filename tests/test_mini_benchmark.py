@@ -186,7 +186,17 @@ def test_cli_checks_its_inputs(tone_corpus, tmp_path, capsys):
     assert "unknown keys ['epoch']" in capsys.readouterr().err
     refs = ["fbank", "teacher_random:ssl_teacher_local=tiny_hubert", "teacher:ssl_teacher_local=tiny_hubert"]
     assert mini_benchmark.main(["--data", str(tmp_path), "--out", str(tmp_path), "--upstream", *refs]) == 1
-    assert "no wav.scp" in capsys.readouterr().err
+    assert "no wav.scp, utt2keyword, utt2spk, utt2intent, phn; the train split" in capsys.readouterr().err
+    # a missing label file is refused before any upstream runs (nothing cached)
+    broken = tmp_path / "broken"
+    for split in ("train", "dev_mini", "test_mini"):
+        (broken / split).mkdir(parents=True)
+        for f in (tone_corpus / split).iterdir():
+            (broken / split / f.name).write_text(f.read_text())
+    (broken / "test_mini" / "utt2intent").unlink()
+    assert mini_benchmark.main(["--data", str(broken), "--out", str(tmp_path / "o"), "--upstream", *refs]) == 1
+    assert "test_mini: no utt2intent; the test split" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "features").exists()
 
 
 def test_cli_writes_json_md_png(tone_corpus, tmp_path):

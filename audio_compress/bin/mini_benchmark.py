@@ -20,7 +20,7 @@ from pathlib import Path
 
 from audio_compress.superb.benchmark import REFERENCE_ROWS, render_markdown, run_probes, summarise, write_benchmark
 from audio_compress.superb.commands import parse_upstream
-from audio_compress.superb.probe import ProbeConfig, chance_levels
+from audio_compress.superb.probe import ProbeConfig, chance_levels, check_data_dirs
 from compact_ssl.config import ConfigError, add_override_argument, apply_overrides, build_dataclass
 
 
@@ -50,12 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"rows {missing} are needed (the reference rows {list(REFERENCE_ROWS)} and every "
                              "student); name them with --upstream row:entry[=checkpoint]")
         dirs = dict(zip(("train", "dev", "test"), (Path(args.data) / s for s in args.splits)))
-        for split, d in dirs.items():
-            if not (d / "wav.scp").is_file():
-                raise FileNotFoundError(f"{d}: no wav.scp; --data must hold the {split} data dir {d.name} "
-                                        "(make it with the recipe's data stage)")
+        check_data_dirs(dirs)
+        chance = chance_levels(dirs)
         values = run_probes(rows, dirs, args.seeds, args.out, config, nj=args.nj)
-        result = summarise(values, args.students, chance_levels(dirs))
+        result = summarise(values, args.students, chance)
     except (FileNotFoundError, ConfigError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1

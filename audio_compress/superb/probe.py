@@ -261,6 +261,17 @@ def task_splits(task: str, features: Mapping[str, Features], data_dirs: Mapping[
     return conv, vocab
 
 
+def check_data_dirs(data_dirs: Mapping[str, str | Path]) -> None:
+    """Refuse, before any upstream runs, a split without its audio list or a task's label file."""
+    for split in SPLITS:
+        d = Path(data_dirs[split])
+        missing = [name for name in ("wav.scp", *(f for f, _, _ in PROBE_TASKS.values())) if not (d / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{d}: no {', '.join(missing)}; the {split} split of the probe tasks needs wav.scp and "
+                                    f"the labels {', '.join(f for f, _, _ in PROBE_TASKS.values())} (the mini corpus's "
+                                    "data stage writes them)")
+
+
 def chance_levels(data_dirs: Mapping[str, str | Path]) -> dict[str, float]:
     """Chance level (%) of every task on the test split: one over the number of classes of the utterance
     tasks (``_none_`` left out), and the 100 % PER of an empty output for ``pr``."""
