@@ -104,7 +104,7 @@ def test_greedy_ctc_and_error_rate_by_hand():
 
 def test_layer_stats_and_cmvn_features_still_separate_through_the_relu():
     feats = Features(["a", "b"], [torch.tensor([[[1.0, 2.0], [3.0, 2.0]]]), torch.tensor([[[5.0, 2.0]]])])
-    mean, std = layer_stats(feats)
+    mean, std = layer_stats(feats.states)
     assert mean.tolist() == [[3.0, 2.0]]
     assert std[0, 0].item() == pytest.approx((8 / 3) ** 0.5, rel=1e-5) and std[0, 1].item() == pytest.approx(1e-5)
     # two utterances with zero mean per dimension (per-utterance CMVN) but different shapes: a linear map

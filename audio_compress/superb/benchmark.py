@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import statistics
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from audio_compress.superb.commands import UpstreamSpec
-from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, extract_features, feature_cache, fit_probe
+from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, cached_features, fit_probe, load_features
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
 #: benchmark task -> (metric name, higher is better)
@@ -121,9 +122,9 @@ def summarise(values: Mapping[str, Mapping[str, Sequence[float]]], students: Seq
 
 def _probe_job(job: tuple) -> tuple[str, str, int, dict]:
     """One downstream run (a worker process): load the cached features, fit, write the result file."""
-    row, spec, task, seed, dirs, cache_dir, config, result_file, key = job
+    row, task, seed, dirs, feature_files, config, result_file, key = job
     torch.set_num_threads(1)
-    feats = {split: extract_features(spec, d, cache_dir) for split, d in dirs.items()}
+    feats = {split: load_features(path) for split, path in feature_files.items()}
     result = fit_probe(task, feats, dirs, seed, config) | {"key": key, "row": row, "task": task, "seed": seed}
     write_json(result_file, result)
     return row, task, seed, result
@@ -137,34 +138,27 @@ def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | P
     Returns ``values[row][task]``, one test metric per seed."""
     config = config or ProbeConfig()
     out, dirs = Path(out_dir), {k: str(v) for k, v in data_dirs.items()}
-    cache_dir = out / "features"
     jobs, values = [], {row: {task: [None] * len(seeds) for task in TASKS} for row in rows}
     for row, spec in rows.items():
-        for d in dirs.values():
-            extract_features(spec, d, cache_dir)
-        feats_key = "|".join(feature_cache(spec, d, cache_dir).name for d in dirs.values())
+        files = {split: str(cached_features(spec, d, out / "features")) for split, d in dirs.items()}
+        feats_key = "|".join(Path(f).name for f in files.values())
         for task in TASKS:
             for i, seed in enumerate(seeds):
                 key = hashlib.sha256(json.dumps([feats_key, asdict(config), task, seed]).encode()).hexdigest()[:16]
                 result_file = out / "probes" / row / task / f"seed{seed}.json"
-                if result_file.is_file() and read_json(result_file).get("key") == key:
-                    values[row][task][i] = read_json(result_file)["test"]
+                done = read_json(result_file) if result_file.is_file() else {}
+                if done.get("key") == key:
+                    values[row][task][i] = done["test"]
                 else:
-                    jobs.append((row, spec, task, seed, dirs, str(cache_dir), config, str(result_file), key))
-    # the longest jobs (fbank, phone recognition) first, so that the pool ends together
-    jobs.sort(key=lambda j: (j[2] != "pr", j[0] != BASELINE))
-    with tqdm(total=len(jobs), desc="probes", unit="run") as bar:
-        if nj > 1 and len(jobs) > 1:
-            with multiprocessing.get_context("fork").Pool(nj) as pool:
-                results = pool.imap_unordered(_probe_job, jobs)
-                for row, task, seed, result in results:
-                    values[row][task][list(seeds).index(seed)] = result["test"]
-                    bar.update()
-        else:
-            for job in jobs:
-                row, task, seed, result = _probe_job(job)
-                values[row][task][list(seeds).index(seed)] = result["test"]
-                bar.update()
+                    jobs.append((row, task, seed, dirs, files, config, str(result_file), key))
+    # the longest jobs (phone recognition, fbank) first, so that the pool ends together
+    jobs.sort(key=lambda j: (j[1] != "pr", j[0] != BASELINE))
+    parallel = nj > 1 and len(jobs) > 1
+    with (multiprocessing.get_context("fork").Pool(nj) if parallel else nullcontext()) as pool, \
+            tqdm(total=len(jobs), desc="probes", unit="run") as bar:
+        for row, task, seed, result in (pool.imap_unordered(_probe_job, jobs) if parallel else map(_probe_job, jobs)):
+            values[row][task][list(seeds).index(seed)] = result["test"]
+            bar.update()
     return values
 
 

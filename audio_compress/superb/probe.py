@@ -115,16 +115,20 @@ def feature_cache(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str |
     return Path(cache_dir) / f"{upstream.label}-{Path(data_dir).name}-{_signature(upstream, Path(data_dir))}.pt"
 
 
+def load_features(path: str | Path) -> Features:
+    """Features written by :func:`cached_features`."""
+    saved = torch.load(path, weights_only=True)
+    return Features(saved["utt_ids"], saved["states"])
+
+
 @torch.no_grad()
-def extract_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str | Path,
-                     model: nn.Module | None = None) -> Features:
-    """Hidden states of ``upstream`` on every utterance of ``data_dir``, cached in ``cache_dir`` under a
-    key of the upstream and the data (a finished cache is reused; it is written atomically)."""
+def cached_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str | Path) -> Path:
+    """The cache file of ``upstream``'s hidden states on every utterance of ``data_dir``, computed first when
+    no cache of this upstream and data exists (written atomically)."""
     cache = feature_cache(upstream, data_dir, cache_dir)
     if cache.is_file():
-        saved = torch.load(cache, weights_only=True)
-        return Features(saved["utt_ids"], saved["states"])
-    model = model or build_upstream(upstream)
+        return cache
+    model = build_upstream(upstream)
     wavs = read_kaldi_map(Path(data_dir) / "wav.scp")
     utt_ids, states = sorted(wavs), []
     for utt in tqdm(utt_ids, desc=f"{upstream.label} {Path(data_dir).name}", unit="utt", leave=False):
@@ -134,17 +138,24 @@ def extract_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: st
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         torch.save({"utt_ids": utt_ids, "states": states}, tmp)
-    return Features(utt_ids, states)
+    return cache
+
+
+def extract_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str | Path) -> Features:
+    """Hidden states of ``upstream`` on every utterance of ``data_dir`` (:func:`cached_features`)."""
+    return load_features(cached_features(upstream, data_dir, cache_dir))
 
 
 class _Probe(nn.Module):
-    """Softmax-weighted sum of the (standardised) layers, then Linear -> ReLU, frame by frame."""
+    """Softmax-weighted sum of the (standardised) layers, then Linear -> ReLU frame by frame; ``out`` maps the
+    subclass's pooled or per-frame features to the classes."""
 
-    def __init__(self, num_layers: int, dim: int, hidden: int):
+    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int):
         super().__init__()
         # one layer (fbank) has nothing to weigh: no parameter, no einsum, no gradient through the input
         self.layer_logits = nn.Parameter(torch.zeros(num_layers)) if num_layers > 1 else None
         self.proj = nn.Linear(dim, hidden)
+        self.out = nn.Linear(hidden, classes)
 
     def layer_weights(self) -> Tensor:
         return torch.ones(1) if self.layer_logits is None else torch.softmax(self.layer_logits.detach(), 0)
@@ -158,10 +169,6 @@ class _Probe(nn.Module):
 class UtteranceProbe(_Probe):
     """Frames -> mean over the valid frames -> Linear: the utterance tasks."""
 
-    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int):
-        super().__init__(num_layers, dim, hidden)
-        self.out = nn.Linear(hidden, classes)
-
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         h = self.frames(x)
         valid = (torch.arange(h.shape[1])[None] < lengths[:, None]).to(h.dtype)
@@ -170,10 +177,6 @@ class UtteranceProbe(_Probe):
 
 class FrameProbe(_Probe):
     """Frames -> Linear: per-frame token logits (CTC)."""
-
-    def __init__(self, num_layers: int, dim: int, hidden: int, classes: int):
-        super().__init__(num_layers, dim, hidden)
-        self.out = nn.Linear(hidden, classes)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.out(self.frames(x))
@@ -200,11 +203,11 @@ def make_batches(states: Sequence[Tensor], labels: Sequence, batch_size: int, me
     return out
 
 
-def layer_stats(features: Features) -> tuple[Tensor, Tensor]:
-    """Per layer and dimension mean and std ``(L, D)`` over every frame of ``features``."""
-    total = sum(s.shape[1] for s in features.states)
-    s1 = sum(s.float().sum(1) for s in features.states)
-    s2 = sum(s.float().pow(2).sum(1) for s in features.states)
+def layer_stats(states: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per layer and dimension mean and std ``(L, D)`` over every frame of ``states`` (``(L, T_i, D)`` each)."""
+    total = sum(s.shape[1] for s in states)
+    s1 = sum(s.float().sum(1) for s in states)
+    s2 = sum(s.float().pow(2).sum(1) for s in states)
     mean = s1 / total
     return mean, (s2 / total - mean.pow(2)).clamp_min(0).sqrt() + 1e-5
 
@@ -320,7 +323,7 @@ def fit_probe(task: str, features: Mapping[str, Features], data_dirs: Mapping[st
     parts, vocab = task_splits(task, features, dirs)
     higher = PROBE_TASKS[task][2]
     torch.manual_seed(seed)
-    mean, std = layer_stats(Features([], parts["train"].states))
+    mean, std = layer_stats(parts["train"].states)
     cls = FrameProbe if task == "pr" else UtteranceProbe
     model = cls(features["train"].num_layers, features["train"].dim, config.hidden_dim, len(vocab))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
