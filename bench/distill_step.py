@@ -117,13 +117,19 @@ def default_method(student: str) -> str:
     return "star"
 
 
+def utterance_lengths(batch_size: int, seconds: float) -> list[int]:
+    """Samples of each row: ``LENGTH_PATTERN`` of ``seconds``, cycled (never below the receptive field)."""
+    longest = int(round(seconds * SAMPLE_RATE))
+    if longest < RECEPTIVE_FIELD:
+        raise SystemExit(f"--seconds {seconds} is below the {RECEPTIVE_FIELD}-sample receptive field")
+    return [max(RECEPTIVE_FIELD, int(round(longest * LENGTH_PATTERN[i % len(LENGTH_PATTERN)])))
+            for i in range(batch_size)]
+
+
 def make_batch(batch_size: int, seconds: float, seed: int) -> WaveBatch:
     """Random padded batch; row ``i`` has ``LENGTH_PATTERN[i % 4] * seconds`` of audio."""
     max_len = int(round(seconds * SAMPLE_RATE))
-    if max_len < RECEPTIVE_FIELD:
-        raise SystemExit(f"--seconds {seconds} is below the {RECEPTIVE_FIELD}-sample receptive field")
-    lengths = [max(RECEPTIVE_FIELD, int(round(max_len * LENGTH_PATTERN[i % len(LENGTH_PATTERN)])))
-               for i in range(batch_size)]
+    lengths = utterance_lengths(batch_size, seconds)
     generator = torch.Generator().manual_seed(seed)
     wavs = 0.1 * torch.randn(batch_size, max_len, generator=generator)
     padding_mask = torch.arange(max_len).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)

@@ -77,11 +77,11 @@ from _common import (
     with_cpu_clock,
     write_speech_dir,
 )
-from distill_step import LENGTH_PATTERN, default_method
+from distill_step import default_method, utterance_lengths
 
 from audio_compress.data.dataset import SpeechDataset, collate_waveforms
 from audio_compress.dump import DumpedSpeechDataset, dump_teacher_features
-from audio_compress.frames import RECEPTIVE_FIELD, SAMPLE_RATE
+from audio_compress.frames import SAMPLE_RATE
 from audio_compress.tasks.config import load_config
 from audio_compress.tasks.distill import DistillationTask, adamw_warmup_linear_decay
 from audio_compress.teachers import load_teacher
@@ -123,14 +123,6 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
         self.last_loss = float(loss.detach())
-
-
-def utterance_lengths(batch: int, seconds: float) -> list[int]:
-    """Samples of each generated utterance: ``LENGTH_PATTERN`` of ``seconds``, cycled."""
-    longest = int(round(seconds * SAMPLE_RATE))
-    if longest < RECEPTIVE_FIELD:
-        raise SystemExit(f"--seconds {seconds} is below the {RECEPTIVE_FIELD}-sample receptive field")
-    return [max(RECEPTIVE_FIELD, int(round(longest * LENGTH_PATTERN[i % len(LENGTH_PATTERN)]))) for i in range(batch)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
