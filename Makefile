@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 setup: sysdeps $(STAMP)
 
 demo: setup
-	bash egs/mini_speech/star/run.sh
+	bash egs/mini_speech/star/run.sh --teacher pretrain --teacher_conf ../conf/pretrain_teacher.yaml \
+		--conf conf/distill_pretrained.yaml
 
 # ruff (pyproject.toml's [tool.ruff]) over the whole tree.
 lint: setup

@@ -212,3 +212,36 @@ def test_cli_writes_json_md_png(tone_corpus, tmp_path):
     assert doc["tasks"]["pr"] == {"metric": "per", "higher_is_better": False, "chance": 100.0}
     assert "| chance | 50.0 | 50.0 | 50.0 | 100.0 | |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
+    """The whole recipe, shortened (a small corpus, a few steps of every training, two probe epochs, two seeds):
+    corpus -> pretrained teacher -> three students -> random teacher -> probes -> results.{json,md,png}."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = ["bash", str(root / "egs/mini_speech/benchmark/run.sh"), "--workdir", str(tmp_path),
+           "--corpus_args", "--preset rich --num_speakers 4 --utts_per_speaker 30,10,10",
+           "--teacher_args", "trainer.max_steps=12 trainer.val_every_n_steps=6 trainer.ckpt_every_n_steps=6",
+           "--train_args", "trainer.max_steps=6 trainer.val_every_n_steps=3 trainer.ckpt_every_n_steps=3",
+           "--probe_args", "--set epochs=2 --set pr_epochs=2", "--seeds", "1 2", "--probe_nj", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert {t: (v["metric"], v["higher_is_better"]) for t, v in doc["tasks"].items()} == {
+        "ks": ("acc", True), "sid": ("acc", True), "ic": ("acc", True), "pr": ("per", False)}
+    assert list(doc["rows"]) == list(ROWS)
+    for cells in doc["rows"].values():
+        assert set(cells) == set(TASKS)
+        for cell in cells.values():
+            assert len(cell["values"]) == 2 and cell["mean"] == pytest.approx(statistics.fmean(cell["values"]))
+            assert cell["std"] == pytest.approx(statistics.stdev(cell["values"]))
+    assert set(doc["retention"]) == set(STUDENTS)
+    # every student distilled from the pretrained teacher, which starts from the filterbank front end
+    for method, student in (("star", "tiny_star"), ("armhubert", "tiny_arm"), ("distilhubert", "tiny_distil")):
+        assert (tmp_path / "exp" / f"{method}_{student}" / "student.pt").is_file()
+    teacher_conf = json.loads((tmp_path / "exp" / "star_tiny_star" / "teacher" / "config.json").read_text())
+    assert teacher_conf["conv_kernel"] == [1, 400, 1]
+    assert (tmp_path / "exp" / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| fbank |" in (tmp_path / "exp" / "results.md").read_text()

@@ -19,6 +19,7 @@ from audio_compress.teachers.pretrain import (
     TeacherPretraining,
     cache_key,
     fit_cluster_targets,
+    hubert_loss,
     masked_prediction_loss,
     mfcc_frames,
     pretrain_teacher,
@@ -68,6 +69,20 @@ def test_masked_prediction_loss_counts_only_masked_frames():
     changed[0, 1] = torch.tensor([-50.0, 50.0])
     assert masked_prediction_loss(changed, targets, mask)[0].item() == pytest.approx(loss.item(), abs=1e-6)
     assert masked_prediction_loss(logits, targets, torch.zeros_like(mask))[0].item() == 0.0
+
+
+def test_hubert_loss_adds_the_weighted_unmasked_frames():
+    logits = torch.tensor([[[0.0, math.log(3.0)], [0.0, math.log(2.0)], [9.0, -9.0], [0.0, 0.0]]])
+    targets = torch.tensor([[1, 1, 0, 1]])
+    mask = torch.tensor([[True, False, False, True]])
+    valid = torch.tensor([[True, True, True, False]])  # frame 3 is padding: it counts nowhere
+    masked = math.log(4 / 3)  # frame 0 only
+    unmasked = (math.log(3 / 2) + math.log(1 + math.exp(-18.0))) / 2  # frames 1 and 2
+    loss, stats = hubert_loss(logits, targets, mask, valid)
+    assert loss.item() == pytest.approx(masked, abs=1e-6) and set(stats) == {"masked_acc"}
+    loss, stats = hubert_loss(logits, targets, mask, valid, unmasked_weight=0.5)
+    assert loss.item() == pytest.approx(masked + 0.5 * unmasked, abs=1e-6)
+    assert stats["masked_acc"].item() == 1.0 and stats["unmasked_acc"].item() == 1.0
 
 
 def test_prediction_head_logits_are_cosines_over_temperature():

@@ -16,9 +16,12 @@ the papers exactly (checked by parameter counts in the tests):
 The ``tiny_*`` architectures keep the same CNN kernels and strides (so the frame
 count is still ``floor((L - 400) / 320) + 1``) but are small enough for CPU tests
 and the ``mini`` recipes. ``mini_hubert`` has the shape of ``tiny_hubert`` (so every
-mini student config fits it) with less dropout: it is the architecture that
-:mod:`audio_compress.teachers.pretrain` trains on the mini corpus, where a few hundred
-CPU steps leave little to regularise.
+mini student config fits it) with less dropout, where a few hundred CPU steps leave
+little to regularise. ``mini_hubert_fb`` is ``mini_hubert`` with a two-block filterbank
+front end (:mod:`audio_compress.teachers.filterbank`: blocks of 2, 256 and 64 channels
+with 1, 400 and 1 taps, hop 320; same frames): the architecture that
+:mod:`audio_compress.teachers.pretrain` trains on the mini corpus, its front end set to a
+mel-spaced magnitude spectrum.
 
 ``mask_time_prob`` is kept above 0 on purpose: transformers only allocates the
 learned mask embedding (``masked_spec_embed``, fairseq's ``mask_emb``) when it is.
@@ -40,6 +43,8 @@ from transformers import (
     WavLMConfig,
     WavLMModel,
 )
+
+from audio_compress.teachers.filterbank import FILTERBANK_LAYOUT
 
 #: transformers ``model_type`` -> (config class, encoder-only model class).
 MODEL_CLASSES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
@@ -93,6 +98,7 @@ def _common(
 
 _BASE = dict(conv_channels=512, hidden=768, layers=12, heads=12, ffn=3072, pos_kernel=128, pos_groups=16)
 _TINY = dict(conv_channels=32, hidden=64, layers=4, heads=4, ffn=128, pos_kernel=16, pos_groups=4)
+_MINI_DROPOUT = dict(hidden_dropout=0.05, attention_dropout=0.05, feat_proj_dropout=0.05)
 
 
 def _hubert(size: dict, **overrides) -> HubertConfig:
@@ -121,8 +127,8 @@ ARCHITECTURES: dict[str, Callable[..., PretrainedConfig]] = {
     "wavlm_base": lambda **kw: _wavlm(_BASE, **kw),
     "wav2vec2_base": lambda **kw: _wav2vec2(_BASE, **kw),
     "tiny_hubert": lambda **kw: _hubert(_TINY, **kw),
-    "mini_hubert": lambda **kw: _hubert(_TINY, **{"hidden_dropout": 0.05, "attention_dropout": 0.05,
-                                                  "feat_proj_dropout": 0.05, **kw}),
+    "mini_hubert": lambda **kw: _hubert(_TINY, **{**_MINI_DROPOUT, **kw}),
+    "mini_hubert_fb": lambda **kw: _hubert(_TINY, **{**_MINI_DROPOUT, **FILTERBANK_LAYOUT, **kw}),
     "tiny_wavlm": lambda **kw: _wavlm(_TINY, **kw),
     "tiny_wav2vec2": lambda **kw: _wav2vec2(_TINY, **kw),
 }

@@ -6,13 +6,14 @@ the ``ssl_teacher_local`` upstream read like any other teacher.
 """
 
 from audio_compress.teachers.pretrain.config import MaskConfig, PretrainConfig, TargetConfig
-from audio_compress.teachers.pretrain.head import PredictionHead, masked_prediction_loss
+from audio_compress.teachers.pretrain.head import PredictionHead, hubert_loss, masked_prediction_loss
 from audio_compress.teachers.pretrain.run import TeacherPretraining, cache_key, data_fingerprint, pretrain_teacher
 from audio_compress.teachers.pretrain.targets import ClusterTargets, fit_cluster_targets, mfcc_frames
 from audio_compress.teachers.pretrain.task import TeacherPretrainTask
 
 __all__ = [
     "ClusterTargets", "MaskConfig", "PredictionHead", "PretrainConfig", "TargetConfig", "TeacherPretrainTask",
-    "TeacherPretraining", "cache_key", "data_fingerprint", "fit_cluster_targets", "masked_prediction_loss",
+    "TeacherPretraining", "cache_key", "data_fingerprint", "fit_cluster_targets", "hubert_loss",
+    "masked_prediction_loss",
     "mfcc_frames", "pretrain_teacher",
 ]

@@ -7,6 +7,7 @@ so a pretraining YAML reads like a distillation YAML (``egs/mini_speech/conf/pre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from audio_compress.tasks.config import DataConfig, OptimConfig, TrainerConfig
 from compact_ssl.config import YamlConfig
@@ -35,8 +36,18 @@ class PretrainConfig(YamlConfig):
 
     architecture: str = "mini_hubert"  #: a name of :data:`audio_compress.teachers.configs.ARCHITECTURES`
     architecture_overrides: dict = field(default_factory=dict)
+    #: the CNN front end's start: ``learned`` (the architecture's random init, learnt like the rest) or
+    #: ``filterbank`` (a mel-spaced magnitude spectrum, :mod:`audio_compress.teachers.filterbank`; needs the
+    #: filterbank layout, e.g. ``mini_hubert_fb``)
+    frontend: Literal["learned", "filterbank"] = "learned"
+    #: keep the CNN front end as it starts (transformers' ``_freeze_parameters`` of the feature encoder: no gradient, no update)
+    freeze_frontend: bool = False
     proj_dim: int = 64  #: width of the final projection and the label embeddings
     temperature: float = 0.1  #: of the cosine-similarity logits
+    #: weight of the unmasked frames' cross-entropy beside the masked frames' (HuBERT's ``1 - alpha``, fairseq's
+    #: ``pred_nomask_weight``; 0 is the paper's ``alpha = 1``). Above 0 the CNN front end gets a direct signal
+    #: from every frame, which is what lets it learn a spectral front end in a few hundred CPU steps.
+    unmasked_weight: float = 0.0
     targets: TargetConfig = field(default_factory=TargetConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     data: DataConfig = field(default_factory=DataConfig)

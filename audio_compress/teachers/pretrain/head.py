@@ -1,9 +1,10 @@
 """HuBERT's masked-prediction head and loss.
 
 The last Transformer output goes through a final projection; its cosine similarity with one learned
-embedding per cluster, divided by a temperature (0.1 in HuBERT), gives the logits. The loss is the
-cross-entropy of the frame's cluster id, averaged over the masked frames only (HuBERT's ``alpha = 1``:
-unmasked frames do not count).
+embedding per cluster, divided by a temperature (0.1 in HuBERT), gives the logits. The loss is HuBERT's
+``alpha L_m + (1 - alpha) L_u``, written as ``L_m + w L_u`` (fairseq's ``pred_masked_weight`` 1 and
+``pred_nomask_weight`` w): the cross-entropy of the frame's cluster id averaged over the masked frames,
+plus ``w`` times the same over the unmasked valid frames. The paper's base models use ``w = 0``.
 """
 
 from __future__ import annotations
@@ -48,3 +49,24 @@ def masked_prediction_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> tup
     loss = F.cross_entropy(picked.float(), labels)
     accuracy = (picked.argmax(dim=-1) == labels).float().mean()
     return loss, accuracy
+
+
+def hubert_loss(logits: Tensor, targets: Tensor, mask: Tensor, valid: Tensor, unmasked_weight: float = 0.0
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+    """``L_m + unmasked_weight * L_u`` over the valid frames, and the accuracies.
+
+    Args:
+        logits: ``(B, T, K)``.
+        targets: ``(B, T)`` cluster ids.
+        mask: ``(B, T)`` bool, True at masked frames.
+        valid: ``(B, T)`` bool, True at real (not padded) frames.
+        unmasked_weight: ``w``; at 0 the unmasked frames are not even scored.
+
+    Returns ``(loss, {"masked_acc", ["unmasked_acc"]})``.
+    """
+    loss, accuracy = masked_prediction_loss(logits, targets, mask & valid)
+    stats = {"masked_acc": accuracy}
+    if unmasked_weight > 0:
+        unmasked, stats["unmasked_acc"] = masked_prediction_loss(logits, targets, ~mask & valid)
+        loss = loss + unmasked_weight * unmasked
+    return loss, stats

@@ -15,8 +15,9 @@ from audio_compress.frames import frame_padding_mask, num_frames
 from audio_compress.losses.armhubert import sample_span_mask
 from audio_compress.tasks.distill import adamw_warmup_linear_decay
 from audio_compress.teachers.configs import get_config, model_class_for
+from audio_compress.teachers.filterbank import init_filterbank_frontend
 from audio_compress.teachers.pretrain.config import PretrainConfig
-from audio_compress.teachers.pretrain.head import PredictionHead, masked_prediction_loss
+from audio_compress.teachers.pretrain.head import PredictionHead, hubert_loss
 from audio_compress.teachers.pretrain.targets import ClusterTargets, mfcc_frames
 from compact_ssl.training import check_finite_loss
 
@@ -33,6 +34,10 @@ class TeacherPretrainTask(L.LightningModule):
         self.save_hyperparameters({"config": config.to_dict()})
         hf_config = get_config(config.architecture, **config.architecture_overrides)
         self.model = model_class_for(hf_config)(hf_config)
+        if config.frontend == "filterbank":
+            init_filterbank_frontend(self.model)
+        if config.freeze_frontend:
+            self.model.feature_extractor._freeze_parameters()
         self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
         for name, value in codebook.to_dict().items():
             self.register_buffer(f"codebook_{name}", value.clone())
@@ -63,9 +68,9 @@ class TeacherPretrainTask(L.LightningModule):
         attention_mask = (~batch.padding_mask).long() if bool(batch.padding_mask.any()) else None
         out = self.model(input_values=batch.wavs.masked_fill(batch.padding_mask, 0.0), attention_mask=attention_mask,
                          mask_time_indices=mask, return_dict=True)
-        logits = self.head(out.last_hidden_state)
-        loss, accuracy = masked_prediction_loss(logits, self.frame_targets(batch, frames), mask & ~pad)
-        return {"loss": loss, "masked_acc": accuracy, "masked_fraction": (mask & ~pad).sum() / (~pad).sum()}
+        loss, stats = hubert_loss(self.head(out.last_hidden_state), self.frame_targets(batch, frames), mask, ~pad,
+                                  self.config.unmasked_weight)
+        return {"loss": loss, **stats, "masked_fraction": (mask & ~pad).sum() / (~pad).sum()}
 
     def training_step(self, batch: WaveBatch, batch_idx: int) -> Tensor:
         losses = self.compute_loss(batch, self._mask_generator)

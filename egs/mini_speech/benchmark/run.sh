@@ -6,7 +6,8 @@
 # students over several downstream seeds -> <workdir>/exp/results.{md,json,png}. CPU. Options: bash run.sh --help
 #
 # Stages:
-#   0: students    the three mini recipes, stages 0-5, into this folder (corpus, data, teacher, student)
+#   0: students    the three mini recipes, stages 0-5, into this folder (corpus, data, teacher, student), each
+#                  with its conf/distill_pretrained.yaml (the student starts from the teacher's front end)
 #   1: reference   the randomly initialised teacher (same architecture) as a transformers folder
 #   2: benchmark   features of every row (exp/features), every probe (exp/probes/<row>/<task>/seed<N>.json),
 #                  then exp/results.{md,json,png} (chance, mean ± std over seeds, retention, checks)
@@ -42,7 +43,8 @@ students_stage() {
   for m in ${methods}; do
     # the corpus, data and pretrained teacher are made once (the later recipes reuse them)
     bash "../${m}/run.sh" --stage "${from}" --stop_stage 5 --corpus_root "${_w}/corpus" --datadir "${_w}/data" \
-      --exp_root "${expdir}" --dumpdir "${_w}/dump" --teacher pretrain --teacher_cache "${expdir}/teachers" \
+      --exp_root "${expdir}" --dumpdir "${_w}/dump" --conf conf/distill_pretrained.yaml --teacher pretrain \
+      --teacher_cache "${expdir}/teachers" \
       --teacher_conf "${_teacher_conf}" --corpus_args "${corpus_args}" --teacher_args "${teacher_args}" \
       --train_args "${train_args}"
     from=2
