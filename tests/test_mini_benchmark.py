@@ -55,6 +55,12 @@ def test_contract_means_stds_retention_and_checks():
     assert result["retention"]["distilhubert"] == 0.0
     # an error rate's sign cancels in the ratio: recomputing on negated PER gives the same
     assert retention(result["rows"], "star") == result["retention"]["star"]
+    # transfer: the random teacher as the baseline. star: KS (71-36)/(81-36) = 7/9, SID 25/45, IC 25/45,
+    # PR (91-51)/(91-41) = 0.8; distilhubert sits 5 points above the random teacher everywhere
+    assert result["transfer"]["star"] == pytest.approx((7 / 9 + 5 / 9 + 5 / 9 + 0.8) / 4)
+    assert result["transfer"]["distilhubert"] == pytest.approx((5 / 45 + 5 / 45 + 5 / 45 + 10 / 50) / 4)
+    assert retention(result["rows"], "star", "teacher_random") == result["transfer"]["star"]
+    assert "| star | 71.0 ± 1.4 | 51.0 ± 1.4 | 41.0 ± 1.4 | 51.0 ± 1.4 | 0.62 | 0.67 |" in render_markdown(result)
     found = result["checks"]
     # the teacher is 40 points above fbank with stds of 1.41: far beyond 2 std; 45+ above the random teacher
     assert found["teacher_beats_fbank_2std"] == {t: True for t in TASKS}
@@ -84,6 +90,7 @@ def test_flat_teacher_gives_null_retention_with_a_note_and_uneven_seeds_are_refu
     values["teacher"]["sid"] = list(values["fbank"]["sid"])
     result = summarise(values, STUDENTS, CHANCE)
     assert result["retention"] == {"star": None, "armhubert": None, "distilhubert": None}
+    assert all(r is not None for r in result["transfer"].values())  # the random teacher is still below
     assert len(result["notes"]) == 4 and "teacher equals fbank on sid" in result["notes"][0]
     assert result["notes"][3].startswith("the teacher is not above fbank on SID")
     md = render_markdown(result)
@@ -237,7 +244,7 @@ def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
         for cell in cells.values():
             assert len(cell["values"]) == 2 and cell["mean"] == pytest.approx(statistics.fmean(cell["values"]))
             assert cell["std"] == pytest.approx(statistics.stdev(cell["values"]))
-    assert set(doc["retention"]) == set(STUDENTS)
+    assert set(doc["retention"]) == set(STUDENTS) == set(doc["transfer"])
     # every student distilled from the pretrained teacher, which starts from the filterbank front end
     for method, student in (("star", "tiny_star"), ("armhubert", "tiny_arm"), ("distilhubert", "tiny_distil")):
         assert (tmp_path / "exp" / f"{method}_{student}" / "student.pt").is_file()

@@ -285,6 +285,9 @@ def init_student_from_teacher(
     if errors:
         raise ValueError(
             "cannot initialise the student from the teacher:\n  " + "\n  ".join(errors)
+            + "\ngive the student the teacher's shapes (student_overrides: conv_layers, pos_conv_kernel, "
+            "pos_conv_groups ...; the mini recipes' conf/distill_pretrained.yaml does this for the pretrained "
+            "mini teacher) or set init_from_teacher: false"
         )
 
     with torch.no_grad():

@@ -6,13 +6,15 @@ and downstream seed, with chance levels and the students' retention of what the 
     {"tasks": {"ks": {"metric": "acc", "higher_is_better": true, "chance": float}, "sid": ..., "ic": ...,
                "pr": {"metric": "per", "higher_is_better": false, "chance": 100.0}},
      "rows": {"<row>": {"<task>": {"mean": float, "std": float, "values": [float, ...]}}},
-     "retention": {"<student>": float}}
+     "retention": {"<student>": float}, "transfer": {"<student>": float}}
 
 Rows are ``fbank``, ``teacher_random``, ``teacher`` and the students; ``std`` is the sample standard
 deviation over the downstream seeds (0 for one seed). Retention of a student is the mean over tasks of
 ``(student - fbank) / (teacher - fbank)`` on the seed means, error rates negated (1: the student kept
 all of the teacher's gain over fbank, 0: none of it); ``null`` (with a note in ``notes``) when the
-teacher equals fbank on a task, where the ratio is undefined.
+teacher equals fbank on a task, where the ratio is undefined. ``transfer`` is the same ratio with the
+randomly initialised teacher in place of fbank: the share of what pretraining gave the teacher that
+distillation passed on to the student, which stays meaningful when the mini teacher is below fbank.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
 #: benchmark task -> (metric name, higher is better)
 TASKS: dict[str, tuple[str, bool]] = {task: (metric, higher) for task, (_, metric, higher) in PROBE_TASKS.items()}
-BASELINE, TEACHER = "fbank", "teacher"
-REFERENCE_ROWS = (BASELINE, "teacher_random", TEACHER)
+BASELINE, RANDOM, TEACHER = "fbank", "teacher_random", "teacher"
+REFERENCE_ROWS = (BASELINE, RANDOM, TEACHER)
 
 
 def _stats(values: Sequence[float]) -> dict:
@@ -45,15 +47,17 @@ def _stats(values: Sequence[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": std, "values": values}
 
 
-def retention(rows: Mapping[str, Mapping[str, Mapping]], student: str) -> float:
-    """Mean over the tasks of ``(student - fbank) / (teacher - fbank)`` (seed means; the sign of an error
-    rate cancels in the ratio, it is negated for clarity). Raises when the teacher equals fbank on a task."""
+def retention(rows: Mapping[str, Mapping[str, Mapping]], student: str, baseline: str = BASELINE) -> float:
+    """Mean over the tasks of ``(student - baseline) / (teacher - baseline)`` (seed means; the sign of an
+    error rate cancels in the ratio, it is negated for clarity). The baseline is fbank for the retention
+    and the random teacher for the transfer. Raises when the teacher equals the baseline on a task."""
     ratios = []
     for task, (_, higher) in TASKS.items():
         sign = 1.0 if higher else -1.0
-        s, f, t = (sign * rows[name][task]["mean"] for name in (student, BASELINE, TEACHER))
+        s, f, t = (sign * rows[name][task]["mean"] for name in (student, baseline, TEACHER))
         if t == f:
-            raise ValueError(f"retention of {student}: the teacher equals fbank on {task} ({t}); the ratio is undefined")
+            raise ValueError(f"retention of {student} over {baseline}: the teacher equals {baseline} on {task} ({t}); "
+                             "the ratio is undefined")
         ratios.append((s - f) / (t - f))
     return statistics.fmean(ratios)
 
@@ -98,13 +102,14 @@ def summarise(values: Mapping[str, Mapping[str, Sequence[float]]], students: Seq
         if missing:
             raise ValueError(f"row {row} has no result for {', '.join(missing)}")
     table = {row: {task: _stats(cells[task]) for task in TASKS} for row, cells in values.items()}
-    kept, notes = {}, []
+    kept, passed, notes = {}, {}, []
     for student in students:
-        try:
-            kept[student] = retention(table, student)
-        except ValueError as err:
-            kept[student] = None
-            notes.append(str(err))
+        for ratios, baseline in ((kept, BASELINE), (passed, RANDOM)):
+            try:
+                ratios[student] = retention(table, student, baseline)
+            except ValueError as err:
+                ratios[student] = None
+                notes.append(str(err))
     below = [t for t, (_, higher) in TASKS.items() if students and not beats(table[TEACHER][t], table[BASELINE][t], higher)]
     if below:
         notes.append(f"the teacher is not above fbank on {', '.join(t.upper() for t in below)}: the retentions are "
@@ -114,6 +119,7 @@ def summarise(values: Mapping[str, Mapping[str, Sequence[float]]], students: Seq
                   for task, (metric, higher) in TASKS.items()},
         "rows": table,
         "retention": kept,
+        "transfer": passed,
         "seeds": seeds.pop(),
         "checks": checks(table, kept),
         "notes": notes,
@@ -168,18 +174,25 @@ def render_markdown(result: Mapping, title: str = "Mini speech benchmark") -> st
     head = [f"{t.upper()} {info['metric'].upper()} {'↑' if info['higher_is_better'] else '↓'}" for t, info in tasks.items()]
     lines = [f"# {title}", "",
              f"Mini SUPERB on the mini corpus, mean ± std over {result['seeds']} downstream seeds (%). "
-             "Retention: mean over tasks of (student - fbank) / (teacher - fbank), error rates negated.", "",
-             "| upstream | " + " | ".join(head) + " | retention |",
-             "|---|" + "---:|" * (len(head) + 1),
-             "| chance | " + " | ".join(f"{info['chance']:.1f}" for info in tasks.values()) + " | |"]
+             "Retention: mean over tasks of (student - fbank) / (teacher - fbank); transfer: the same with the random "
+             "teacher in place of fbank; error rates negated.", "",
+             "| upstream | " + " | ".join(head) + " | retention | transfer |",
+             "|---|" + "---:|" * (len(head) + 2),
+             "| chance | " + " | ".join(f"{info['chance']:.1f}" for info in tasks.values()) + " | | |"]
+
+    def ratio(key: str, row: str) -> str:
+        found = result.get(key, {})
+        return "" if row not in found else "undefined" if found[row] is None else f"{found[row]:.2f}"
+
     for row, cells in result["rows"].items():
         values = " | ".join(f"{cells[t]['mean']:.1f} ± {cells[t]['std']:.1f}" for t in tasks)
-        kept = result["retention"].get(row)
-        shown = "" if row not in result["retention"] else "undefined" if kept is None else f"{kept:.2f}"
-        lines.append(f"| {row} | {values} | {shown} |")
+        lines.append(f"| {row} | {values} | {ratio('retention', row)} | {ratio('transfer', row)} |")
     defined = {s: r for s, r in result["retention"].items() if r is not None}
     ranking = sorted(defined, key=defined.get, reverse=True)
     lines += ["", "Students by retention: " + (" > ".join(f"{s} ({defined[s]:.2f})" for s in ranking) or "undefined")]
+    moved = {s: r for s, r in result.get("transfer", {}).items() if r is not None}
+    lines += ["Students by transfer: " + (" > ".join(f"{s} ({moved[s]:.2f})" for s in sorted(moved, key=moved.get,
+                                                                                            reverse=True)) or "undefined")]
     lines += [f"- {note}" for note in result.get("notes", [])]
     lines += ["", "Checks (more than 2 seed standard deviations for the teacher; retention at least "
               f"{RETENTION_GOAL}):"] + [f"- {line}" for line in _check_lines(result["checks"])]
