@@ -17,7 +17,7 @@ The ``tiny_*`` architectures keep the same CNN kernels and strides (so the frame
 count is still ``floor((L - 400) / 320) + 1``) but are small enough for CPU tests
 and the ``mini`` recipes. ``mini_hubert`` has the shape of ``tiny_hubert`` (so every
 mini student config fits it) with less dropout, where a few hundred CPU steps leave
-little to regularise. ``mini_hubert_fb`` is ``mini_hubert`` with a two-block filterbank
+little to regularise. ``mini_hubert_fb`` is ``mini_hubert`` with a three-block filterbank
 front end (:mod:`audio_compress.teachers.filterbank`: blocks of 2, 256 and 64 channels
 with 1, 400 and 1 taps, hop 320; same frames): the architecture that
 :mod:`audio_compress.teachers.pretrain` trains on the mini corpus, its front end set to a

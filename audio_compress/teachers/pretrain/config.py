@@ -40,13 +40,13 @@ class PretrainConfig(YamlConfig):
     #: ``filterbank`` (a mel-spaced magnitude spectrum, :mod:`audio_compress.teachers.filterbank`; needs the
     #: filterbank layout, e.g. ``mini_hubert_fb``)
     frontend: Literal["learned", "filterbank"] = "learned"
-    #: keep the CNN front end as it starts (transformers' ``_freeze_parameters`` of the feature encoder: no gradient, no update)
+    #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
     proj_dim: int = 64  #: width of the final projection and the label embeddings
     temperature: float = 0.1  #: of the cosine-similarity logits
     #: weight of the unmasked frames' cross-entropy beside the masked frames' (HuBERT's ``1 - alpha``, fairseq's
-    #: ``pred_nomask_weight``; 0 is the paper's ``alpha = 1``). Above 0 the CNN front end gets a direct signal
-    #: from every frame, which is what lets it learn a spectral front end in a few hundred CPU steps.
+    #: ``pred_nomask_weight``; 0 is the paper's ``alpha = 1``). Above 0 every valid frame trains the model, not
+    #: only the masked ones, which the mini teacher's CPU budget needs.
     unmasked_weight: float = 0.0
     targets: TargetConfig = field(default_factory=TargetConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
