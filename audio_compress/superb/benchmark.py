@@ -187,16 +187,17 @@ def render_markdown(result: Mapping, title: str = "Mini speech benchmark") -> st
     for row, cells in result["rows"].items():
         values = " | ".join(f"{cells[t]['mean']:.1f} ± {cells[t]['std']:.1f}" for t in tasks)
         lines.append(f"| {row} | {values} | {ratio('retention', row)} | {ratio('transfer', row)} |")
-    defined = {s: r for s, r in result["retention"].items() if r is not None}
-    ranking = sorted(defined, key=defined.get, reverse=True)
-    lines += ["", "Students by retention: " + (" > ".join(f"{s} ({defined[s]:.2f})" for s in ranking) or "undefined")]
-    moved = {s: r for s, r in result.get("transfer", {}).items() if r is not None}
-    lines += ["Students by transfer: " + (" > ".join(f"{s} ({moved[s]:.2f})" for s in sorted(moved, key=moved.get,
-                                                                                            reverse=True)) or "undefined")]
+    lines += [""] + [f"Students by {key}: {_ranking(result.get(key, {}))}" for key in ("retention", "transfer")]
     lines += [f"- {note}" for note in result.get("notes", [])]
     lines += ["", "Checks (more than 2 seed standard deviations for the teacher; retention at least "
               f"{RETENTION_GOAL}):"] + [f"- {line}" for line in _check_lines(result["checks"])]
     return "\n".join(lines) + "\n"
+
+
+def _ranking(ratios: Mapping[str, float | None]) -> str:
+    """``a (0.90) > b (0.80)`` over the defined ratios, best first; ``undefined`` when none is."""
+    defined = {s: r for s, r in ratios.items() if r is not None}
+    return " > ".join(f"{s} ({defined[s]:.2f})" for s in sorted(defined, key=defined.get, reverse=True)) or "undefined"
 
 
 def _check_lines(found: Mapping) -> list[str]:
