@@ -122,7 +122,9 @@ def test_streamed_equals_full_matrix(n, d, k, chunk, top_m, budget, stop):
     chunks = [open_set[i:i + chunk] for i in range(0, n, chunk)]
     streamed = greedy_select_streamed(chunks, centroids, budget, stop, rng=np.random.default_rng(1), top_m=top_m)
     assert np.array_equal(streamed.indices, full.indices)
-    assert streamed.utilities == full.utilities  # bit for bit
+    # the same selection; the utilities to float32 rounding: BLAS may round a chunk's product and the whole
+    # matrix's differently (an AVX-512 kernel does, by ~1e-8 relative), so bit equality is not the promise
+    assert np.allclose(streamed.utilities, full.utilities, rtol=1e-6, atol=0)
     assert (streamed.rounds, streamed.stop_round, streamed.reason) == (full.rounds, full.stop_round, full.reason)
     assert len(np.unique(full.indices)) == len(full.indices) <= budget
     if top_m is not None and top_m * k < budget:
