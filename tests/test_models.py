@@ -312,6 +312,23 @@ def test_feature_grad_mult_scales_cnn_gradient():
     torch.testing.assert_close(grads[0], grads[1] * 0.1)
 
 
+def test_zero_feature_grad_mult_freezes_the_cnn_under_weight_decay():
+    model = _tiny("tiny_distil", feature_grad_mult=0.0)
+    before = {k: v.clone() for k, v in model.feature_extractor.state_dict().items()}
+    reference = model(_wavs(1, 16000)).predictions.detach()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.5)
+    out = model(_wavs(1, 16000))
+    (out.predictions * torch.linspace(-1, 1, 64)).sum().backward()
+    # no gradient at all (a zero one would still be decayed by AdamW), so the step leaves the CNN as it is
+    assert all(p.grad is None and not p.requires_grad for p in model.feature_extractor.parameters())
+    assert model.encoder.layers[0].fc1.weight.grad is not None
+    opt.step()
+    assert all(torch.equal(v, before[k]) for k, v in model.feature_extractor.state_dict().items())
+    torch.testing.assert_close(out.predictions.detach(), reference)  # the forward pass is unchanged
+    with pytest.raises(ValueError, match="feature_grad_mult must be >= 0"):
+        get_student_config("tiny_distil", feature_grad_mult=-0.1)
+
+
 def test_reuse_pattern_validation():
     with pytest.raises(ValueError, match="first layer"):
         get_student_config("tiny_arm", reuse_pattern=[False, True, True, False])

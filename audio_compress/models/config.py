@@ -49,7 +49,8 @@ class StudentConfig:
             be the wav2vec 2.0 one (receptive field 400, hop 320) so that frames follow
             :func:`audio_compress.frames.num_frames`.
         feature_layer_norm: LayerNorm over the CNN output channels (False for DistilHuBERT).
-        feature_grad_mult: gradient multiplier on the CNN output (DistilHuBERT: 0.1).
+        feature_grad_mult: gradient multiplier on the CNN output (DistilHuBERT: 0.1); 0 freezes the CNN (no
+            gradient at all, so no weight decay either).
         embed_dim: Transformer width d; a Linear projection follows the CNN when its
             channel count differs from d.
         ffn_dim: feed-forward width f.
@@ -125,6 +126,8 @@ class StudentConfig:
             )
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+        if self.feature_grad_mult < 0:
+            raise ValueError(f"feature_grad_mult must be >= 0 (0 freezes the CNN), got {self.feature_grad_mult}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.embed_dim % self.pos_conv_groups:

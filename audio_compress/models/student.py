@@ -86,6 +86,9 @@ class StudentModel(PretrainedStudentMixin, nn.Module):
         self.config = config
         d = config.embed_dim
         self.feature_extractor = ConvFeatureExtractor(config.conv_layers)
+        if config.feature_grad_mult == 0:
+            # frozen: optimisers and DDP leave these parameters out (see forward)
+            self.feature_extractor.requires_grad_(False)
         self.feature_layer_norm = nn.LayerNorm(config.cnn_dim) if config.feature_layer_norm else None
         self.post_extract_proj = nn.Linear(config.cnn_dim, d) if config.cnn_dim != d else None
         self.input_dropout = nn.Dropout(config.input_dropout)
@@ -122,9 +125,15 @@ class StudentModel(PretrainedStudentMixin, nn.Module):
         if padding_mask is not None and (padding_mask.shape != wavs.shape or padding_mask.dtype != torch.bool):
             raise ValueError("padding_mask must be a bool tensor shaped like wavs (True = padded)")
 
-        features = self.feature_extractor(wavs, padding_mask)
-        if self.config.feature_grad_mult != 1.0:
-            features = scale_grad(features, self.config.feature_grad_mult)
+        if self.config.feature_grad_mult > 0:
+            features = self.feature_extractor(wavs, padding_mask)
+            if self.config.feature_grad_mult != 1.0:
+                features = scale_grad(features, self.config.feature_grad_mult)
+        else:
+            # 0: the CNN is not trained (fairseq's rule): no graph, and no gradient, so AdamW's weight
+            # decay leaves it as it is too (a zero gradient would still be decayed)
+            with torch.no_grad():
+                features = self.feature_extractor(wavs, padding_mask)
         features = features.transpose(1, 2)
         batch, frames, _ = features.shape
         if padding_mask is None:

@@ -37,7 +37,7 @@ class TeacherPretrainTask(L.LightningModule):
         if config.frontend == "filterbank":
             init_filterbank_frontend(self.model)
         if config.freeze_frontend:
-            self.model.feature_extractor._freeze_parameters()
+            self.model.feature_extractor.requires_grad_(False)
         self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
         for name, value in codebook.to_dict().items():
             self.register_buffer(f"codebook_{name}", value.clone())
