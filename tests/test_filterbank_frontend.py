@@ -1,5 +1,5 @@
-"""The mini teacher's filterbank front end: band centres, weights, what the two blocks compute, the layout
-check, and pretraining that starts from (and keeps) it."""
+"""The mini teacher's filterbank front end: band centres, the log levels, the weights, what the four blocks
+compute, the layout check, and pretraining that starts from (and keeps) it."""
 
 from __future__ import annotations
 
@@ -7,18 +7,30 @@ import math
 
 import pytest
 import torch
-from conftest import make_wave_data_dir
+import yaml
+from conftest import ROOT, make_wave_data_dir
+from torch.nn import functional as F
 
 from audio_compress.frames import num_frames
+from audio_compress.models import build_student
+from audio_compress.models.teacher_init import init_student_from_teacher
 from audio_compress.teachers import load_teacher
 from audio_compress.teachers.configs import get_config, model_class_for
 from audio_compress.teachers.filterbank import (
     BANDS,
+    FLOOR,
+    GAIN,
+    SHARPNESS,
+    WINDOW,
     band_centres,
     filterbank_weights,
     init_filterbank_frontend,
+    log_level,
+    thresholds,
 )
 from audio_compress.teachers.pretrain import PretrainConfig, pretrain_teacher
+from audio_compress.teachers.pretrain.targets import ClusterTargets
+from audio_compress.teachers.pretrain.task import TeacherPretrainTask
 
 
 def _mel(hz: float) -> float:
@@ -34,23 +46,42 @@ def test_band_centres_are_equally_spaced_in_mel():
         band_centres(4, fmin=100.0, fmax=9000.0)
 
 
+def test_log_level_interpolates_log2_at_the_thresholds():
+    ts = torch.tensor(thresholds(5))
+    assert torch.allclose(ts, FLOOR * 2.0 ** torch.arange(5.0))
+    assert torch.allclose(log_level(ts, levels=5), torch.arange(5.0))
+    assert torch.allclose(log_level(1.5 * ts[:4], levels=5), torch.arange(4.0) + 0.5)  # linear in between
+    assert torch.allclose(log_level(torch.tensor([0.0, FLOOR / 3, 100.0]), levels=5), torch.tensor([0.0, 0.0, 4.0]))
+
+
 def test_filterbank_weights():
-    wave, filters, pooling = filterbank_weights(3, window=400)
-    assert torch.equal(wave[:, 0, 0], torch.tensor([1.0, -1.0]))
-    assert filters.shape == (12, 2, 400) and pooling.shape == (3, 12, 1)
-    analysis = filters[:, 0]
-    assert torch.equal(filters[:, 1], -analysis)
-    assert torch.allclose(analysis.norm(dim=-1), torch.ones(12))
+    wave, filters, compare, compress = filterbank_weights(3, levels=5, window=400)
+    assert torch.equal(wave[:, 0, 0], torch.tensor([1.0, -1.0, 0.0]))
+    assert filters.shape == (13, 3, 400) and compare.shape == (15, 13, 1) and compress.shape == (3, 15, 1)
+    analysis = filters[:12, 0]
+    assert torch.equal(filters[:12, 1], -analysis) and not filters[:12, 2].any()
+    assert torch.allclose(analysis.norm(dim=-1), torch.full((12,), GAIN))
     # per band: cos, -cos, sin, -sin
     assert torch.equal(analysis[1], -analysis[0]) and torch.equal(analysis[3], -analysis[2])
     # the cosine is even about the window centre, the sine odd, so they are orthogonal
-    assert torch.allclose(analysis[0], analysis[0].flip(0), atol=1e-6)
-    assert torch.allclose(analysis[2], -analysis[2].flip(0), atol=1e-6)
-    assert float(analysis[0] @ analysis[2]) == pytest.approx(0.0, abs=1e-6)
-    expected = torch.zeros(3, 12)
-    for b in range(3):
-        expected[b, 4 * b: 4 * b + 4] = 0.5
-    assert torch.equal(pooling[:, :, 0], expected)
+    assert torch.allclose(analysis[0], analysis[0].flip(0), atol=1e-6 * GAIN)
+    assert torch.allclose(analysis[2], -analysis[2].flip(0), atol=1e-6 * GAIN)
+    assert float(analysis[0] @ analysis[2]) == pytest.approx(0.0, abs=1e-6 * GAIN ** 2)
+    # the constant: GELU(1) in, GELU(1) out (block 1's pre-activation is 1)
+    gelu_one = float(F.gelu(torch.tensor(1.0)))
+    assert not filters[12, :2].any() and float(filters[12, 2].sum() * gelu_one) == pytest.approx(1.0)
+    # block 2, band 1 against threshold 2: S / (2 GAIN t_2) on the band's four channels, -S / GELU(1) on the constant
+    row = compare[1 * 5 + 2, :, 0]
+    expected = torch.zeros(13)
+    expected[4:8] = SHARPNESS / (2 * GAIN * thresholds(5)[2])
+    expected[12] = -SHARPNESS / gelu_one
+    assert torch.allclose(row, expected)
+    # block 3 with exact hinges: sum_k w_k * relu(S (m - t_k) / t_k) is the interpolated log2 level
+    ts = torch.tensor(thresholds(5))
+    m = torch.tensor([0.5e-3, 1e-3, 1.5e-3, 3e-3, 6e-3, 0.012, 0.02, 1.0])
+    hinge = torch.relu(SHARPNESS * (m[:, None] - ts) / ts).double()  # (points, levels); float64: the hinges cancel
+    assert torch.allclose(hinge @ compress[1, 5:10, 0].double(), log_level(m.double(), levels=5), atol=1e-4)
+    assert not compress[1, :5].any() and not compress[1, 10:].any()
 
 
 def _frontend():
@@ -65,11 +96,26 @@ def _tone(hz: float, phase: float, seconds: float = 1.0) -> torch.Tensor:
     return 0.1 * torch.sin(2 * math.pi * hz * t + phase)
 
 
-def _bands(model, wave: torch.Tensor) -> torch.Tensor:
+def _levels(model, wave: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         feats = model.feature_extractor(wave[None])[0]  # (B, T)
     assert feats.shape == (BANDS, num_frames(wave.shape[0]))
-    return feats.mean(dim=1)
+    return feats
+
+
+def test_the_front_end_computes_the_log_levels_of_the_bands():
+    model = _frontend()
+    wave = torch.randn(16000, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.01, 1.0, 16000)
+    wave = wave + 2 * _tone(band_centres(BANDS)[20], 0.3)
+    # reference: the same analysis written out (unit-variance wave, unit-norm filters, (|c| + |s|) / 2, log_level)
+    normalised = (wave - wave.mean()) / wave.std(correction=0)
+    analysis = filterbank_weights(BANDS)[1][:-1, 0] / GAIN
+    c = (normalised.unfold(0, WINDOW, 320) @ analysis.T).view(-1, BANDS, 4)
+    reference = log_level((c[..., 0].abs() + c[..., 2].abs()) / 2).T
+    out = _levels(model, wave)
+    # GELU's soft knees: within 0.05 octave on average, 0.2 at worst (the final GELU just above the floor)
+    assert float((out - reference).abs().mean()) < 0.05 and float((out - reference).abs().max()) < 0.2
+    assert float(reference.max()) > 10.0 and float(reference.min()) < 2.0  # the test spans most of the range
 
 
 def test_a_tone_lights_its_own_band_whatever_its_phase_and_loudness():
@@ -78,27 +124,47 @@ def test_a_tone_lights_its_own_band_whatever_its_phase_and_loudness():
     for band in (5, 30, 60):
         levels = []
         for phase in (0.0, 1.0, 2.5):
-            out = _bands(model, _tone(centres[band], phase))
+            out = _levels(model, _tone(centres[band], phase)).mean(dim=1)
             assert int(out.argmax()) == band
             levels.append(out[band])
-        # |c| + |s| is within sqrt(2) of the magnitude, so the phase moves the band's level little
-        assert float(max(levels) / min(levels)) < 1.2
+        # |c| + |s| is within sqrt(2) of the magnitude, so the phase moves the band's level by under 0.3 octave
+        assert float(max(levels) - min(levels)) < 0.3
     # block 0's GroupNorm normalises the loudness of the utterance (up to its eps against the wave's variance)
-    assert torch.allclose(_bands(model, 10 * _tone(centres[30], 0.0)), _bands(model, _tone(centres[30], 0.0)),
-                          rtol=1e-2, atol=1e-6)
+    loud, quiet = (_levels(model, gain * _tone(centres[30], 0.0)) for gain in (10.0, 1.0))
+    assert torch.allclose(loud, quiet, atol=0.01)
 
 
-def test_the_bands_keep_their_relative_levels():
+def test_the_bands_keep_their_relative_levels_in_octaves():
     model = _frontend()
     centres = band_centres(BANDS)
-    out = _bands(model, _tone(centres[10], 0.0) + 0.25 * _tone(centres[40], 0.7))
-    # the spectral envelope survives (a per-band normalisation would make both tones look alike)
-    assert float(out[40] / out[10]) == pytest.approx(0.25, abs=0.05)
+    out = _levels(model, _tone(centres[10], 0.0) + 0.25 * _tone(centres[40], 0.7)).mean(dim=1)
+    # the spectral envelope survives as a log ratio: a quarter of the amplitude is two octaves down
+    assert float(out[40] - out[10]) == pytest.approx(-2.0, abs=0.1)
+
+
+def test_the_mini_students_copy_the_front_end_exactly_padded_rows_included():
+    teacher = _frontend()
+    conf = yaml.safe_load((ROOT / "egs/mini_speech/star/conf/distill_pretrained.yaml").read_text())
+    student = build_student(conf["student"], **conf["student_overrides"]).eval()
+    init_student_from_teacher(student, teacher, encoder_layers=[])
+    wave = torch.randn(2, 8000, generator=torch.Generator().manual_seed(1))
+    padding = torch.zeros(2, 8000, dtype=torch.bool)
+    padding[1, 5000:] = True
+    with torch.no_grad():
+        ours = student.feature_extractor(wave, padding)
+        theirs = teacher.feature_extractor(wave[:1])[0]
+        short = teacher.feature_extractor(wave[1:, :5000])[0]
+    assert torch.allclose(ours[0], theirs, atol=1e-4)
+    # the padded row's valid frames are those of the unpadded wave: the constant channel survives the masked norm
+    assert torch.allclose(ours[1, :, : short.shape[1]], short, atol=1e-4)
 
 
 def test_the_layout_is_checked():
     config = get_config("mini_hubert")
-    with pytest.raises(ValueError, match=r"conv_kernel \(1, 400, 1\).*got conv_dim \(32, 32"):
+    with pytest.raises(ValueError, match=r"conv_kernel \(1, 400, 1, 1\).*got conv_dim \(32, 32"):
+        init_filterbank_frontend(model_class_for(config)(config))
+    config = get_config("mini_hubert_fb", conv_bias=True)
+    with pytest.raises(ValueError, match="conv_bias True"):
         init_filterbank_frontend(model_class_for(config)(config))
 
 
@@ -119,3 +185,14 @@ def test_pretraining_starts_from_the_filterbank_and_can_keep_it(tmp_path):
     assert not torch.equal(learnt.model.feature_extractor.conv_layers[1].conv.weight, weights[1])
     with pytest.raises(ValueError, match="expected one of"):
         PretrainConfig.load(None, [*overrides, "frontend=sinc"])
+
+
+def test_a_frozen_front_end_records_no_graph_in_training():
+    codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(4, 39))
+    config = PretrainConfig.load(None, ["architecture=mini_hubert_fb", "frontend=filterbank", "freeze_frontend=true"])
+    task = TeacherPretrainTask(config, codebook).train()
+    # no autograd graph through the frozen front end: its backward would only feed the wave's gradient
+    assert not task.model.feature_extractor(torch.randn(1, 4000)).requires_grad
+    assert not any(p.requires_grad for p in task.model.feature_extractor.parameters())
+    out = task.model(torch.randn(1, 4000)).last_hidden_state
+    assert out.requires_grad  # the Transformer still trains

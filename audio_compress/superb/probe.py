@@ -58,8 +58,8 @@ class ProbeConfig:
     """Downstream training of every probe (the same for every upstream)."""
 
     hidden_dim: int = 128
-    epochs: int = 25
-    pr_epochs: int = 40
+    epochs: int = 60
+    pr_epochs: int = 100
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4

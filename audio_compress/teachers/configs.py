@@ -17,11 +17,11 @@ The ``tiny_*`` architectures keep the same CNN kernels and strides (so the frame
 count is still ``floor((L - 400) / 320) + 1``) but are small enough for CPU tests
 and the ``mini`` recipes. ``mini_hubert`` has the shape of ``tiny_hubert`` (so every
 mini student config fits it) with less dropout, where a few hundred CPU steps leave
-little to regularise. ``mini_hubert_fb`` is ``mini_hubert`` with a three-block filterbank
-front end (:mod:`audio_compress.teachers.filterbank`: blocks of 2, 256 and 64 channels
-with 1, 400 and 1 taps, hop 320; same frames): the architecture that
+little to regularise. ``mini_hubert_fb`` is ``mini_hubert`` with a four-block filterbank
+front end (:mod:`audio_compress.teachers.filterbank`: blocks of 3, 257, 960 and 64 channels
+with 1, 400, 1 and 1 taps, hop 320; same frames): the architecture that
 :mod:`audio_compress.teachers.pretrain` trains on the mini corpus, its front end set to a
-mel-spaced magnitude spectrum.
+log-compressed mel-spaced magnitude spectrum.
 
 ``mask_time_prob`` is kept above 0 on purpose: transformers only allocates the
 learned mask embedding (``masked_spec_embed``, fairseq's ``mask_emb``) when it is.

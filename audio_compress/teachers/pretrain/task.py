@@ -37,7 +37,10 @@ class TeacherPretrainTask(L.LightningModule):
         if config.frontend == "filterbank":
             init_filterbank_frontend(self.model)
         if config.freeze_frontend:
-            self.model.feature_extractor.requires_grad_(False)
+            # transformers' own freeze (HubertModel has no public one): besides requires_grad it clears the
+            # encoder's flag that marks the wave as requiring grad in training, without which autograd still
+            # records the frozen front end and its backward runs for a gradient nobody reads
+            self.model.feature_extractor._freeze_parameters()
         self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
         for name, value in codebook.to_dict().items():
             self.register_buffer(f"codebook_{name}", value.clone())
