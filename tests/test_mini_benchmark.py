@@ -25,6 +25,7 @@ from audio_compress.superb.probe import (
     greedy_ctc,
     layer_stats,
 )
+from audio_compress.teachers.filterbank import FILTERBANK_LAYOUT
 
 ROWS = ("fbank", "teacher_random", "teacher", "star", "armhubert", "distilhubert")
 STUDENTS = ("star", "armhubert", "distilhubert")
@@ -249,6 +250,7 @@ def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
     for method, student in (("star", "tiny_star"), ("armhubert", "tiny_arm"), ("distilhubert", "tiny_distil")):
         assert (tmp_path / "exp" / f"{method}_{student}" / "student.pt").is_file()
     teacher_conf = json.loads((tmp_path / "exp" / "star_tiny_star" / "teacher" / "config.json").read_text())
-    assert teacher_conf["conv_kernel"] == [1, 400, 1]
+    assert (teacher_conf["conv_dim"], teacher_conf["conv_kernel"]) == (list(FILTERBANK_LAYOUT["conv_dim"]),
+                                                                list(FILTERBANK_LAYOUT["conv_kernel"]))
     assert (tmp_path / "exp" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "| fbank |" in (tmp_path / "exp" / "results.md").read_text()
