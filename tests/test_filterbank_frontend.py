@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT, make_wave_data_dir
 from torch.nn import functional as F
 
+from audio_compress.bin import pretrain_teacher as pretrain_cli
 from audio_compress.frames import num_frames
 from audio_compress.models import build_student
 from audio_compress.models.teacher_init import init_student_from_teacher
@@ -166,6 +167,16 @@ def test_the_layout_is_checked():
     config = get_config("mini_hubert_fb", conv_bias=True)
     with pytest.raises(ValueError, match="conv_bias True"):
         init_filterbank_frontend(model_class_for(config)(config))
+
+
+def test_the_preflight_refuses_a_layout_the_filterbank_cannot_fill(tmp_path, capsys):
+    conf = ROOT / "egs/mini_speech/conf/pretrain_teacher.yaml"
+    base = ["--config", str(conf), "--cache_root", str(tmp_path), "--check"]
+    assert pretrain_cli.main(base) == 0 and capsys.readouterr().out.strip() == "mini_hubert_fb"
+    assert pretrain_cli.main([*base, "--set", "architecture_overrides={conv_dim: [3, 257, 960, 65]}"]) == 1
+    err = capsys.readouterr().err
+    assert "filterbank front end needs conv_dim (3, 4B+1, LB, B)" in err and "got conv_dim (3, 257, 960, 65)" in err
+    assert not any(tmp_path.iterdir())  # nothing trained or written
 
 
 def test_pretraining_starts_from_the_filterbank_and_can_keep_it(tmp_path):

@@ -133,22 +133,28 @@ def filterbank_weights(bands: int, levels: int = LEVELS, window: int = WINDOW, f
     return tuple(w.float() for w in (wave, filters, compare[..., None], compress[..., None]))
 
 
-def init_filterbank_frontend(model: nn.Module) -> None:
-    """Set the feature encoder of a transformers HuBERT / wav2vec 2.0 / WavLM ``model`` with the filterbank
+def check_filterbank_layout(config) -> tuple[int, int]:
+    """The ``(bands, levels)`` of a transformers HuBERT / wav2vec 2.0 / WavLM ``config`` with the filterbank
     layout (blocks of 3, ``4 B + 1``, ``L B`` and ``B`` channels; 1, ``WINDOW``, 1 and 1 taps; GroupNorm in
-    block 0) to :func:`filterbank_weights`, and that GroupNorm to the identity on the wave channels and the
-    constant 1 on the third."""
-    cfg = model.config
-    bands = cfg.conv_dim[-1]
-    levels = cfg.conv_dim[2] // bands if len(cfg.conv_dim) == 4 else 0
-    layout = (tuple(cfg.conv_dim), tuple(cfg.conv_kernel), tuple(cfg.conv_stride))
+    block 0; no conv bias). Raises ValueError naming what differs (a recipe's preflight calls it)."""
+    bands = config.conv_dim[-1]
+    levels = config.conv_dim[2] // bands if len(config.conv_dim) == 4 else 0
+    layout = (tuple(config.conv_dim), tuple(config.conv_kernel), tuple(config.conv_stride))
     expected = ((3, 4 * bands + 1, levels * bands, bands), (1, WINDOW, 1, 1), (1, HOP, 1, 1))
-    if levels < 2 or layout != expected or cfg.feat_extract_norm != "group" or cfg.conv_bias:
+    if levels < 2 or layout != expected or config.feat_extract_norm != "group" or config.conv_bias:
         raise ValueError(f"a filterbank front end needs conv_dim (3, 4B+1, LB, B) with L >= 2, conv_kernel "
                          f"(1, {WINDOW}, 1, 1), conv_stride (1, {HOP}, 1, 1), feat_extract_norm 'group' and no "
                          f"conv bias (e.g. the mini_hubert_fb architecture); got conv_dim {layout[0]}, conv_kernel "
-                         f"{layout[1]}, conv_stride {layout[2]}, feat_extract_norm {cfg.feat_extract_norm!r}, "
-                         f"conv_bias {cfg.conv_bias}")
+                         f"{layout[1]}, conv_stride {layout[2]}, feat_extract_norm {config.feat_extract_norm!r}, "
+                         f"conv_bias {config.conv_bias}")
+    return bands, levels
+
+
+def init_filterbank_frontend(model: nn.Module) -> None:
+    """Set the feature encoder of a transformers HuBERT / wav2vec 2.0 / WavLM ``model`` with the filterbank
+    layout (:func:`check_filterbank_layout`) to :func:`filterbank_weights`, and block 0's GroupNorm to the
+    identity on the wave channels and the constant 1 on the third."""
+    bands, levels = check_filterbank_layout(model.config)
     blocks = model.feature_extractor.conv_layers
     with torch.no_grad():
         for block, weight in zip(blocks, filterbank_weights(bands, levels)):
