@@ -177,6 +177,9 @@ def test_the_preflight_refuses_a_layout_the_filterbank_cannot_fill(tmp_path, cap
     err = capsys.readouterr().err
     assert "filterbank front end needs conv_dim (3, 4B+1, LB, B)" in err and "got conv_dim (3, 257, 960, 65)" in err
     assert not any(tmp_path.iterdir())  # nothing trained or written
+    # the Python API refuses it as the config loads, too
+    with pytest.raises(ValueError, match=r"config: a filterbank front end needs.*got conv_dim \(32, 32"):
+        PretrainConfig.load(None, ["architecture=mini_hubert", "frontend=filterbank"])
 
 
 def test_pretraining_starts_from_the_filterbank_and_can_keep_it(tmp_path):

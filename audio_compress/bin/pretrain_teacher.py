@@ -16,8 +16,6 @@ import argparse
 import shutil
 import sys
 
-from audio_compress.teachers.configs import get_config
-from audio_compress.teachers.filterbank import check_filterbank_layout
 from audio_compress.teachers.pretrain import PretrainConfig, pretrain_teacher
 from compact_ssl.config import ConfigError, add_override_argument
 from compact_ssl.io import staged_folder
@@ -37,9 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = PretrainConfig.load(args.config, args.overrides)
         if args.check:
-            hf_config = get_config(config.architecture, **config.architecture_overrides)
-            if config.frontend == "filterbank":
-                check_filterbank_layout(hf_config)
             print(config.architecture)
             return 0
         teacher = pretrain_teacher(config, args.cache_root)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from audio_compress.tasks.config import DataConfig, OptimConfig, TrainerConfig
+from audio_compress.teachers.configs import get_config
+from audio_compress.teachers.filterbank import check_filterbank_layout
 from compact_ssl.config import YamlConfig
 
 
@@ -37,8 +39,8 @@ class PretrainConfig(YamlConfig):
     architecture: str = "mini_hubert"  #: a name of :data:`audio_compress.teachers.configs.ARCHITECTURES`
     architecture_overrides: dict = field(default_factory=dict)
     #: the CNN front end's start: ``learned`` (the architecture's random init, learnt like the rest) or
-    #: ``filterbank`` (a mel-spaced magnitude spectrum, :mod:`audio_compress.teachers.filterbank`; needs the
-    #: filterbank layout, e.g. ``mini_hubert_fb``)
+    #: ``filterbank`` (a log-compressed mel-spaced magnitude spectrum, :mod:`audio_compress.teachers.filterbank`;
+    #: needs the filterbank layout, e.g. ``mini_hubert_fb``)
     frontend: Literal["learned", "filterbank"] = "learned"
     #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
@@ -53,3 +55,13 @@ class PretrainConfig(YamlConfig):
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        # the architecture, its overrides and a filterbank's layout, checked when the config loads: a recipe's
+        # preflight and the Python API refuse them before any k-means or training
+        try:
+            hf_config = get_config(self.architecture, **self.architecture_overrides)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from err
+        if self.frontend == "filterbank":
+            check_filterbank_layout(hf_config)
