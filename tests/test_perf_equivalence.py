@@ -11,6 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import audio_compress.losses.star as star_module
+import audio_compress.models.cnn as cnn_module
 from audio_compress.losses.star import intra_layer_tgm_loss, layerwise_tgm_loss, star_loss
 from audio_compress.models import build_student
 from audio_compress.models.cnn import ConvBlock, ConvFeatureExtractor
@@ -233,7 +235,9 @@ _SMALL_CNN = [(8, 10, 5), (16, 1, 1)] + [(16, 3, 2)] * 4 + [(12, 1, 1)] + [(12, 
 
 
 @pytest.mark.parametrize("masked", [True, False])
-def test_cnn_rows_inplace_and_1x1_products_match_plain_convolutions(masked):
+@pytest.mark.parametrize("chunk", [1024, 5])  # one chunk; 80 chunks of the 1x1 -> (3, 2) pair, the last partial
+def test_cnn_rows_inplace_and_1x1_products_match_plain_convolutions(monkeypatch, masked, chunk):
+    monkeypatch.setattr(cnn_module, "STREAM_CHUNK", chunk)
     torch.manual_seed(0)
     extractor = ConvFeatureExtractor(_SMALL_CNN)
     with torch.no_grad():
@@ -365,3 +369,78 @@ def test_gram_loss_refuses_teacher_states_that_need_gradients():
     with pytest.raises(ValueError, match="teacher states require gradients"):
         star_loss(s, t)
     assert torch.isfinite(star_loss(s, [x.detach() for x in t])["loss"])
+
+
+# ---------------------------------------------------------------- third round: Gram products per row on the valid
+# frames (CPU), symmetric layer-wise Grams by blocks
+
+
+def _gram_inputs(lengths, seed=7, frames=None, widths=(6, 10), layers=4):
+    generator = torch.Generator().manual_seed(seed)
+    frames = frames or max(lengths)
+    s = [torch.randn(len(lengths), frames, widths[0], generator=generator, dtype=torch.float64).requires_grad_()
+         for _ in range(layers)]
+    t = [torch.randn(len(lengths), frames, widths[1], generator=generator, dtype=torch.float64) for _ in range(layers)]
+    padding_mask = torch.arange(frames)[None] >= torch.tensor(lengths)[:, None]
+    return s, t, padding_mask
+
+
+def _loss_and_grads(s, t, padding_mask, normalize):
+    out = star_loss(s, t, padding_mask, normalize, layerwise_weight=0.7)
+    return out["layerwise"], out["intra"], torch.autograd.grad(out["loss"], s)
+
+
+@pytest.mark.parametrize("normalize", ["none", "dim", "cosine"])
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+def test_per_row_and_symmetric_gram_paths_match_the_batched_reference(monkeypatch, normalize, blocks):
+    # rows: full, prefix, one frame, none; the third row also gets a hole (valid frames not a prefix)
+    s, t, padding_mask = _gram_inputs([13, 9, 1, 0])
+    padding_mask[0, 4] = True
+    monkeypatch.setattr(star_module, "SYMMETRIC_BLOCKS", blocks)
+    per_row = _loss_and_grads(s, t, padding_mask, normalize)
+    monkeypatch.setattr(star_module, "PER_ROW_DEVICES", ())
+    batched = _loss_and_grads(s, t, padding_mask, normalize)
+    reference = (_reference_gram_mse_sum(s[1:], s[1:], t[1:], t[1:], padding_mask, normalize),
+                 _reference_gram_mse_sum(s[:-1], s[1:], t[:-1], t[1:], padding_mask, normalize))
+    for got in (per_row, batched):
+        torch.testing.assert_close(got[0], reference[0], atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(got[1], reference[1], atol=1e-10, rtol=1e-10)
+    for a, b in zip(per_row[2], batched[2]):
+        assert a[padding_mask].abs().max() == 0 and a.abs().sum() > 0
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("normalize", ["dim", "cosine"])
+def test_garbage_in_padded_frames_changes_nothing(normalize):
+    s, t, padding_mask = _gram_inputs([11, 6])
+    clean = _loss_and_grads(s, t, padding_mask, normalize)
+    dirty_s = [x.detach().masked_fill(padding_mask[..., None], float("nan")).requires_grad_() for x in s]
+    dirty_t = [x.masked_fill(padding_mask[..., None], float("inf")) for x in t]
+    dirty = _loss_and_grads(dirty_s, dirty_t, padding_mask, normalize)
+    for a, b in zip((clean[0], clean[1], *clean[2]), (dirty[0], dirty[1], *dirty[2])):
+        torch.testing.assert_close(a, b, atol=0.0, rtol=0.0)
+
+
+def test_all_rows_padded_gives_zero_loss_with_a_graph():
+    s, t, padding_mask = _gram_inputs([0, 0])
+    layerwise, intra, grads = _loss_and_grads(s, t, padding_mask, "dim")
+    assert layerwise.item() == 0.0 and intra.item() == 0.0 and layerwise.requires_grad
+    assert all(g.abs().sum() == 0 for g in grads)
+
+
+def test_gram_flops_follow_the_valid_frames_and_the_symmetric_blocks(monkeypatch):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lengths, d_s, d_t, layers = [40, 30], 16, 24, 3  # widths large enough for the T x T form
+    s, t, padding_mask = _gram_inputs(lengths, frames=40, widths=(d_s, d_t), layers=layers + 1)
+    monkeypatch.setattr(star_module, "SYMMETRIC_BLOCKS", 2)
+    with FlopCounterMode(display=False) as counter:
+        star_loss(s, t, padding_mask)["loss"].backward()
+    expected = 0
+    for n in lengths:
+        halves = (round(n / 2), n - round(n / 2))
+        lower_pairs = halves[0] ** 2 + halves[1] * halves[0] + halves[1] ** 2  # blocks (1,1), (2,1), (2,2)
+        layerwise = 2 * lower_pairs * (d_s + d_t) + 2 * n * n * d_s  # forward blocks + backward E A
+        intra = 2 * n * n * (d_s + d_t) + 2 * 2 * n * n * d_s  # forward + backward E B and E^T A
+        expected += layers * (layerwise + intra)
+    assert counter.get_total_flops() == expected
