@@ -125,8 +125,8 @@ def _pointwise_then_strided(pointwise: ConvBlock, strided: ConvBlock, x: Tensor)
     at a time, so it never exists whole.
 
     That map is the CNN's widest (ARM/STaR: 256 channels at 3,200 frames per second, 33 MB for 10 s):
-    whole, every pass over it (product, GELU, the strided convolution's read) goes to memory, and a
-    fresh map that large is new pages whose first touch faults. Each output chunk reads its input
+    whole, every pass over it (product, GELU, the strided convolution's read) goes through memory; a
+    chunk stays in the core's cache (ARM's CNN at 1 x 10 s, one thread: 160 -> 118 ms). Each output chunk reads its input
     frames ``[s t0, s (t1 - 1) + k)``; neighbouring chunks share ``k - s`` of them, which are computed
     twice (one frame in 2048 for k = 3, s = 2). Frame by frame the values are those of the two blocks.
     """
