@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from recipe_runs import run_side_by_side
 
 from vision_ssl.bin.pretrain import main as pretrain
 from vision_ssl.config import load_config
@@ -51,13 +52,21 @@ def test_mini_twin_config_matches_full_and_passes_check(name, tmp_path, capsys):
     assert not expdir.exists()  # a dry run writes nothing
 
 
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
+    """The three twin recipes, one seed each, side by side (each is pinned to one thread)."""
+    root = tmp_path_factory.mktemp("twins")
+    commands = {name: ["bash", str(ROOT / "egs" / "mini_digits" / name / "run.sh"), "--exp_root",
+                       str(root / name / "exp"), "--data_root", str(root / name / "digits"), "--seeds", "0"]
+                for name in FULL}
+    return root, run_side_by_side(commands, ENV, root / "logs", timeout=1200)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FULL))
-def test_mini_twin_recipe_end_to_end(name, tmp_path):
-    exp = tmp_path / "exp"
-    proc = subprocess.run(["bash", str(ROOT / "egs" / "mini_digits" / name / "run.sh"), "--exp_root", str(exp),
-                           "--data_root", str(tmp_path / "digits"), "--seeds", "0"],
-                          capture_output=True, text=True, env=ENV, timeout=600)
+def test_mini_twin_recipe_end_to_end(name, twin_runs):
+    root, runs = twin_runs
+    exp, proc = root / name / "exp", runs[name]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     expdir = exp / name
     for n in range(4):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from recipe_runs import run_side_by_side
 
 from vision_ssl.config import load_config
 
@@ -68,11 +69,21 @@ def test_help_lists_recipe_options():
     assert '--conf                   "conf/mixco.yaml"' in proc.stdout and "--seeds" in proc.stdout
 
 
+@pytest.fixture(scope="module")
+def digit_runs(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
+    """The SelfCon and MixCo digit recipes, side by side (each is pinned to one thread)."""
+    root = tmp_path_factory.mktemp("digit_recipes")
+    commands = {method: ["bash", str(ROOT / "egs" / "mini_digits" / method / "run.sh"), "--exp_root",
+                         str(root / method / "exp"), "--data_root", str(root / method / "digits")]
+                for method in ("selfcon", "mixco")}
+    return root, run_side_by_side(commands, ENV, root / "logs", timeout=1500)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["selfcon", "mixco"])
-def test_mini_recipe_end_to_end(tmp_path, method):
-    exp, data = tmp_path / "exp", tmp_path / "digits"
-    proc = _run(f"mini_digits/{method}", "--exp_root", str(exp), "--data_root", str(data))
+def test_mini_recipe_end_to_end(digit_runs, method):
+    root, runs = digit_runs
+    exp, data, proc = root / method / "exp", root / method / "digits", runs[method]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     expdir = exp / method
     for n in range(4):
