@@ -222,11 +222,11 @@ def _gram_squared_errors(s_left: Sequence[Tensor], s_right: Sequence[Tensor], t_
         d_s, d_t = a.shape[-1], c.shape[-1]
         shared = layer[1] is layer[0] and layer[3] is layer[2]
         d_form_macs = (d_s * d_s + d_t * d_t + d_s * d_t) * (1 if shared else 2)
+        c_s, c_t = (d_s, d_t) if normalize == "dim" else (1, 1)
         error = a.new_zeros(())
         t_groups = []
         for group in groups:
             if 2 * d_form_macs < group.size(frames) * (d_s + d_t):
-                c_s, c_t = (d_s, d_t) if normalize == "dim" else (1, 1)
                 with torch.autocast(a.device.type, enabled=False):
                     parts = (group.take(x) for x in (a, b, c, d))
                     error = error + _gram_squared_error_dd(*parts, c_s, c_t, shared).to(dtype)
@@ -259,9 +259,8 @@ class _TGramErrors(torch.autograd.Function):
     transposed, into the upper ones for the backward. The backward is written out: with
     ``k = 2 g / c_S^2``, ``dA = k E B`` and ``dB = k E^T A``, and for a layer-wise Gram the single
     product ``dA = 2 k E A``: one ``T x T x d_S`` product fewer than autograd's, and no elementwise
-    pass over ``E``. Gradients
-    are zero at frames no group keeps. The teacher side (``C``, ``D``) gets no gradient. Autocast
-    is off inside: everything stays in the inputs' (at least float32) dtype.
+    pass over ``E``. Gradients are zero at frames no group keeps. The teacher side (``C``, ``D``) gets
+    no gradient. Autocast is off inside: everything stays in the inputs' (at least float32) dtype.
     """
 
     @staticmethod

@@ -111,8 +111,8 @@ STREAM_CHUNK = 1024
 
 
 def _streams_into(pointwise: ConvBlock, strided: ConvBlock, x: Tensor) -> bool:
-    """Whether ``pointwise`` then ``strided`` may run chunk by chunk on ``x``: CPU inference only
-    (training keeps the whole map for the backward), two un-normalised blocks, the first 1x1."""
+    """Whether ``pointwise`` then ``strided`` may run chunk by chunk on ``x``: on CPU when autograd records
+    nothing (a backward would need the whole map), two un-normalised blocks, the first 1x1."""
     first, second = pointwise.conv, strided.conv
     if x.device.type != "cpu" or any(needs_graph(t) for t in (x, first.weight, second.weight)):
         return False
@@ -126,9 +126,10 @@ def _pointwise_then_strided(pointwise: ConvBlock, strided: ConvBlock, x: Tensor)
 
     That map is the CNN's widest (ARM/STaR: 256 channels at 3,200 frames per second, 33 MB for 10 s):
     whole, every pass over it (product, GELU, the strided convolution's read) goes through memory; a
-    chunk stays in the core's cache (ARM's CNN at 1 x 10 s, one thread: 160 -> 118 ms). Each output chunk reads its input
-    frames ``[s t0, s (t1 - 1) + k)``; neighbouring chunks share ``k - s`` of them, which are computed
-    twice (one frame in 2048 for k = 3, s = 2). Frame by frame the values are those of the two blocks.
+    chunk stays in the core's cache (ARM's CNN at 1 x 10 s, one thread: 160 -> 118 ms). Each output
+    chunk reads its input frames ``[s t0, s (t1 - 1) + k)``; neighbouring chunks share ``k - s`` of
+    them, which are computed twice (one frame in 2048 for k = 3, s = 2). Frame by frame the values
+    are those of the two blocks.
     """
     conv = strided.conv
     kernel, stride = conv.kernel_size[0], conv.stride[0]
