@@ -204,6 +204,29 @@ def test_init_from_teacher_copies_layers(wave_dirs):
     assert torch.equal(task.student.encoder.layers[1].fc1.bias, teacher_layers[3].feed_forward.intermediate_dense.bias)
 
 
+def test_init_from_teacher_copies_only_the_named_parts(wave_dirs):
+    """A student narrower than its teacher (64 vs 128) cannot take its positional convolution, but can take its
+    CNN alone; a part name that does not exist is refused."""
+    overrides = [*_overrides(wave_dirs, "star", "tiny_star"), "init_from_teacher=true", "init_teacher_layers=[]"]
+    with pytest.raises(ValueError, match="pos_conv"):
+        DistillationTask(load_config(None, overrides), teacher=_wide_teacher())
+    wide = _wide_teacher()
+    task = DistillationTask(load_config(None, [*overrides, "init_teacher_parts=[conv]"]), teacher=wide)
+    for ours, theirs in zip(task.student.feature_extractor.conv_layers, wide.model.feature_extractor.conv_layers):
+        assert torch.equal(ours.conv.weight, theirs.conv.weight)
+    with pytest.raises(ValueError, match=r"unknown parts \['layers'\]"):
+        load_config(None, [*overrides, "init_teacher_parts=[conv, layers]"])
+
+
+def _wide_teacher():
+    from audio_compress.teachers import FrozenTeacher, get_config
+    from audio_compress.teachers.configs import model_class_for
+
+    config = get_config("tiny_hubert", hidden_size=128, intermediate_size=256)
+    torch.manual_seed(5)
+    return FrozenTeacher(model_class_for(config)(config))
+
+
 SPEECH_CONFS = sorted([*(ROOT / "egs").glob("mini_speech/*/conf/*.yaml"), *(ROOT / "egs").glob("librispeech/*/conf/*.yaml")])
 
 

@@ -252,5 +252,19 @@ def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
     teacher_conf = json.loads((tmp_path / "exp" / "star_tiny_star" / "teacher" / "config.json").read_text())
     assert (teacher_conf["conv_dim"], teacher_conf["conv_kernel"]) == (list(FILTERBANK_LAYOUT["conv_dim"]),
                                                                 list(FILTERBANK_LAYOUT["conv_kernel"]))
+    assert (teacher_conf["hidden_size"], teacher_conf["intermediate_size"]) == (128, 512)  # the wide teacher
     assert (tmp_path / "exp" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "| fbank |" in (tmp_path / "exp" / "results.md").read_text()
+
+
+def test_benchmark_recipe_refuses_a_missing_student_conf_before_any_stage(tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "confs").mkdir()
+    (tmp_path / "confs" / "star.yaml").write_text("method: star\n")
+    proc = subprocess.run(["bash", str(root / "egs/mini_speech/benchmark/run.sh"), "--workdir", str(tmp_path / "w"),
+                           "--student_confs", str(tmp_path / "confs")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'confs'}/armhubert.yaml is missing" in proc.stderr
+    assert not (tmp_path / "w").exists()  # refused before anything was made

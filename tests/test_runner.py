@@ -179,6 +179,17 @@ def test_changed_config_is_refused_with_the_differing_keys(uninterrupted):
     assert Toy().run(replace(ToyConfig(), trainer=ToyTrainer(devices="auto")), uninterrupted)["steps"] == 18
 
 
+def test_a_field_added_to_the_config_class_at_its_default_is_not_drift(uninterrupted):
+    """A run written before a config field existed followed its default: a newer toolkit reuses the run, and
+    refuses it when the field is set to anything else."""
+    saved = yaml.safe_load((uninterrupted / "config.yaml").read_text())
+    del saved["nan_val_at_epoch"], saved["trainer"]["ckpt_every_n_steps"]
+    (uninterrupted / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert Toy().run(ToyConfig(), uninterrupted) == {"steps": 18, "epochs": 3}
+    with pytest.raises(ConfigDriftError, match=r"nan_val_at_epoch: '<absent>' -> 2"):
+        Toy().run(ToyConfig(nan_val_at_epoch=2), uninterrupted)
+
+
 def test_a_run_that_never_saved_a_checkpoint_takes_a_changed_config(tmp_path):
     rundir = tmp_path / "failed_start"
     rundir.mkdir()

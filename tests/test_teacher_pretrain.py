@@ -11,12 +11,15 @@ import torch
 from conftest import make_wave_data_dir
 from torchaudio.compliance.kaldi import mfcc
 
+from audio_compress.data.dataset import WaveBatch
 from audio_compress.frames import num_frames
 from audio_compress.teachers import load_teacher
 from audio_compress.teachers.pretrain import (
+    ClusterTargets,
     PredictionHead,
     PretrainConfig,
     TeacherPretraining,
+    TeacherPretrainTask,
     cache_key,
     fit_cluster_targets,
     hubert_loss,
@@ -96,13 +99,17 @@ def test_prediction_head_logits_are_cosines_over_temperature():
     assert torch.allclose(logits[0, 0], torch.tensor([10.0, 0.0, -10.0 / math.sqrt(2)]), atol=1e-5)
 
 
-def _config(data: Path, steps: int = 3) -> PretrainConfig:
-    return PretrainConfig.load(None, [
+def _overrides(data: Path, steps: int = 3) -> list[str]:
+    return [
         f"data.train={data}", f"data.dev={data}", "data.num_workers=0", "data.max_batch_samples=64000",
         "targets.num_clusters=4", f"trainer.max_steps={steps}", "trainer.val_every_n_steps=3",
         "trainer.ckpt_every_n_steps=3", "trainer.log_every_n_steps=1", "trainer.precision=32-true",
         "trainer.accelerator=cpu",
-    ])
+    ]
+
+
+def _config(data: Path, steps: int = 3) -> PretrainConfig:
+    return PretrainConfig.load(None, _overrides(data, steps))
 
 
 def test_pretrain_exports_a_loadable_teacher_and_reuses_the_cache(tmp_path, monkeypatch):
@@ -150,3 +157,42 @@ def test_pretraining_resumes_with_its_mask_generators(tmp_path):
     assert set(ckpt["random_state"]["generators"]) == {"_mask_generator", "_val_generator"}
     # more steps on the same run: continues from step 3 with the saved generator states
     assert run.run(_config(data, steps=5), tmp_path / "run", resume="force")["steps"] == 5
+
+
+def test_second_iteration_clusters_the_first_teachers_layer(tmp_path, monkeypatch):
+    """HuBERT's second iteration: the first iteration is the cached one-iteration teacher, and the second one's
+    targets are the k-means ids of the first teacher's hidden state ``targets.layer``."""
+    data = make_wave_data_dir(tmp_path / "data", num_utts=6, seed=0)
+    first = pretrain_teacher(_config(data), tmp_path / "teachers")
+    two = PretrainConfig.load(None, [*_overrides(data), "targets.iterations=2", "targets.layer=1"])
+    # the first iteration of a two-iteration config is the one-iteration run: `layer` is not part of its key
+    assert cache_key(PretrainConfig.load(None, [*_overrides(data), "targets.layer=3"])) == first.parent.name
+    trained = []
+    setup = TeacherPretraining.setup
+    monkeypatch.setattr(TeacherPretraining, "setup",
+                        lambda self, config, rundir: trained.append((self.previous, rundir)) or setup(self, config, rundir))
+    second = pretrain_teacher(two, tmp_path / "teachers")
+    assert trained == [(first, second.parent)] and second.parent.name == cache_key(two) != first.parent.name
+    codebook = ClusterTargets.from_dict(torch.load(second.parent / "kmeans.pt", weights_only=True))
+    assert codebook.centroids.shape == (4, 64)  # the teacher's width, not the 39 MFCC dims
+
+    previous = load_teacher(first)
+    task = TeacherPretrainTask(two, codebook, previous)
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(3)) * 0.1
+    lengths = torch.tensor([8000, 5000])
+    padding = torch.arange(8000)[None] >= lengths[:, None]
+    batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+    targets = task.frame_targets(batch, num_frames(8000))
+    for row, n in enumerate(lengths.tolist()):
+        # each row's targets are those of its utterance alone: the padding of the batch changes nothing
+        alone = previous(wavs[row, :n]).hidden_states[1][0]
+        assert alone.shape == (num_frames(n), 64)
+        assert torch.equal(targets[row, :num_frames(n)], codebook.assign(alone))
+        assert (targets[row, num_frames(n):] == -100).all()
+
+
+@pytest.mark.parametrize("override,message", [("targets.iterations=0", "at least 1"),
+                                              ("targets.layer=5", r"hidden state of mini_hubert \(0 to 4\)")])
+def test_iteration_settings_are_checked_when_the_config_loads(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        PretrainConfig.load(None, [*_overrides(tmp_path), "targets.iterations=2", override])

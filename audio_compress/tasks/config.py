@@ -18,6 +18,8 @@ from compact_ssl.training import TrainerConfig as CoreTrainerConfig
 
 #: names of the distillation methods (:data:`audio_compress.methods.METHODS`)
 METHODS = tuple(_METHOD_REGISTRY)
+#: teacher parts besides its layers that ``init_from_teacher`` can copy (:func:`audio_compress.models.init_student_from_teacher`)
+INIT_PARTS = ("conv", "projection", "pos_conv")
 
 
 @dataclass
@@ -103,6 +105,9 @@ class DistillConfig(YamlConfig):
     init_from_teacher: bool = False
     #: teacher layers (1-based) copied into student layers 1..; None: 1, 2, ... up to the depth
     init_teacher_layers: list[int] | None = None
+    #: the other parts init_from_teacher copies: ``conv`` (the CNN front end), ``projection`` and ``pos_conv``
+    #: (the positional convolution); a student narrower than its teacher can take the CNN only
+    init_teacher_parts: list[str] = field(default_factory=lambda: list(INIT_PARTS))
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -111,6 +116,9 @@ class DistillConfig(YamlConfig):
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        unknown = sorted(set(self.init_teacher_parts) - set(INIT_PARTS))
+        if unknown:
+            raise ValueError(f"init_teacher_parts: unknown parts {unknown}; choose from {list(INIT_PARTS)}")
 
 
 #: module-level names of the loaders (``load_config(path, overrides)`` etc.)

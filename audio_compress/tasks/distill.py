@@ -19,7 +19,7 @@ from audio_compress.data.dataset import WaveBatch
 from audio_compress.methods import get_method
 from audio_compress.models import build_student
 from audio_compress.models.teacher_init import init_student_from_teacher
-from audio_compress.tasks.config import DistillConfig
+from audio_compress.tasks.config import INIT_PARTS, DistillConfig
 from compact_ssl.training import check_finite_loss
 
 
@@ -45,7 +45,8 @@ class DistillationTask(L.LightningModule):
             teacher = load_teacher(config.teacher)
         self.teacher = teacher
         if config.init_from_teacher:
-            report = init_student_from_teacher(self.student, teacher, encoder_layers=config.init_teacher_layers)
+            parts = {part: part in config.init_teacher_parts for part in INIT_PARTS}
+            report = init_student_from_teacher(self.student, teacher, encoder_layers=config.init_teacher_layers, **parts)
             print(
                 f"Initialised {len(report['copied'])} student tensors from the teacher; "
                 f"not initialised: {report['student_not_initialised']}; "

@@ -34,6 +34,7 @@ import inspect
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ RESUME_MODES = ("auto", "never", "force")
 #: ``--resume true/false`` of earlier versions.
 _LEGACY_RESUME = {"true": "auto", "false": "never"}
 CONFIG = "config.yaml"
+#: a key the config class does not have
+_MISSING = object()
 CHANGES = "config_changes.yaml"
 LOCK = "run.lock"
 ARCHIVE = "archive"
@@ -112,6 +115,9 @@ class Experiment(abc.ABC):
     run_outputs: tuple[str, ...] = ()
     #: text of ``--help`` (default: the docstring of the module defining the experiment)
     description: str = ""
+    #: the module holds frozen submodules that stay in eval mode on purpose (a frozen encoder, a previous
+    #: model giving targets): Lightning's warning about eval-mode modules at the start of fit is not shown
+    frozen_eval_modules: bool = False
 
     # ------------------------------------------------------------------ to implement
     @abc.abstractmethod
@@ -211,7 +217,10 @@ class Experiment(abc.ABC):
                                 lr_interval=setup.lr_interval, **setup.trainer_kwargs)
         if ckpt_path:
             print(f"Resuming from {ckpt_path}")
-        trainer.fit(setup.module, datamodule=setup.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with warnings.catch_warnings():
+            if self.frozen_eval_modules:
+                warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
+            trainer.fit(setup.module, datamodule=setup.datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         summary = self.summarize(config, setup, trainer, rundir)
         if trainer.global_rank == 0:
             self.export(config, setup, trainer, rundir, summary)
@@ -226,8 +235,26 @@ class Experiment(abc.ABC):
             return {"<config.yaml>": ("missing: the run's config is unknown", "the config of this run")}
         old = yaml.safe_load(saved.read_text()) or {}
         changes = config_diff(old, config_to_dict(config))
+        added = self._added_at_default(changes)
         return {k: v for k, v in changes.items()
-                if not any(k == key or k.startswith(key + ".") for key in self.volatile_keys)}
+                if k not in added and not any(k == key or k.startswith(key + ".") for key in self.volatile_keys)}
+
+    def _added_at_default(self, changes: dict[str, tuple[Any, Any]]) -> set[str]:
+        """Keys absent from the saved config whose new value is the config class's default: fields added to the
+        class after the run was written, which a run written before them already followed (a newer toolkit
+        must not refuse an older finished run for them)."""
+        try:
+            defaults = config_to_dict(self.config_class())
+        except TypeError:  # a config class without defaults for every field: no key can be told apart
+            return set()
+        added = set()
+        for key, (old, new) in changes.items():
+            node: Any = defaults
+            for part in key.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if old == "<absent>" and node is not _MISSING and node == new:
+                added.add(key)
+        return added
 
     def _drift_message(self, rundir: Path, changes: dict[str, tuple[Any, Any]]) -> str:
         lines = [f"  {key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]

@@ -19,7 +19,6 @@ baseline's ``result.json`` also holds the same weighted-kNN top-1 (``knn_top1``)
 from __future__ import annotations
 
 import argparse
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +36,7 @@ class LinearEvaluation(Experiment):
     """A linear probe of the encoder pretrained in the seed folder; runs in ``seed<N>/linear/``."""
 
     config_class = ExperimentConfig
+    frozen_eval_modules = True  # the frozen encoder
     seed_key = "seed"
     done_name = "result.json"
     subdir = "linear"
@@ -66,11 +66,6 @@ class LinearEvaluation(Experiment):
         parser.add_argument("--baseline", choices=BASELINES, default=None,
                             help="probe this trivial baseline instead (results in <expdir>/baselines/<kind>/)")
         return parser
-
-    def run(self, *args, **kwargs) -> dict:
-        with warnings.catch_warnings():  # the frozen encoder is in eval mode on purpose
-            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
-            return super().run(*args, **kwargs)
 
     def summarize(self, config: ExperimentConfig, setup: Setup, trainer, rundir: Path) -> dict:
         probe = setup.module

@@ -1,4 +1,4 @@
-"""Configuration of a mini teacher pretraining run (HuBERT's first iteration), read from YAML.
+"""Configuration of a mini teacher pretraining run (HuBERT's iterations), read from YAML.
 
 Data, optimiser and trainer sections are the distillation ones (:mod:`audio_compress.tasks.config`),
 so a pretraining YAML reads like a distillation YAML (``egs/mini_speech/conf/pretrain_teacher.yaml``).
@@ -17,10 +17,14 @@ from compact_ssl.config import YamlConfig
 
 @dataclass
 class TargetConfig:
-    """k-means over standardised 39-dim MFCC frames (:mod:`audio_compress.teachers.pretrain.targets`)."""
+    """k-means targets (:mod:`audio_compress.teachers.pretrain.targets`): HuBERT's first iteration clusters
+    standardised 39-dim MFCC frames; every later iteration trains a fresh model on the clusters of the hidden
+    states ``layer`` of the previous iteration's model (HuBERT Base's second iteration: layer 6 of 12)."""
 
     num_clusters: int = 64
     max_frames: int | None = 200_000  #: k-means is fitted on at most this many training frames (seeded subset)
+    iterations: int = 1  #: HuBERT iterations, each ``trainer.max_steps`` long; the result is the last one's model
+    layer: int = 2  #: hidden state (0: the Transformer's input, i: layer i's output) clustered for the next iteration
 
 
 @dataclass
@@ -65,3 +69,8 @@ class PretrainConfig(YamlConfig):
             raise ValueError(err.args[0]) from err
         if self.frontend == "filterbank":
             check_filterbank_layout(hf_config)
+        if self.targets.iterations < 1:
+            raise ValueError(f"targets.iterations must be at least 1, got {self.targets.iterations}")
+        if self.targets.iterations > 1 and not 0 <= self.targets.layer <= hf_config.num_hidden_layers:
+            raise ValueError(f"targets.layer must be a hidden state of {self.architecture} (0 to "
+                             f"{hf_config.num_hidden_layers}), got {self.targets.layer}")

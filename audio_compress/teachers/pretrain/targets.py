@@ -1,11 +1,13 @@
-"""Frame targets of the first HuBERT iteration: k-means cluster ids of MFCC frames.
+"""Frame targets of HuBERT's iterations: k-means cluster ids of MFCC frames (the first iteration) or of
+a hidden state of the previous iteration's model (every later one).
 
 MFCCs are Kaldi-style (``torchaudio.compliance.kaldi.mfcc``: 25 ms window, 10 ms shift, 13
 coefficients, ``snip_edges``) with first and second deltas: 39 dims at 100 Hz. MFCC frame ``j``
 covers samples ``[160 j, 160 j + 400)``, so MFCC frame ``2 t`` covers exactly the 400-sample
 receptive field of the model's frame ``t`` (``[320 t, 320 t + 400)``): the 20 ms model frames take
 every second MFCC frame, computed with the deltas of the full 100 Hz sequence. That index always
-exists: ``2 (num_frames(L) - 1) <= (L - 400) / 160``.
+exists: ``2 (num_frames(L) - 1) <= (L - 400) / 160``. A previous model's hidden states share the
+model's frames by construction.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torchaudio.functional import compute_deltas
 from tqdm import tqdm
 
 from audio_compress.frames import HOP, SAMPLE_RATE, num_frames
+from audio_compress.teachers.teacher import FrozenTeacher
 
 #: MFCC frame shift in samples (10 ms): two MFCC frames per model frame.
 MFCC_SHIFT = HOP // 2
@@ -42,11 +45,17 @@ def mfcc_frames(wav: Tensor) -> Tensor:
     return feats[0 : 2 * frames : 2]
 
 
+def layer_frames(teacher: FrozenTeacher, wav: Tensor, layer: int) -> Tensor:
+    """``(T, D)`` hidden state ``layer`` of ``teacher`` on a 1-D waveform, run alone: in a padded batch a
+    group-normed CNN would count the padding in its statistics, and the targets would depend on the batch."""
+    return teacher(wav[None]).hidden_states[layer][0]
+
+
 @dataclass
 class ClusterTargets:
-    """Fitted k-means codebook over standardised MFCC frames.
+    """Fitted k-means codebook over standardised frames (MFCC or a model's hidden states).
 
-    ``mean`` and ``std`` (39,) standardise a frame; ``centroids`` (K, 39) live in the standardised space.
+    ``mean`` and ``std`` (D,) standardise a frame; ``centroids`` (K, D) live in the standardised space.
     """
 
     mean: Tensor
@@ -58,7 +67,7 @@ class ClusterTargets:
         return int(self.centroids.shape[0])
 
     def assign(self, features: Tensor) -> Tensor:
-        """Nearest centroid (Euclidean) of every row of ``features`` ``(N, 39)``: ``(N,)`` long."""
+        """Nearest centroid (Euclidean) of every row of ``features`` ``(N, D)``: ``(N,)`` long."""
         z = (features - self.mean) / self.std
         return torch.cdist(z.double(), self.centroids.double()).argmin(dim=1)
 
@@ -89,7 +98,13 @@ def fit_cluster_targets(features: Tensor, num_clusters: int, seed: int, max_fram
     return ClusterTargets(mean.float(), std.float(), torch.from_numpy(np.asarray(kmeans.cluster_centers_)).float())
 
 
-def corpus_features(wavs: Iterable[Tensor], total: int | None = None) -> Tensor:
-    """All model-rate MFCC frames of ``wavs``, concatenated ``(N, 39)`` (with a progress bar)."""
-    rows = [mfcc_frames(w) for w in tqdm(wavs, total=total, desc="MFCC frames", unit="utt", leave=False)]
-    return torch.cat(rows) if rows else torch.zeros(0, MFCC_DIM)
+def corpus_features(wavs: Iterable[Tensor], total: int | None = None, teacher: FrozenTeacher | None = None,
+                    layer: int = 0) -> Tensor:
+    """All model-rate frames of ``wavs``, concatenated ``(N, D)`` (with a progress bar): MFCC frames (39 dims), or
+    hidden state ``layer`` of ``teacher`` when one is given."""
+    if teacher is None:
+        rows = [mfcc_frames(w) for w in tqdm(wavs, total=total, desc="MFCC frames", unit="utt", leave=False)]
+        return torch.cat(rows) if rows else torch.zeros(0, MFCC_DIM)
+    bar = tqdm(wavs, total=total, desc=f"layer {layer} frames", unit="utt", leave=False)
+    rows = [layer_frames(teacher, w, layer) for w in bar]
+    return torch.cat(rows) if rows else torch.zeros(0, teacher.hidden_size)

@@ -1,7 +1,7 @@
 """Lightning module of HuBERT-style masked prediction on a transformers ``HubertModel``.
 
-Targets are computed per batch from the waveforms (MFCC frames -> nearest k-means centroid, a few
-milliseconds per utterance), so nothing but the codebook is stored.
+Targets are computed per batch from the waveforms (MFCC frames, or the previous iteration's hidden states,
+-> nearest k-means centroid, a few milliseconds per utterance), so nothing but the codebook is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from audio_compress.teachers.configs import get_config, model_class_for
 from audio_compress.teachers.filterbank import init_filterbank_frontend
 from audio_compress.teachers.pretrain.config import PretrainConfig
 from audio_compress.teachers.pretrain.head import PredictionHead, hubert_loss
-from audio_compress.teachers.pretrain.targets import ClusterTargets, mfcc_frames
+from audio_compress.teachers.pretrain.targets import ClusterTargets, layer_frames, mfcc_frames
+from audio_compress.teachers.teacher import FrozenTeacher
 from compact_ssl.training import check_finite_loss
 
 #: ``targets`` value of padded frames
@@ -26,9 +27,13 @@ IGNORE = -100
 
 
 class TeacherPretrainTask(L.LightningModule):
-    """Encoder (``model``), prediction head and the k-means codebook (buffers, so checkpoints hold it)."""
+    """Encoder (``model``), prediction head and the k-means codebook (buffers, so checkpoints hold it).
 
-    def __init__(self, config: PretrainConfig, codebook: ClusterTargets):
+    ``previous``: the previous HuBERT iteration's model, whose hidden state ``config.targets.layer`` the codebook
+    clusters (frozen; a submodule, so checkpoints hold it too); ``None`` in the first iteration (MFCC targets).
+    """
+
+    def __init__(self, config: PretrainConfig, codebook: ClusterTargets, previous: FrozenTeacher | None = None):
         super().__init__()
         self.config = config
         self.save_hyperparameters({"config": config.to_dict()})
@@ -41,6 +46,7 @@ class TeacherPretrainTask(L.LightningModule):
             # encoder's flag that marks the wave as requiring grad in training, without which autograd still
             # records the frozen front end and its backward runs for a gradient nobody reads
             self.model.feature_extractor._freeze_parameters()
+        self.previous = previous
         self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
         for name, value in codebook.to_dict().items():
             self.register_buffer(f"codebook_{name}", value.clone())
@@ -55,12 +61,14 @@ class TeacherPretrainTask(L.LightningModule):
 
     def frame_targets(self, batch: WaveBatch, frames: int) -> Tensor:
         """``(B, T)`` cluster ids of every valid frame, :data:`IGNORE` at padded ones."""
-        targets = torch.full((len(batch), frames), IGNORE, dtype=torch.long)
+        targets = torch.full((len(batch), frames), IGNORE, dtype=torch.long, device=batch.wavs.device)
         codebook = self.codebook
         for row, length in enumerate(batch.lengths.tolist()):
-            feats = mfcc_frames(batch.wavs[row, :length].cpu())
-            targets[row, : feats.shape[0]] = codebook.assign(feats.to(self.codebook_mean.device)).cpu()
-        return targets.to(batch.wavs.device)
+            wav = batch.wavs[row, :length]
+            feats = (layer_frames(self.previous, wav, self.config.targets.layer) if self.previous is not None
+                     else mfcc_frames(wav.cpu()))
+            targets[row, : feats.shape[0]] = codebook.assign(feats.to(self.codebook_mean.device)).to(targets.device)
+        return targets
 
     def compute_loss(self, batch: WaveBatch, generator: torch.Generator) -> dict[str, Tensor]:
         frames = num_frames(batch.wavs.shape[1])
