@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from audio_compress.bin import mini_benchmark
+from audio_compress.superb import benchmark as benchmark_module
 from audio_compress.superb.benchmark import TASKS, beats, render_markdown, retention, run_probes, summarise
 from audio_compress.superb.commands import parse_upstream
 from audio_compress.superb.probe import (
@@ -205,6 +206,24 @@ def test_cli_checks_its_inputs(tone_corpus, tmp_path, capsys):
     assert mini_benchmark.main(["--data", str(broken), "--out", str(tmp_path / "o"), "--upstream", *refs]) == 1
     assert "test_mini: no utt2intent; the test split" in capsys.readouterr().err
     assert not (tmp_path / "o" / "features").exists()
+
+
+def test_probes_only_keeps_the_rows_probes_for_the_full_call(tone_corpus, tmp_path, capsys, monkeypatch):
+    """A recipe trains the reference rows' probes early (--probes_only: no table, no other rows needed); the full
+    call then finds them and trains only the others."""
+    base = ["--data", str(tone_corpus), "--out", str(tmp_path), "--seeds", "1", "--set", "epochs=2", "--set", "pr_epochs=2"]
+    assert mini_benchmark.main([*base, "--upstream", "fbank", "--probes_only"]) == 0
+    assert f"Probes of fbank (1 seeds) in {tmp_path / 'probes'}" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in (tmp_path / "probes" / "fbank").rglob("seed1.json")) == sorted(TASKS)
+    assert not (tmp_path / "results.json").exists()
+    fitted = []
+    real_fit = benchmark_module.fit_probe
+    monkeypatch.setattr(benchmark_module, "fit_probe", lambda task, *a, **k: fitted.append(task) or real_fit(task, *a, **k))
+    refs = ["fbank", "teacher_random:ssl_teacher_local=tiny_hubert", "teacher:ssl_teacher_local=tiny_wavlm"]
+    assert mini_benchmark.main([*base, "--upstream", *refs]) == 0
+    assert len(fitted) == 2 * len(TASKS)  # the two teacher rows only
+    assert json.loads((tmp_path / "results.json").read_text())["rows"]["fbank"]["ks"]["values"] == [
+        json.loads((tmp_path / "probes" / "fbank" / "ks" / "seed1.json").read_text())["test"]]
 
 
 def test_cli_writes_json_md_png(tone_corpus, tmp_path):

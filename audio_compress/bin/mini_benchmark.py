@@ -10,6 +10,8 @@ split through its s3prl entry and its hidden states are cached in ``DIR/features
 probe writes ``DIR/probes/<row>/<task>/seed<N>.json`` and is reused by a rerun. Writes
 ``DIR/results.{json,md,png}`` (contract in :mod:`audio_compress.superb.benchmark`) and prints the table.
 Probe settings (``--set KEY=VALUE``): the fields of :class:`audio_compress.superb.probe.ProbeConfig`.
+``--probes_only`` trains and keeps the probes of the given rows and writes no table (any rows: a recipe
+runs the reference rows' probes while its teacher trains, and the full call later reuses them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder of features/, probes/ and results.{json,md,png}")
     p.add_argument("--nj", type=int, default=1, help="probes trained in parallel (one thread each)")
     p.add_argument("--title", default="Mini speech benchmark")
+    p.add_argument("--probes_only", action="store_true",
+                   help="only train (or find) the probes of these rows: no table, no reference rows needed")
     add_override_argument(p, example="epochs=10")
     args = p.parse_args(argv)
     try:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             if spec.label in rows:
                 raise ValueError(f"row {spec.label} is given twice")
             rows[spec.label] = spec
-        missing = [r for r in (*REFERENCE_ROWS, *args.students) if r not in rows]
+        missing = [r for r in (*REFERENCE_ROWS, *args.students) if r not in rows and not args.probes_only]
         if missing:
             raise ValueError(f"rows {missing} are needed (the reference rows {list(REFERENCE_ROWS)} and every "
                              "student); name them with --upstream row:entry[=checkpoint]")
@@ -53,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         check_data_dirs(dirs)
         chance = chance_levels(dirs)
         values = run_probes(rows, dirs, args.seeds, args.out, config, nj=args.nj)
+        if args.probes_only:
+            print(f"Probes of {', '.join(rows)} ({len(args.seeds)} seeds) in {Path(args.out) / 'probes'}")
+            return 0
         result = summarise(values, args.students, chance)
     except (FileNotFoundError, ConfigError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)

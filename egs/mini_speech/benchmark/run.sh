@@ -7,11 +7,15 @@
 # students over several downstream seeds -> <workdir>/exp/results.{md,json,png}. CPU. Options: bash run.sh --help
 #
 # Stages:
-#   0: students    the three mini recipes, stages 0-5, into this folder (corpus, data, teacher, student), each
-#                  with conf/<method>.yaml here (the student starts from the teacher's front end)
-#   1: reference   the randomly initialised teacher (same architecture) as a transformers folder
-#   2: benchmark   features of every row (exp/features), every probe (exp/probes/<row>/<task>/seed<N>.json),
-#                  then exp/results.{md,json,png} (chance, mean ± std over seeds, retention, checks)
+#   0: data        the synthesized corpus and its Kaldi data dirs (the first method's recipe, stages 0-1)
+#   1: students    the randomly initialised teacher (same architecture) as a transformers folder; then side by
+#                  side, one thread each: the probes of the reference rows fbank and teacher_random (they need
+#                  the data only; exp/logs/reference_probes.log) and the three mini recipes, stages 2-5
+#                  (pretrained teacher, student), each with conf/<method>.yaml here (the student starts from
+#                  the teacher's front end)
+#   2: benchmark   features of the other rows (exp/features), their probes (exp/probes/<row>/<task>/seed<N>.json;
+#                  the reference rows' are found), then exp/results.{md,json,png} (chance, mean ± std over
+#                  seeds, retention, checks)
 set -euo pipefail
 _here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -48,35 +52,59 @@ declare -A students=([star]=tiny_star [armhubert]=tiny_arm [distilhubert]=tiny_d
 first="${methods%% *}"
 teacher_dir="${expdir}/${first}_${students[${first}]}/teacher"
 
-students_stage() {
-  local m from=0
-  for m in ${methods}; do
-    # the corpus, data and pretrained teacher are made once (the later recipes reuse them)
-    bash "../${m}/run.sh" --stage "${from}" --stop_stage 5 --corpus_root "${_w}/corpus" --datadir "${_w}/data" \
-      --exp_root "${expdir}" --dumpdir "${_w}/dump" --conf "${_student_confs}/${m}.yaml" --teacher pretrain \
-      --teacher_cache "${expdir}/teachers" \
-      --teacher_conf "${_teacher_conf}" --corpus_args "${corpus_args}" --teacher_args "${teacher_args}" \
-      --train_args "${train_args}"
-    from=2
-  done
+references=(fbank "teacher_random:ssl_teacher_local=${expdir}/teacher_random")
+refs_log="${expdir}/logs/reference_probes.log"
+
+# method_recipe M FROM TO: the mini recipe of method M, stages FROM..TO, in this benchmark's folders
+method_recipe() {
+  bash "../$1/run.sh" --stage "$2" --stop_stage "$3" --corpus_root "${_w}/corpus" --datadir "${_w}/data" \
+    --exp_root "${expdir}" --dumpdir "${_w}/dump" --conf "${_student_confs}/$1.yaml" --teacher pretrain \
+    --teacher_cache "${expdir}/teachers" \
+    --teacher_conf "${_teacher_conf}" --corpus_args "${corpus_args}" --teacher_args "${teacher_args}" \
+    --train_args "${train_args}"
 }
 
-reference_stage() {
-  local arch
+# probes ARGS...: audio_compress.bin.mini_benchmark on this benchmark's data, seeds and probe settings
+probes() {
+  # shellcheck disable=SC2086
+  python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --seeds ${seeds} --out "${expdir}" ${probe_args} "$@"
+}
+
+data_stage() {
+  method_recipe "${first}" 0 1
+}
+
+students_stage() {
+  local m arch refs
   arch="$(python -m audio_compress.bin.pretrain_teacher --config "${_teacher_conf}" --cache_root "${expdir}/teachers" --check)"
   python -m audio_compress.bin.prepare_teacher --teacher "${arch}" --seed 0 --out "${expdir}/teacher_random" \
     --check_data "${_w}/data/dev_mini"
+  # the reference rows need the data only: their probes train on one core while the teacher and the students
+  # train on the other (one thread each: the small models gain little from a second thread, and two
+  # processes of two threads on two cores slow each other down)
+  OMP_NUM_THREADS=1 probes --upstream "${references[@]}" --nj 1 --probes_only > "${refs_log}" 2>&1 &
+  refs=$!
+  trap 'kill "${refs}" 2>/dev/null || true' EXIT
+  for m in ${methods}; do
+    # the first recipe pretrains the teacher, the later ones find it in the cache
+    OMP_NUM_THREADS=1 method_recipe "${m}" 2 5
+  done
+  if ! wait "${refs}"; then
+    echo "ERROR: the probes of ${references[*]%%:*} failed; their log, ${refs_log}, ends with:" >&2
+    tail -n 20 "${refs_log}" >&2
+    return 1
+  fi
+  echo "probes of ${references[*]%%:*}: ${refs_log}"
 }
 
 benchmark_stage() {
-  local m ups=(fbank "teacher_random:ssl_teacher_local=${expdir}/teacher_random" "teacher:ssl_teacher_local=${teacher_dir}")
+  local m ups=("${references[@]}" "teacher:ssl_teacher_local=${teacher_dir}")
   for m in ${methods}; do ups+=("${m}:${m}_local=${expdir}/${m}_${students[${m}]}/student.pt"); done
   # shellcheck disable=SC2086
-  python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --upstream "${ups[@]}" --students ${methods} \
-    --seeds ${seeds} --nj "${probe_nj}" --out "${expdir}" ${probe_args}
+  probes --upstream "${ups[@]}" --students ${methods} --nj "${probe_nj}"
 }
 
-run_stage 0 "students (${methods}) from the pretrained mini teacher" students_stage
-run_stage 1 "random teacher -> ${expdir}/teacher_random" reference_stage
+run_stage 0 "corpus and data -> ${_w}/{corpus,data}" data_stage
+run_stage 1 "random teacher, pretrained teacher and students (${methods}); fbank and random-teacher probes beside them" students_stage
 run_stage 2 "mini SUPERB probes, seeds ${seeds} -> ${expdir}/results.{md,json,png}" benchmark_stage
 finish_recipe
