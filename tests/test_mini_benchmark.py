@@ -287,3 +287,26 @@ def test_benchmark_recipe_refuses_a_missing_student_conf_before_any_stage(tmp_pa
     assert proc.returncode == 1
     assert f"{tmp_path / 'confs'}/armhubert.yaml is missing" in proc.stderr
     assert not (tmp_path / "w").exists()  # refused before anything was made
+
+
+@pytest.mark.slow
+def test_benchmark_stage_1_failure_stops_the_reference_probes_and_keeps_the_data(tmp_path):
+    """Fault injected in stage 1: the students' recipe refuses its training overrides while the reference rows'
+    probes (made endless) train beside it. The recipe fails naming the stage, the background probes are killed
+    with it, and stage 0's corpus and data stay for the resumed run."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = ["bash", str(root / "egs/mini_speech/benchmark/run.sh"), "--workdir", str(tmp_path),
+           "--corpus_args", "--preset rich --num_speakers 4 --utts_per_speaker 30,10,10",
+           "--train_args", "trainer.max_steps=many", "--probe_args", "--set epochs=100000 --set pr_epochs=100000"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    try:
+        assert proc.returncode != 0
+        assert "Stage 1 FAILED" in proc.stderr and "trainer.max_steps" in proc.stdout + proc.stderr
+        assert (tmp_path / "data" / "train" / "wav.scp").is_file() and any((tmp_path / "corpus").iterdir())
+        assert (tmp_path / "exp" / "logs" / "reference_probes.log").is_file()
+        left = subprocess.run(["pgrep", "-f", f"mini_benchmark --data {tmp_path}/data"], capture_output=True, text=True)
+        assert left.stdout == ""  # the endless probes went with the failed stage
+    finally:
+        subprocess.run(["pkill", "-f", f"mini_benchmark --data {tmp_path}/data"])

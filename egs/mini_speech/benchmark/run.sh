@@ -84,7 +84,8 @@ students_stage() {
   # processes of two threads on two cores slow each other down)
   OMP_NUM_THREADS=1 probes --upstream "${references[@]}" --nj 1 --probes_only > "${refs_log}" 2>&1 &
   refs=$!
-  trap 'kill "${refs}" 2>/dev/null || true' EXIT
+  # shellcheck disable=SC2064
+  trap "kill ${refs} 2>/dev/null || true" EXIT  # the stage's subshell ends: so do the probes (pid expanded now)
   for m in ${methods}; do
     # the first recipe pretrains the teacher, the later ones find it in the cache
     OMP_NUM_THREADS=1 method_recipe "${m}" 2 5
@@ -94,6 +95,7 @@ students_stage() {
     tail -n 20 "${refs_log}" >&2
     return 1
   fi
+  trap - EXIT
   echo "probes of ${references[*]%%:*}: ${refs_log}"
 }
 
