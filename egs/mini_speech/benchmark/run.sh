@@ -64,11 +64,12 @@ method_recipe() {
     --train_args "${train_args}"
 }
 
-# probes ARGS...: audio_compress.bin.mini_benchmark on this benchmark's data, seeds and probe settings
-probes() {
-  # shellcheck disable=SC2086
-  python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --seeds ${seeds} --out "${expdir}" ${probe_args} "$@"
-}
+# audio_compress.bin.mini_benchmark on this benchmark's data, seeds and probe settings (an array, not a function:
+# started in the background it is then the process itself, which the stage can stop)
+read -ra _seeds <<< "${seeds}"
+read -ra _probe_args <<< "${probe_args}"
+probes=(python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --seeds "${_seeds[@]}" --out "${expdir}"
+        ${_probe_args[@]+"${_probe_args[@]}"})
 
 data_stage() {
   method_recipe "${first}" 0 1
@@ -82,7 +83,7 @@ students_stage() {
   # the reference rows need the data only: their probes train on one core while the teacher and the students
   # train on the other (one thread each: the small models gain little from a second thread, and two
   # processes of two threads on two cores slow each other down)
-  OMP_NUM_THREADS=1 probes --upstream "${references[@]}" --nj 1 --probes_only > "${refs_log}" 2>&1 &
+  OMP_NUM_THREADS=1 "${probes[@]}" --upstream "${references[@]}" --nj 1 --probes_only > "${refs_log}" 2>&1 &
   refs=$!
   # shellcheck disable=SC2064
   trap "kill ${refs} 2>/dev/null || true" EXIT  # the stage's subshell ends: so do the probes (pid expanded now)
@@ -103,7 +104,7 @@ benchmark_stage() {
   local m ups=("${references[@]}" "teacher:ssl_teacher_local=${teacher_dir}")
   for m in ${methods}; do ups+=("${m}:${m}_local=${expdir}/${m}_${students[${m}]}/student.pt"); done
   # shellcheck disable=SC2086
-  probes --upstream "${ups[@]}" --students ${methods} --nj "${probe_nj}"
+  "${probes[@]}" --upstream "${ups[@]}" --students ${methods} --nj "${probe_nj}"
 }
 
 run_stage 0 "corpus and data -> ${_w}/{corpus,data}" data_stage
