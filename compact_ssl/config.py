@@ -270,15 +270,19 @@ class YamlConfig:
         return dataclasses.asdict(self)
 
 
+#: what :func:`config_diff` reports on the side where a key is missing
+ABSENT = "<absent>"
+
+
 def config_diff(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two plain config mappings: ``{"a.b": (old, new)}``.
 
-    A key present on one side only is reported with ``<absent>`` on the other.
+    A key present on one side only is reported with :data:`ABSENT` on the other.
     """
     out: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(old) | set(new), key=str):
         name = f"{prefix}{key}"
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        a, b = old.get(key, ABSENT), new.get(key, ABSENT)
         if isinstance(a, dict) and isinstance(b, dict):
             out.update(config_diff(a, b, f"{name}."))
         elif a != b:

@@ -48,6 +48,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from compact_ssl.config import (
+    ABSENT,
     ConfigError,
     add_override_argument,
     config_diff,
@@ -252,7 +253,7 @@ class Experiment(abc.ABC):
             node: Any = defaults
             for part in key.split("."):
                 node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-            if old == "<absent>" and node is not _MISSING and node == new:
+            if old == ABSENT and node is not _MISSING and node == new:
                 added.add(key)
         return added
 
