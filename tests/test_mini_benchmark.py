@@ -276,7 +276,7 @@ def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
     assert "| fbank |" in (tmp_path / "exp" / "results.md").read_text()
 
 
-def test_benchmark_recipe_refuses_a_missing_student_conf_before_any_stage(tmp_path):
+def test_benchmark_recipe_refuses_missing_confs_before_any_stage(tmp_path):
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -287,6 +287,10 @@ def test_benchmark_recipe_refuses_a_missing_student_conf_before_any_stage(tmp_pa
     assert proc.returncode == 1
     assert f"{tmp_path / 'confs'}/armhubert.yaml is missing" in proc.stderr
     assert not (tmp_path / "w").exists()  # refused before anything was made
+    proc = subprocess.run(["bash", str(root / "egs/mini_speech/benchmark/run.sh"), "--workdir", str(tmp_path / "w"),
+                           "--teacher_conf", "nope/x.yaml"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "--teacher_conf nope/x.yaml is missing" in proc.stderr
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.slow

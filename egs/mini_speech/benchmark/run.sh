@@ -36,6 +36,10 @@ probe_nj=2               # probes trained in parallel (one thread each)
 cd "${_here}"
 . ../../../recipes/setup.sh
 
+if [ ! -f "${teacher_conf}" ]; then
+  echo "ERROR: --teacher_conf ${teacher_conf} is missing (relative paths start at ${_here}): give a pretraining YAML." >&2
+  exit 1
+fi
 for m in ${methods}; do
   if [ ! -f "${student_confs}/${m}.yaml" ]; then
     echo "ERROR: ${student_confs}/${m}.yaml is missing: --student_confs needs a distillation YAML per method (${methods})." >&2
