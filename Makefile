@@ -26,13 +26,19 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# pytest over every core (pytest-xdist), a test file per worker at a time (a file's fixtures are built once),
+# one thread per process: most slow tests are recipes whose time is Python start-up and tiny models, and
+# OpenMP threads of processes side by side on two cores slow each other down many times over (measured: the
+# DiffBlender fault test takes 54 s alone and 416 s beside a one-thread training run).
+PYTEST := OMP_NUM_THREADS=1 $(VPY) -m pytest -q -n auto --dist loadfile
+
 # The lint, then the whole suite, integration runs of the mini recipes and the 2-process DDP test included.
 test: lint
-	$(VPY) -m pytest -q
+	$(PYTEST)
 
 # Unit tests only (skips tests marked slow).
 test-fast: lint
-	$(VPY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Optional real test data (FSDD, Omniglot, ICBHI and LibriSpeech samples, about 36 MB) into .test-data/, every
 # file checked against the sha256 in tools/test_data.json; reruns skip what is in place. Needs only python3.
