@@ -1,7 +1,8 @@
 """Mini recipes run side by side, for the slow tests whose recipes are pinned to one thread.
 
-The digit recipes run with ``OMP_NUM_THREADS=1``: one at a time, they leave the second of CI's two
-cores idle. :func:`run_side_by_side` starts several at once and waits for all of them.
+The digit recipes run with ``OMP_NUM_THREADS=1``: one at a time, they leave a core idle whenever their test
+runs alone (plain ``pytest``, or the last file of ``make test``'s per-core workers). :func:`run_side_by_side`
+starts several at once and waits for all of them.
 """
 
 from __future__ import annotations
