@@ -41,6 +41,19 @@ def test_mfcc_frames_align_with_model_frames():
     assert mfcc_frames(torch.zeros(399)).shape == (0, 39)
 
 
+def test_mfcc_cmvn_removes_a_fixed_gain():
+    gen = torch.Generator().manual_seed(3)
+    wav = torch.randn(16000, generator=gen) * 0.1
+    # a gain of 20 dB adds a constant to every log mel band, i.e. to c0 of every frame (the DCT of a constant)
+    plain, louder = mfcc_frames(wav), mfcc_frames(wav * 10.0)
+    assert (louder[:, 0] - plain[:, 0]).std() < 1e-2 and (louder[:, 0] - plain[:, 0]).mean() > 1.0
+    assert torch.allclose(mfcc_frames(wav * 10.0, cmvn=True), mfcc_frames(wav, cmvn=True), atol=1e-3)
+    # every dimension has zero mean and unit variance over the utterance's 100 Hz frames (every second one kept)
+    normalised = mfcc_frames(wav, cmvn=True)
+    assert normalised.shape == (49, 39)
+    assert normalised.mean(dim=0).abs().max() < 0.2 and (normalised.std(dim=0) - 1).abs().max() < 0.2
+
+
 def test_kmeans_targets_recover_separated_clusters():
     gen = torch.Generator().manual_seed(1)
     centres = torch.tensor([[0.0] * 39, [10.0] * 39, [-10.0] + [5.0] * 38])

@@ -11,6 +11,7 @@ from typing import Literal
 
 from audio_compress.tasks.config import DataConfig, OptimConfig, TrainerConfig
 from audio_compress.teachers.configs import get_config
+from audio_compress.teachers.context import check_delta_layout
 from audio_compress.teachers.filterbank import check_filterbank_layout
 from compact_ssl.config import YamlConfig
 
@@ -24,6 +25,9 @@ class TargetConfig:
     num_clusters: int = 64
     max_frames: int | None = 200_000  #: k-means is fitted on at most this many training frames (seeded subset)
     iterations: int = 1  #: HuBERT iterations, each ``trainer.max_steps`` long; the result is the last one's model
+    #: per-utterance mean and variance normalisation of the first iteration's MFCC frames (Kaldi's
+    #: ``apply-cmvn``): the clusters then follow the phones rather than each recording's channel and loudness
+    cmvn: bool = False
     layer: int = 2  #: hidden state (0: the Transformer's input, i: layer i's output) clustered for the next iteration
 
 
@@ -48,6 +52,9 @@ class PretrainConfig(YamlConfig):
     frontend: Literal["learned", "filterbank"] = "learned"
     #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
+    #: the start of the feature projection and positional convolution: ``random`` (the architecture's init) or
+    #: ``deltas`` (each front-end channel beside its delta, :mod:`audio_compress.teachers.context`)
+    positional_init: Literal["random", "deltas"] = "random"
     proj_dim: int = 64  #: width of the final projection and the label embeddings
     temperature: float = 0.1  #: of the cosine-similarity logits
     #: weight of the unmasked frames' cross-entropy beside the masked frames' (HuBERT's ``1 - alpha``, fairseq's
@@ -69,6 +76,8 @@ class PretrainConfig(YamlConfig):
             raise ValueError(err.args[0]) from err
         if self.frontend == "filterbank":
             check_filterbank_layout(hf_config)
+        if self.positional_init == "deltas":
+            check_delta_layout(hf_config)
         if self.targets.iterations < 1:
             raise ValueError(f"targets.iterations must be at least 1, got {self.targets.iterations}")
         if self.targets.iterations > 1 and not 0 <= self.targets.layer <= hf_config.num_hidden_layers:

@@ -78,7 +78,7 @@ def fit_or_load_codebook(config: PretrainConfig, path: Path, previous: FrozenTea
         return ClusterTargets.from_dict(torch.load(path, weights_only=True))
     dataset = SpeechDataset(config.data.train, resample=config.data.resample)
     features = corpus_features((dataset[i]["wav"] for i in range(len(dataset))), total=len(dataset),
-                               teacher=previous, layer=config.targets.layer)
+                               teacher=previous, layer=config.targets.layer, cmvn=config.targets.cmvn)
     codebook = fit_cluster_targets(features, config.targets.num_clusters, config.trainer.seed, config.targets.max_frames)
     atomic_write_with(path, lambda tmp: torch.save(codebook.to_dict(), tmp))
     return codebook

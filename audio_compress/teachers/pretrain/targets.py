@@ -31,9 +31,10 @@ MFCC_SHIFT = HOP // 2
 MFCC_DIM = 39
 
 
-def mfcc_frames(wav: Tensor) -> Tensor:
+def mfcc_frames(wav: Tensor, cmvn: bool = False) -> Tensor:
     """``(T, 39)`` MFCC + delta + delta-delta features of a 1-D 16 kHz waveform, one row per model
-    frame (``T = num_frames(len(wav))``)."""
+    frame (``T = num_frames(len(wav))``); ``cmvn``: each dimension normalised to zero mean and unit variance
+    over the utterance (Kaldi's per-utterance ``apply-cmvn``), which removes a fixed channel's colouring."""
     frames = num_frames(int(wav.shape[-1]))
     if frames == 0:
         return torch.zeros(0, MFCC_DIM)
@@ -42,6 +43,8 @@ def mfcc_frames(wav: Tensor) -> Tensor:
                 num_ceps=13, dither=0.0, use_energy=False)
     deltas = compute_deltas(base.T)
     feats = torch.cat([base.T, deltas, compute_deltas(deltas)], dim=0).T
+    if cmvn:
+        feats = (feats - feats.mean(dim=0)) / feats.std(dim=0, unbiased=False).clamp_min(1e-5)
     return feats[0 : 2 * frames : 2]
 
 
@@ -99,11 +102,11 @@ def fit_cluster_targets(features: Tensor, num_clusters: int, seed: int, max_fram
 
 
 def corpus_features(wavs: Iterable[Tensor], total: int | None = None, teacher: FrozenTeacher | None = None,
-                    layer: int = 0) -> Tensor:
-    """All model-rate frames of ``wavs``, concatenated ``(N, D)`` (with a progress bar): MFCC frames (39 dims), or
-    hidden state ``layer`` of ``teacher`` when one is given."""
+                    layer: int = 0, cmvn: bool = False) -> Tensor:
+    """All model-rate frames of ``wavs``, concatenated ``(N, D)`` (with a progress bar): MFCC frames (39 dims,
+    per-utterance CMVN with ``cmvn``), or hidden state ``layer`` of ``teacher`` when one is given."""
     if teacher is None:
-        rows = [mfcc_frames(w) for w in tqdm(wavs, total=total, desc="MFCC frames", unit="utt", leave=False)]
+        rows = [mfcc_frames(w, cmvn) for w in tqdm(wavs, total=total, desc="MFCC frames", unit="utt", leave=False)]
         return torch.cat(rows) if rows else torch.zeros(0, MFCC_DIM)
     bar = tqdm(wavs, total=total, desc=f"layer {layer} frames", unit="utt", leave=False)
     rows = [layer_frames(teacher, w, layer) for w in bar]

@@ -15,6 +15,7 @@ from audio_compress.frames import frame_padding_mask, num_frames
 from audio_compress.losses.armhubert import sample_span_mask
 from audio_compress.tasks.distill import adamw_warmup_linear_decay
 from audio_compress.teachers.configs import get_config, model_class_for
+from audio_compress.teachers.context import init_delta_context
 from audio_compress.teachers.filterbank import init_filterbank_frontend
 from audio_compress.teachers.pretrain.config import PretrainConfig
 from audio_compress.teachers.pretrain.head import PredictionHead, hubert_loss
@@ -41,6 +42,8 @@ class TeacherPretrainTask(L.LightningModule):
         self.model = model_class_for(hf_config)(hf_config)
         if config.frontend == "filterbank":
             init_filterbank_frontend(self.model)
+        if config.positional_init == "deltas":
+            init_delta_context(self.model, torch.Generator().manual_seed(config.trainer.seed))
         if config.freeze_frontend:
             # transformers' own freeze (HubertModel has no public one): besides requires_grad it clears the
             # encoder's flag that marks the wave as requiring grad in training, without which autograd still
@@ -66,7 +69,7 @@ class TeacherPretrainTask(L.LightningModule):
         for row, length in enumerate(batch.lengths.tolist()):
             wav = batch.wavs[row, :length]
             feats = (layer_frames(self.previous, wav, self.config.targets.layer) if self.previous is not None
-                     else mfcc_frames(wav.cpu()))
+                     else mfcc_frames(wav.cpu(), self.config.targets.cmvn))
             targets[row, : feats.shape[0]] = codebook.assign(feats.to(self.codebook_mean.device)).to(targets.device)
         return targets
 
