@@ -1,6 +1,6 @@
 """Small nn utilities shared by the method packages: parameter counts, EMA update, the cosine
-learning-rate curve, the mixed-label cross-entropy of mixing augmentations, and strict weight
-loading that says which keys and shapes do not fit."""
+learning-rate curve, the mixed-label cross-entropy of mixing augmentations, strict weight
+loading that says which keys and shapes do not fit, and the effective weight of a weight-normed layer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.weight_norm import WeightNorm
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False, exclude: Iterable[str] = ()) -> int:
@@ -80,3 +82,32 @@ def load_state_strictly(module: nn.Module, state_dict: Mapping[str, Any], where:
     if mismatch:
         raise error(f"{where}: {problem}; {mismatch}")
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+def old_weight_norm(module: nn.Module) -> WeightNorm | None:
+    """The hook of ``torch.nn.utils.weight_norm`` (the old style, ``weight_g`` / ``weight_v``) on ``module``'s
+    ``weight``, if any."""
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, WeightNorm) and hook.name == "weight":
+            return hook
+    return None
+
+
+def effective_weight(module: nn.Module) -> Tensor:
+    """The weight ``module`` computes with: plain, parametrized (new-style weight norm) or ``g v / |v|`` (old)."""
+    hook = old_weight_norm(module)
+    return hook.compute_weight(module) if hook is not None else module.weight
+
+
+def set_effective_weight(module: nn.Module, weight: Tensor) -> None:
+    """Make ``module``'s effective weight equal ``weight`` (call under ``no_grad``), whichever of the three
+    layouts of :func:`effective_weight` it has; ``weight`` is moved to the module's device and dtype."""
+    hook = old_weight_norm(module)
+    weight = weight.to(effective_weight(module))
+    if parametrize.is_parametrized(module, "weight"):
+        module.weight = weight.clone()  # runs the parametrization's right_inverse (g, v for weight norm)
+    elif hook is not None:
+        module.weight_g.copy_(torch.norm_except_dim(weight, 2, hook.dim))
+        module.weight_v.copy_(weight)
+    else:
+        module.weight.copy_(weight)

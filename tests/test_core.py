@@ -22,7 +22,15 @@ from compact_ssl.config import (
     save_yaml_config,
 )
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
-from compact_ssl.nn import cosine_lr, count_parameters, ema_update, mixed_label_cross_entropy
+from compact_ssl.nn import (
+    cosine_lr,
+    count_parameters,
+    effective_weight,
+    ema_update,
+    mixed_label_cross_entropy,
+    old_weight_norm,
+    set_effective_weight,
+)
 
 
 @dataclass
@@ -158,3 +166,24 @@ def test_mixed_label_cross_entropy_is_the_weighted_sum():
     expected = 0.3 * F.cross_entropy(logits, a) + 0.7 * F.cross_entropy(logits, b)
     assert mixed_label_cross_entropy(logits, a, b, 0.3).item() == pytest.approx(expected.item())
     assert mixed_label_cross_entropy(logits, a, a, 0.3).item() == pytest.approx(F.cross_entropy(logits, a).item())
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")  # the old layout is the point
+@pytest.mark.parametrize("layout", ["plain", "parametrized", "old"])
+def test_set_effective_weight_in_every_weight_norm_layout(layout):
+    conv = nn.Conv1d(4, 4, 3, groups=2)
+    if layout == "parametrized":
+        conv = nn.utils.parametrizations.weight_norm(conv, dim=2)
+    elif layout == "old":
+        conv = nn.utils.weight_norm(conv, dim=2)
+    assert (old_weight_norm(conv) is not None) == (layout == "old")
+    weight = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        set_effective_weight(conv, weight.double())  # converted to the layer's dtype
+    assert effective_weight(conv).dtype == torch.float32
+    assert torch.allclose(effective_weight(conv), weight, atol=1e-6)
+    x = torch.randn(1, 4, 8)
+    assert torch.allclose(conv(x), F.conv1d(x, weight, conv.bias, groups=2), atol=1e-5)
+    if layout != "plain":  # g holds each tap's norm over the other dimensions (dim=2 is kept)
+        g = conv.parametrizations.weight.original0 if layout == "parametrized" else conv.weight_g
+        assert torch.allclose(g.flatten(), weight.norm(dim=(0, 1)), atol=1e-6)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.weight_norm import WeightNorm
+
+from compact_ssl.nn import effective_weight, old_weight_norm, set_effective_weight
 
 __all__ = ["PART_MODULES", "init_student_from_teacher"]
 
@@ -83,33 +84,10 @@ def _submodule(root: nn.Module, path: str) -> nn.Module | None:
     return module if isinstance(module, nn.Module) else None
 
 
-def _old_weight_norm(module: nn.Module) -> WeightNorm | None:
-    for hook in module._forward_pre_hooks.values():
-        if isinstance(hook, WeightNorm) and hook.name == "weight":
-            return hook
-    return None
 
 
 def _is_reparametrized(module: nn.Module) -> bool:
-    return parametrize.is_parametrized(module, "weight") or _old_weight_norm(module) is not None
-
-
-def _effective_weight(module: nn.Module) -> Tensor:
-    hook = _old_weight_norm(module)
-    return hook.compute_weight(module) if hook is not None else module.weight
-
-
-def _set_effective_weight(module: nn.Module, weight: Tensor) -> None:
-    """Make ``module``'s effective weight equal ``weight`` (under ``no_grad``)."""
-    hook = _old_weight_norm(module)
-    weight = weight.to(_effective_weight(module))  # the student's device and dtype
-    if parametrize.is_parametrized(module, "weight"):
-        module.weight = weight.clone()  # runs the parametrization's right_inverse (g, v for weight norm)
-    elif hook is not None:
-        module.weight_g.copy_(torch.norm_except_dim(weight, 2, hook.dim))
-        module.weight_v.copy_(weight)
-    else:
-        module.weight.copy_(weight)
+    return parametrize.is_parametrized(module, "weight") or old_weight_norm(module) is not None
 
 
 def _is_weight_name(local: str) -> bool:
@@ -133,7 +111,7 @@ def _plan_pair(student_path: str, teacher_path: str, student_mod: nn.Module, tea
     if effective:
         # Weight-norm layouts differ (plain weight, old-style weight_g/v, another dim):
         # copy the effective weight; the student's parametrization re-derives g and v.
-        s_shape, t_shape = tuple(_effective_weight(student_mod).shape), tuple(_effective_weight(teacher_mod).shape)
+        s_shape, t_shape = tuple(effective_weight(student_mod).shape), tuple(effective_weight(teacher_mod).shape)
         if s_shape != t_shape:
             errors.append(f"{student_path}.weight {s_shape} <- {teacher_path}.weight {t_shape}")
         plan.append(_Copy([f"{student_path}.{n}" for n in s_weight], [f"{teacher_path}.{n}" for n in t_weight],
@@ -293,7 +271,7 @@ def init_student_from_teacher(
     with torch.no_grad():
         for op in plan:
             if op.local is None:
-                _set_effective_weight(op.student_module, _effective_weight(op.teacher_module).detach())
+                set_effective_weight(op.student_module, effective_weight(op.teacher_module).detach())
             else:
                 s_param = dict(op.student_module.named_parameters())[op.local]
                 t_param = dict(op.teacher_module.named_parameters())[op.local]

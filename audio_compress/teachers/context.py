@@ -15,13 +15,15 @@ the ``F`` front-end channels): projection rows ``g C + i`` copy front-end channe
 rows ``g C + F' + i`` compute its delta plus :data:`DELTA_OFFSET` (the convolution is followed by a GELU,
 which is within 0.4 % of the identity above 2: the offset keeps the deltas on its linear side). Every other
 weight of the two starts at 0 apart from a little noise in the convolution, whose weight normalisation
-divides by each tap's norm.
+divides by each tap's norm (a tap of zeros would divide by zero).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from compact_ssl.nn import set_effective_weight
 
 #: Frames on each side of the delta regression (Kaldi's ``add-deltas`` default).
 DELTA_WINDOW = 2
@@ -82,12 +84,4 @@ def init_delta_context(model: nn.Module, generator: torch.Generator | None = Non
         projection.weight.copy_(project)
         projection.bias.zero_()
         conv.bias.copy_(bias)
-        # weight normalisation over every dimension but the taps (transformers' dim=2): w = g v / |v|, as a
-        # parametrization or, with an older torch, as weight_g / weight_v
-        norm = weight.norm(dim=(0, 1), keepdim=True)
-        if hasattr(conv, "parametrizations"):
-            conv.parametrizations.weight.original0.copy_(norm)
-            conv.parametrizations.weight.original1.copy_(weight)
-        else:
-            conv.weight_g.copy_(norm)
-            conv.weight_v.copy_(weight)
+        set_effective_weight(conv, weight)  # weight-normed: g and v such that g v / |v| is ``weight``
