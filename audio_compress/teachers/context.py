@@ -2,13 +2,13 @@
 
 Speech front ends since the Kaldi era append delta features, a regression of each channel over a few
 neighbouring frames (``d_t = sum_n n (c_{t+n} - c_{t-n}) / (2 sum_n n^2)``, ``n = 1..N``): the probes of the
-mini benchmark gain 20 points of KS and IC from them on the teacher's own filterbank (README, "Mini speech
-benchmark"). A HuBERT front end cannot append them without changing its frame count (every convolution of
-the feature encoder is unpadded, so any temporal context widens the receptive field and drops frames), but
-the encoder's positional convolution is padded to the same length and sees ``num_conv_pos_embeddings``
-frames. :func:`init_delta_context` sets the feature projection and that convolution so that the
-Transformer's input starts as each front-end channel beside its delta; pretraining then trains both like
-any other weight.
+mini benchmark gain about 20 points of KS and IC from them on the teacher's own filterbank (KS 67.7 -> 90.6,
+IC 64.6 -> 82.3; README, "Mini speech benchmark"). A HuBERT front end cannot append them without changing
+its frame count (every convolution of the feature encoder is unpadded, so any temporal context widens the
+receptive field and drops frames), but the encoder's positional convolution is padded to the same length
+and sees ``num_conv_pos_embeddings`` frames. :func:`init_delta_context` sets the feature projection and
+that convolution so that the Transformer's input starts as each front-end channel beside its delta;
+pretraining then trains both like any other weight.
 
 Layout, per group ``g`` of the grouped convolution (``C = hidden / groups`` channels, ``F' = F / groups`` of
 the ``F`` front-end channels): projection rows ``g C + i`` copy front-end channel ``g F' + i``; convolution
