@@ -84,8 +84,6 @@ def _submodule(root: nn.Module, path: str) -> nn.Module | None:
     return module if isinstance(module, nn.Module) else None
 
 
-
-
 def _is_reparametrized(module: nn.Module) -> bool:
     return parametrize.is_parametrized(module, "weight") or old_weight_norm(module) is not None
 

@@ -71,15 +71,16 @@ def init_delta_context(model: nn.Module, generator: torch.Generator | None = Non
     conv = model.encoder.pos_conv_embed.conv
     # output t of the convolution reads frames t - kernel // 2 + k (the same-pad layer drops the extra frame)
     centre, taps = kernel // 2, delta_taps()
+    local = torch.arange(share).repeat(groups)  # a channel's index within its group's share
+    static = torch.arange(groups).repeat_interleave(share) * width + local  # hidden row of each front-end channel
+    delta = static + share  # hidden row of its delta
     weight = NOISE * torch.randn(hidden, width, kernel, generator=generator)
+    weight[delta, local] = 0.0
+    weight[delta, local, centre - DELTA_WINDOW: centre + DELTA_WINDOW + 1] = taps
     bias = torch.zeros(hidden)
+    bias[delta] = DELTA_OFFSET
     project = torch.zeros(hidden, channels)
-    for g in range(groups):
-        for i in range(share):
-            project[g * width + i, g * share + i] = 1.0
-            weight[g * width + share + i, i] = 0.0
-            weight[g * width + share + i, i, centre - DELTA_WINDOW: centre + DELTA_WINDOW + 1] = taps
-            bias[g * width + share + i] = DELTA_OFFSET
+    project[static, torch.arange(channels)] = 1.0
     with torch.no_grad():
         projection.weight.copy_(project)
         projection.bias.zero_()
