@@ -1,5 +1,6 @@
-"""The mini teacher's filterbank front end: band centres, the log levels, the weights, what the four blocks
-compute, the layout check, and pretraining that starts from (and keeps) it."""
+"""The mini teacher's filterbank front end: band centres, the mel triangles over a DFT grid, the log levels,
+the weights, what the four blocks compute (centre filters and mel triangles), the layout check, and
+pretraining that starts from (and keeps) it."""
 
 from __future__ import annotations
 
@@ -23,10 +24,14 @@ from audio_compress.teachers.filterbank import (
     GAIN,
     SHARPNESS,
     WINDOW,
+    analysis_frequencies,
     band_centres,
+    check_filterbank_layout,
+    filterbank_layout,
     filterbank_weights,
     init_filterbank_frontend,
     log_level,
+    mel_weights,
     thresholds,
 )
 from audio_compress.teachers.pretrain import PretrainConfig, pretrain_teacher
@@ -45,6 +50,32 @@ def test_band_centres_are_equally_spaced_in_mel():
     assert steps == pytest.approx([(_mel(4000.0) - _mel(100.0)) / 4] * 4)
     with pytest.raises(ValueError, match="fmax"):
         band_centres(4, fmin=100.0, fmax=9000.0)
+
+
+def test_analysis_frequencies_are_the_dft_bins_of_the_window():
+    assert analysis_frequencies() == pytest.approx([40.0 * k for k in range(1, 200)])
+    assert analysis_frequencies(3) == pytest.approx([2000.0, 4000.0, 6000.0])
+    with pytest.raises(ValueError, match="at least one"):
+        analysis_frequencies(0)
+
+
+def test_mel_weights_are_normalised_triangles_between_the_neighbouring_centres():
+    weights = mel_weights(BANDS)
+    freqs, centres = torch.tensor(analysis_frequencies(), dtype=torch.float64), band_centres(BANDS)
+    assert weights.shape == (BANDS, 199) and (weights >= 0).all()
+    assert torch.allclose(weights.sum(1), torch.ones(BANDS, dtype=torch.float64))
+    # band 40: zero outside its neighbours' centres, largest at the bin nearest its own, linear on each side
+    row = weights[40]
+    inside = (freqs > centres[39]) & (freqs < centres[41])
+    assert not row[~inside].any() and row[inside].all()
+    assert int(row.argmax()) == int((freqs - centres[40]).abs().argmin())
+    slope = row[inside & (freqs <= centres[40])].diff()
+    assert torch.allclose(slope, slope[:1].expand_as(slope), rtol=1e-6)
+    # every bin between the outer centres belongs to some band; the top band spans 16 bins, the lowest 2
+    assert weights[:, (freqs > centres[0]) & (freqs < centres[-1])].sum(0).min() > 0
+    assert (weights[-1] > 0).sum() == 16 and (weights[0] > 0).sum() == 2
+    # a band narrower than the grid takes its nearest bin alone
+    assert mel_weights(3, bins=2, fmin=60.0, fmax=100.0).tolist() == [[1.0, 0.0]] * 3
 
 
 def test_log_level_interpolates_log2_at_the_thresholds():
@@ -85,10 +116,27 @@ def test_filterbank_weights():
     assert not compress[1, :5].any() and not compress[1, 10:].any()
 
 
-def _frontend():
-    config = get_config("mini_hubert_fb")
+def test_mel_filterbank_weights():
+    wave, filters, compare, compress = filterbank_weights(3, levels=5, bins=5)
+    assert filters.shape == (21, 3, 400) and compare.shape == (15, 21, 1) and compress.shape == (3, 15, 1)
+    assert torch.equal(compress, filterbank_weights(3, levels=5)[3])  # the log compression is the same
+    analysis = filters[:20, 0]
+    assert torch.equal(filters[:20, 1], -analysis) and torch.allclose(analysis.norm(dim=-1), torch.full((20,), GAIN))
+    # the second analysis frequency (2,667 Hz for 5 bins) is the peak of its cosine filter's spectrum
+    spectrum = torch.fft.rfft(analysis[4].double(), n=16000).abs()
+    assert int(spectrum.argmax()) == round(analysis_frequencies(5)[1])
+    # block 2, band 1 against threshold 2: w S / (2 GAIN t_2) on each bin's four channels, w its mel weight
+    expected = torch.zeros(21)
+    weights = mel_weights(3, bins=5).float().repeat_interleave(4, dim=1)[1]
+    expected[:20] = weights * SHARPNESS / (2 * GAIN * thresholds(5)[2])
+    expected[20] = -SHARPNESS / float(F.gelu(torch.tensor(1.0)))
+    assert torch.allclose(compare[1 * 5 + 2, :, 0], expected) and expected[:20].count_nonzero() == 20  # all 5 bins
+
+
+def _frontend(mel: bool = False):
+    config = get_config("mini_hubert_fb", **(filterbank_layout(BANDS, bins=199) if mel else {}))
     model = model_class_for(config)(config).eval()
-    init_filterbank_frontend(model)
+    init_filterbank_frontend(model, mel=mel)
     return model
 
 
@@ -119,6 +167,46 @@ def test_the_front_end_computes_the_log_levels_of_the_bands():
     assert float(reference.max()) > 10.0 and float(reference.min()) < 2.0  # the test spans most of the range
 
 
+def test_the_mel_front_end_computes_the_mean_magnitudes_under_the_triangles():
+    model = _frontend(mel=True)
+    wave = torch.randn(16000, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.01, 1.0, 16000)
+    wave = wave + 2 * _tone(band_centres(BANDS)[50], 0.3)
+    normalised = (wave - wave.mean()) / wave.std(correction=0)
+    bins = torch.tensor(analysis_frequencies(), dtype=torch.float64)[:, None]
+    t = (torch.arange(WINDOW, dtype=torch.float64) - (WINDOW - 1) / 2) / 16000
+    hann = torch.hann_window(WINDOW, periodic=False, dtype=torch.float64)
+    cos, sin = torch.cos(2 * math.pi * bins * t) * hann, torch.sin(2 * math.pi * bins * t) * hann
+    frames = normalised.double().unfold(0, WINDOW, 320)
+    magnitudes = ((frames @ (cos / cos.norm(dim=1, keepdim=True)).T).abs()
+                  + (frames @ (sin / sin.norm(dim=1, keepdim=True)).T).abs()) / 2  # (T, bins)
+    reference = log_level(magnitudes @ mel_weights(BANDS).T).T.float()
+    out = _levels(model, wave)
+    assert float((out - reference).abs().mean()) < 0.05 and float((out - reference).abs().max()) < 0.2
+
+
+def test_only_the_mel_triangles_see_a_tone_between_two_high_centres():
+    centres = band_centres(BANDS)
+    between = (centres[45] + centres[46]) / 2  # 162 Hz between the centres, a centre filter is about 80 Hz wide
+    lost = {}  # octaves between the tone at a centre and the same tone between two, in the louder band
+    for mel in (False, True):
+        model = _frontend(mel)
+        on, off = (_levels(model, _tone(hz, 0.0)).mean(dim=1) for hz in (centres[45], between))
+        lost[mel] = float(on[45] - off[45:47].max())
+    assert lost[False] > 8.0 and lost[True] < 1.0  # measured: 8.2 and 0.75
+
+
+@pytest.mark.parametrize("mel", [False, True])
+def test_the_bands_keep_their_relative_levels_in_octaves(mel):
+    model = _frontend(mel)
+    centres = band_centres(BANDS)
+    even, quarter = (_levels(model, _tone(centres[10], 0.0) + gain * _tone(centres[40], 0.7)).mean(dim=1)
+                     for gain in (1.0, 0.25))
+    # the spectral envelope survives as a log ratio: a quarter of the amplitude is two octaves down
+    assert float((quarter[40] - quarter[10]) - (even[40] - even[10])) == pytest.approx(-2.0, abs=0.1)
+    if not mel:  # a centre filter reads a tone at its centre at the tone's own level
+        assert float(quarter[40] - quarter[10]) == pytest.approx(-2.0, abs=0.1)
+
+
 def test_a_tone_lights_its_own_band_whatever_its_phase_and_loudness():
     model = _frontend()
     centres = band_centres(BANDS)
@@ -133,14 +221,6 @@ def test_a_tone_lights_its_own_band_whatever_its_phase_and_loudness():
     # block 0's GroupNorm normalises the loudness of the utterance (up to its eps against the wave's variance)
     loud, quiet = (_levels(model, gain * _tone(centres[30], 0.0)) for gain in (10.0, 1.0))
     assert torch.allclose(loud, quiet, atol=0.01)
-
-
-def test_the_bands_keep_their_relative_levels_in_octaves():
-    model = _frontend()
-    centres = band_centres(BANDS)
-    out = _levels(model, _tone(centres[10], 0.0) + 0.25 * _tone(centres[40], 0.7)).mean(dim=1)
-    # the spectral envelope survives as a log ratio: a quarter of the amplitude is two octaves down
-    assert float(out[40] - out[10]) == pytest.approx(-2.0, abs=0.1)
 
 
 def test_the_mini_students_copy_the_front_end_exactly_padded_rows_included():
@@ -167,6 +247,13 @@ def test_the_layout_is_checked():
     config = get_config("mini_hubert_fb", conv_bias=True)
     with pytest.raises(ValueError, match="conv_bias True"):
         init_filterbank_frontend(model_class_for(config)(config))
+    # centre filters need one analysis frequency per band; mel triangles take any number
+    mel = get_config("mini_hubert_fb", **filterbank_layout(40, bins=199))
+    assert check_filterbank_layout(mel, mel=True) == (40, 15, 199)
+    with pytest.raises(ValueError, match=r"needs conv_dim \(3, 4B\+1, LB, B\).*got conv_dim \(3, 797, 600, 40\)"):
+        check_filterbank_layout(mel)
+    with pytest.raises(ValueError, match=r"a mel filterbank front end needs conv_dim \(3, 4A\+1, LB, B\) with A >= 1"):
+        check_filterbank_layout(get_config("mini_hubert_fb", conv_dim=(3, 798, 600, 40)), mel=True)
 
 
 def test_the_preflight_refuses_a_layout_the_filterbank_cannot_fill(tmp_path, capsys):
@@ -199,6 +286,14 @@ def test_pretraining_starts_from_the_filterbank_and_can_keep_it(tmp_path):
     assert not torch.equal(learnt.model.feature_extractor.conv_layers[1].conv.weight, weights[1])
     with pytest.raises(ValueError, match="expected one of"):
         PretrainConfig.load(None, [*overrides, "frontend=sinc"])
+    # the mel-triangle start, at 40 bands over the 400-point DFT's bins
+    mel = [*overrides, "frontend=mel_filterbank", "freeze_frontend=true",
+           "architecture_overrides={conv_dim: [3, 797, 600, 40]}"]
+    blocks = load_teacher(pretrain_teacher(PretrainConfig.load(None, mel), tmp_path / "teachers")
+                          ).model.feature_extractor.conv_layers
+    assert all(torch.equal(block.conv.weight, w) for block, w in zip(blocks, filterbank_weights(40, bins=199)))
+    with pytest.raises(ValueError, match="a mel filterbank front end needs"):
+        PretrainConfig.load(None, [*overrides, "frontend=mel_filterbank", "architecture_overrides={conv_dim: [3, 798, 600, 40]}"])
 
 
 def test_a_frozen_front_end_records_no_graph_in_training():

@@ -11,6 +11,7 @@ from audio_compress.teachers.configs import get_config, model_class_for
 from audio_compress.teachers.context import (
     DELTA_OFFSET,
     check_delta_layout,
+    delta_filters,
     delta_taps,
     init_delta_context,
 )
@@ -19,6 +20,7 @@ from audio_compress.teachers.pretrain.targets import ClusterTargets
 from audio_compress.teachers.pretrain.task import TeacherPretrainTask
 
 WIDE = dict(hidden_size=128, intermediate_size=512, num_attention_heads=4)
+BANDS_40 = dict(conv_dim=(3, 797, 600, 40))  # 40 mel bands over 199 DFT bins: each beside its 2 deltas fits 128
 
 
 def _model(**overrides):
@@ -33,6 +35,19 @@ def test_delta_taps_are_kaldis_regression():
     # a ramp of slope 1 has delta 1 whatever the window
     ramp = torch.arange(9.0)
     assert float((delta_taps(3) * ramp[1:8]).sum()) == pytest.approx(1.0)
+
+
+def test_delta_filters_repeat_the_regression():
+    first, second = delta_filters(2)
+    assert torch.equal(first, delta_taps())
+    # the delta-delta: 9 taps, symmetric, summing to 0, and torchaudio's deltas of deltas on interior frames
+    assert second.shape == (9,) and torch.allclose(second, second.flip(0)) and abs(float(second.sum())) < 1e-7
+    signal = torch.randn(1, 30, generator=torch.Generator().manual_seed(0))
+    twice = torchaudio.functional.compute_deltas(torchaudio.functional.compute_deltas(signal))
+    assert torch.allclose(signal.unfold(1, 9, 1) @ second, twice[:, 4:-4], atol=1e-6)
+    # a parabola t^2 has second derivative 2, which the regression of a regression recovers
+    parabola = torch.arange(-4.0, 5.0) ** 2
+    assert float(parabola @ second) == pytest.approx(2.0)
 
 
 def test_encoder_input_starts_as_channels_beside_their_deltas():
@@ -55,6 +70,22 @@ def test_encoder_input_starts_as_channels_beside_their_deltas():
     assert torch.equal(again.encoder.pos_conv_embed.conv.weight, model.encoder.pos_conv_embed.conv.weight)
 
 
+def test_at_order_2_the_delta_deltas_follow_the_deltas():
+    model = _model(**BANDS_40)
+    init_delta_context(model, torch.Generator().manual_seed(0), order=2)
+    features = torch.randn(1, 40, 40, generator=torch.Generator().manual_seed(1)).cumsum(1) * 0.3
+    with torch.no_grad():
+        hidden = model.feature_projection.projection(features)
+        summed = hidden + model.encoder.pos_conv_embed(hidden)
+    deltas = torchaudio.functional.compute_deltas(features.transpose(1, 2))
+    twice = torchaudio.functional.compute_deltas(deltas).transpose(1, 2)
+    for g in range(4):  # 4 groups of 32 channels: 10 bands, their 10 deltas, their 10 delta-deltas, 2 free
+        assert torch.allclose(summed[0, :, 32 * g: 32 * g + 10], features[0, :, 10 * g: 10 * (g + 1)], atol=0.05)
+        second = summed[0, 4:-4, 32 * g + 20: 32 * g + 30] - DELTA_OFFSET
+        assert torch.allclose(second, twice[0, 4:-4, 10 * g: 10 * (g + 1)], atol=0.1)
+        assert float(summed[0, :, 32 * g + 30: 32 * (g + 1)].abs().max()) < 0.05
+
+
 def test_a_constant_spectrum_has_zero_delta():
     model = _model()
     init_delta_context(model, torch.Generator().manual_seed(0))
@@ -64,21 +95,28 @@ def test_a_constant_spectrum_has_zero_delta():
     assert torch.allclose(summed[0, 2:-2, 16:32], torch.full((26, 16), DELTA_OFFSET), atol=0.05)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"hidden_size": 64, "intermediate_size": 128}, "below twice the 64 front-end channels"),
-    ({"num_conv_pos_embedding_groups": 3, "hidden_size": 132}, "do not split over 3 groups"),
-    ({"num_conv_pos_embeddings": 4}, "spans fewer than 5 frames"),
+@pytest.mark.parametrize("overrides,order,message", [
+    ({"hidden_size": 64, "intermediate_size": 128}, 1, "below 2 times the 64 front-end channels"),
+    ({"num_conv_pos_embedding_groups": 3, "hidden_size": 132}, 1, "do not split over 3 groups"),
+    ({"num_conv_pos_embeddings": 4}, 1, "spans fewer than 5 frames"),
+    ({}, 2, "below 3 times the 64 front-end channels"),
+    ({**BANDS_40, "num_conv_pos_embeddings": 8}, 2, "spans fewer than 9 frames"),
+    ({}, 3, "delta_order must be 1"),
 ])
-def test_layout_check_names_what_does_not_fit(overrides, message):
+def test_layout_check_names_what_does_not_fit(overrides, order, message):
     config = get_config("mini_hubert_fb", **{**WIDE, **overrides})
     with pytest.raises(ValueError, match=message):
-        check_delta_layout(config)
+        check_delta_layout(config, order)
     assert check_delta_layout(get_config("mini_hubert_fb", **WIDE)) == (64, 4)
+    assert check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_40), 2) == (40, 4)
 
 
 def test_pretraining_config_and_task_take_the_deltas_start():
-    with pytest.raises(ValueError, match="below twice"):
+    with pytest.raises(ValueError, match="below 2 times"):
         PretrainConfig(architecture="mini_hubert_fb", frontend="filterbank", positional_init="deltas")
+    with pytest.raises(ValueError, match="below 3 times"):
+        PretrainConfig(architecture="mini_hubert_fb", architecture_overrides=WIDE, frontend="filterbank",
+                       positional_init="deltas", delta_order=2)
     config = PretrainConfig(architecture="mini_hubert_fb", architecture_overrides=WIDE, frontend="filterbank",
                             positional_init="deltas")
     codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(8, 39))
@@ -88,3 +126,8 @@ def test_pretraining_config_and_task_take_the_deltas_start():
     random_start = TeacherPretrainTask(PretrainConfig(architecture="mini_hubert_fb", architecture_overrides=WIDE,
                                                       frontend="filterbank"), codebook)
     assert float(random_start.model.encoder.pos_conv_embed.conv.bias.detach().abs().max()) == 0.0
+    second = TeacherPretrainTask(PretrainConfig(architecture="mini_hubert_fb", frontend="mel_filterbank",
+                                                architecture_overrides={**WIDE, **BANDS_40},
+                                                positional_init="deltas", delta_order=2), codebook)
+    bias = second.model.encoder.pos_conv_embed.conv.bias.detach()
+    assert bias[:10].abs().max() == 0.0 and (bias[10:30] == DELTA_OFFSET).all() and bias[30:32].abs().max() == 0.0

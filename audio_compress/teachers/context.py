@@ -7,12 +7,14 @@ IC 64.6 -> 82.3; README, "Mini speech benchmark"). A HuBERT front end cannot app
 its frame count (every convolution of the feature encoder is unpadded, so any temporal context widens the
 receptive field and drops frames), but the encoder's positional convolution is padded to the same length
 and sees ``num_conv_pos_embeddings`` frames. :func:`init_delta_context` sets the feature projection and
-that convolution so that the Transformer's input starts as each front-end channel beside its delta;
-pretraining then trains both like any other weight.
+that convolution so that the Transformer's input starts as each front-end channel beside its delta (and,
+at ``order`` 2, its delta-delta, the regression applied twice: Kaldi's second-order features, on which
+the probes gain another 5 points of IC); pretraining then trains both like any other weight.
 
 Layout, per group ``g`` of the grouped convolution (``C = hidden / groups`` channels, ``F' = F / groups`` of
 the ``F`` front-end channels): projection rows ``g C + i`` copy front-end channel ``g F' + i``; convolution
-rows ``g C + F' + i`` compute its delta plus :data:`DELTA_OFFSET` (the convolution is followed by a GELU,
+rows ``g C + F' + i`` compute its delta plus :data:`DELTA_OFFSET` (at order 2, rows ``g C + 2 F' + i`` its
+delta-delta plus the same offset; the convolution is followed by a GELU,
 which is within 0.4 % of the identity above 2: the offset keeps the deltas on its linear side). Every other
 weight of the two starts at 0 apart from a little noise in the convolution, whose weight normalisation
 divides by each tap's norm (a tap of zeros would divide by zero).
@@ -39,46 +41,62 @@ def delta_taps(window: int = DELTA_WINDOW) -> Tensor:
     return offsets / (2.0 * float((offsets[window + 1:] ** 2).sum()))
 
 
-def check_delta_layout(config) -> tuple[int, int]:
+def delta_filters(order: int, window: int = DELTA_WINDOW) -> list[Tensor]:
+    """The taps of the deltas up to ``order``, centred: the regression (``2 window + 1`` taps), then that
+    convolved with itself for the delta-delta (``4 window + 1`` taps), and so on."""
+    filters, taps = [], torch.ones(1)
+    for _ in range(order):
+        taps = torch.nn.functional.conv1d(taps.view(1, 1, -1), delta_taps(window).flip(0).view(1, 1, -1),
+                                          padding=2 * window).view(-1)
+        filters.append(taps)
+    return filters
+
+
+def check_delta_layout(config, order: int = 1) -> tuple[int, int]:
     """``(front-end channels, groups)`` of a transformers HuBERT / wav2vec 2.0 / WavLM ``config`` whose
-    positional convolution can hold the delta of every front-end channel: the channels split evenly over
-    the groups, each group is at least twice as wide as its share of them, and the kernel spans
-    ``2 DELTA_WINDOW + 1`` frames. Raises ValueError naming what does not fit."""
+    positional convolution can hold the deltas up to ``order`` of every front-end channel: the channels
+    split evenly over the groups, each group is at least ``order + 1`` times as wide as its share of them,
+    and the kernel spans ``2 order DELTA_WINDOW + 1`` frames. Raises ValueError naming what does not fit."""
+    if order not in (1, 2):
+        raise ValueError(f"delta_order must be 1 (deltas) or 2 (deltas and delta-deltas), got {order}")
     channels, groups = config.conv_dim[-1], config.num_conv_pos_embedding_groups
     width, kernel = config.hidden_size // groups, config.num_conv_pos_embeddings
+    reach = order * DELTA_WINDOW
     problems = []
     if channels % groups:
         problems.append(f"the {channels} front-end channels do not split over {groups} groups")
-    elif width < 2 * (channels // groups):
-        problems.append(f"hidden_size {config.hidden_size} is below twice the {channels} front-end channels")
-    if kernel // 2 < DELTA_WINDOW or (kernel - 1) // 2 < DELTA_WINDOW:
-        problems.append(f"num_conv_pos_embeddings {kernel} spans fewer than {2 * DELTA_WINDOW + 1} frames")
+    elif width < (order + 1) * (channels // groups):
+        problems.append(f"hidden_size {config.hidden_size} is below {order + 1} times the {channels} front-end "
+                        "channels")
+    if kernel // 2 < reach or (kernel - 1) // 2 < reach:
+        problems.append(f"num_conv_pos_embeddings {kernel} spans fewer than {2 * reach + 1} frames")
     if problems:
-        raise ValueError("positional_init 'deltas' needs a positional convolution that can hold the delta of "
-                         "every front-end channel: " + "; ".join(problems)
-                         + " (e.g. mini_hubert_fb at hidden_size 128: 64 bands, 4 groups of 32)")
+        raise ValueError(f"positional_init 'deltas' at delta_order {order} needs a positional convolution that "
+                         "can hold them for every front-end channel: " + "; ".join(problems)
+                         + " (e.g. mini_hubert_fb at hidden_size 128: 64 bands at order 1, 40 at order 2)")
     return channels, groups
 
 
-def init_delta_context(model: nn.Module, generator: torch.Generator | None = None) -> None:
+def init_delta_context(model: nn.Module, generator: torch.Generator | None = None, order: int = 1) -> None:
     """Set the feature projection and positional convolution of a transformers HuBERT / wav2vec 2.0 / WavLM
     ``model`` (:func:`check_delta_layout`) so that the encoder's input starts as each front-end channel
-    beside its delta (layout in the module docstring)."""
-    channels, groups = check_delta_layout(model.config)
+    beside its deltas up to ``order`` (layout in the module docstring)."""
+    channels, groups = check_delta_layout(model.config, order)
     hidden, kernel = model.config.hidden_size, model.config.num_conv_pos_embeddings
     width, share = hidden // groups, channels // groups
     projection = model.feature_projection.projection
     conv = model.encoder.pos_conv_embed.conv
     # output t of the convolution reads frames t - kernel // 2 + k (the same-pad layer drops the extra frame)
-    centre, taps = kernel // 2, delta_taps()
+    centre = kernel // 2
     local = torch.arange(share).repeat(groups)  # a channel's index within its group's share
     static = torch.arange(groups).repeat_interleave(share) * width + local  # hidden row of each front-end channel
-    delta = static + share  # hidden row of its delta
     weight = NOISE * torch.randn(hidden, width, kernel, generator=generator)
-    weight[delta, local] = 0.0
-    weight[delta, local, centre - DELTA_WINDOW: centre + DELTA_WINDOW + 1] = taps
     bias = torch.zeros(hidden)
-    bias[delta] = DELTA_OFFSET
+    for k, taps in enumerate(delta_filters(order), start=1):
+        delta, reach = static + k * share, len(taps) // 2  # hidden rows of the k-th deltas
+        weight[delta, local] = 0.0
+        weight[delta, local, centre - reach: centre + reach + 1] = taps
+        bias[delta] = DELTA_OFFSET
     project = torch.zeros(hidden, channels)
     project[static, torch.arange(channels)] = 1.0
     with torch.no_grad():

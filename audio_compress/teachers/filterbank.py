@@ -13,19 +13,33 @@ block 0's GroupNorm, stands in for them.
   scales the first two to unit variance over the utterance (a loudness normalisation), and since
   ``GELU(x) - GELU(-x) = x`` exactly, the two rectified channels still hold the whole normalised wave. The
   third channel has zero weights, and its GroupNorm's affine map (weight 0, bias 1) makes it 1 everywhere;
-* block 1, ``4 B + 1`` channels of 400 taps at hop 320: for each of ``B`` bands with mel-spaced centres,
-  the Hann-windowed cosine and sine at the centre frequency and their negatives (unit norm, times
-  :data:`GAIN`), applied to the difference of the two wave channels, i.e. to the normalised wave; and the
-  constant carried on. GELU keeps the positive part of each, so a band's four channels carry ``GAIN |c|``
-  and ``GAIN |s|``. The gain puts GELU's soft knee (width about 1) below the quietest level the front end
-  resolves: unamplified, the median band level of speech (about 0.1) would come out squared;
-* block 2, ``L B`` channels of 1 tap: for each band, its magnitude ``m = (|c| + |s|) / 2`` (within a
-  factor of sqrt(2) of the true one, whatever the phase) against ``L`` thresholds ``t_k = FLOOR 2^k``,
-  i.e. ``GELU(S (m - t_k) / t_k)``: a hinge at ``t_k`` with a knee of relative width ``1/S``;
+* block 1, ``4 A + 1`` channels of 400 taps at hop 320: for each of ``A`` analysis frequencies, the
+  Hann-windowed cosine and sine and their negatives (unit norm, times :data:`GAIN`), applied to the
+  difference of the two wave channels, i.e. to the normalised wave; and the constant carried on. GELU keeps
+  the positive part of each, so a frequency's four channels carry ``GAIN |c|`` and ``GAIN |s|``. The gain
+  puts GELU's soft knee (width about 1) below the quietest level the front end resolves: unamplified, the
+  median band level of speech (about 0.1) would come out squared;
+* block 2, ``L B`` channels of 1 tap: for each of ``B`` bands with mel-spaced centres, its magnitude ``m``
+  from the magnitudes ``(|c| + |s|) / 2`` (each within a factor of sqrt(2) of the true one, whatever the
+  phase), against ``L`` thresholds ``t_k = FLOOR 2^k``, i.e. ``GELU(S (m - t_k) / t_k)``: a hinge at
+  ``t_k`` with a knee of relative width ``1/S``;
 * block 3, ``B`` channels of 1 tap: per band, the sum of its hinges whose slopes make the piecewise-linear
   interpolation of ``log2(m / FLOOR)`` at the thresholds: 0 below :data:`FLOOR`, ``k`` at ``t_k``, and
   ``L - 1`` above the last threshold. That is the log compression of a log-mel spectrum, which the band
   levels need: they span four decades, and a Transformer trained for minutes does not learn to compress.
+
+Two ways to make the bands (``mel`` of :func:`filterbank_weights`):
+
+* centre filters (``mini_hubert_fb``, :data:`FILTERBANK_LAYOUT`): one analysis frequency per band, at its
+  centre (``A = B``), and ``m`` is that filter's magnitude. A 25 ms window's filter is about 80 Hz wide, so
+  a high band (hundreds of Hz between centres) is read in a narrow slice and the spectrum between centres
+  is not read at all;
+* mel triangles (:func:`filterbank_layout` with ``bins``; ``frontend: mel_filterbank`` in pretraining):
+  the analysis frequencies are a DFT grid (:func:`analysis_frequencies`; 199 is every bin of a 400-point
+  DFT but DC and Nyquist, 40 Hz apart), and ``m`` is the mean of the band's bin magnitudes under its mel
+  triangle (:func:`mel_weights`), as a mel filterbank integrates a band. It covers the whole spectrum and
+  lowers the variance of each level; probed on the mini benchmark's data with deltas computed outside the
+  model it gains on every task (README, "Mini speech benchmark"), at three times block 1's channels.
 
 The GroupNorm normalises the wave, not the bands, so the bands keep their relative levels (the spectral
 envelope that speaker identity lives in); a per-band normalisation would flatten it. Everything after
@@ -57,9 +71,8 @@ FLOOR = 1e-3
 GAIN = 4.0 / FLOOR
 #: Knee sharpness of the hinges: each bends over about ``1/SHARPNESS`` of its threshold.
 SHARPNESS = 8.0
-#: transformers config fields of the filterbank layout (receptive field 400, hop 320).
-FILTERBANK_LAYOUT = {"conv_dim": (3, 4 * BANDS + 1, LEVELS * BANDS, BANDS), "conv_kernel": (1, WINDOW, 1, 1),
-                     "conv_stride": (1, HOP, 1, 1)}
+#: Analysis frequencies of the mel-triangle bands: the bins of a :data:`WINDOW`-point DFT but DC and Nyquist.
+MEL_BINS = WINDOW // 2 - 1
 
 _ONE = float(F.gelu(torch.tensor(1.0)))  # the constant channel's value after each block's GELU
 
@@ -80,6 +93,42 @@ def band_centres(bands: int, fmin: float = 60.0, fmax: float = 7600.0) -> list[f
     return [_mel_to_hz(lo + (hi - lo) * i / (bands - 1)) for i in range(bands)]
 
 
+def filterbank_layout(bands: int = BANDS, bins: int | None = None, levels: int = LEVELS) -> dict:
+    """transformers config fields of a filterbank front end (receptive field 400, hop 320): ``bands`` centre
+    filters, or with ``bins`` analysis frequencies, ``bands`` mel triangles over them."""
+    analysis = bands if bins is None else bins
+    return {"conv_dim": (3, 4 * analysis + 1, levels * bands, bands), "conv_kernel": (1, WINDOW, 1, 1),
+            "conv_stride": (1, HOP, 1, 1)}
+
+
+#: The ``mini_hubert_fb`` layout: 64 centre filters.
+FILTERBANK_LAYOUT = filterbank_layout()
+
+
+def analysis_frequencies(bins: int = MEL_BINS) -> list[float]:
+    """The ``bins`` frequencies (Hz) of the mel-triangle bands: ``k fs / (2 (bins + 1))`` for ``k = 1..bins``,
+    a DFT grid without DC and Nyquist (for :data:`MEL_BINS`, the bins of a :data:`WINDOW`-point DFT)."""
+    if bins < 1:
+        raise ValueError(f"need at least one analysis frequency, got {bins}")
+    return [k * SAMPLE_RATE / (2.0 * (bins + 1)) for k in range(1, bins + 1)]
+
+
+def mel_weights(bands: int, bins: int = MEL_BINS, fmin: float = 60.0, fmax: float = 7600.0) -> Tensor:
+    """``(bands, bins)``, float64: each band's mel triangle over :func:`analysis_frequencies`, rising from the
+    previous band's centre (:func:`band_centres`, extended by one mel step at both ends) to its own and
+    falling to the next one's, normalised to sum to 1 (a band narrower than the grid takes its nearest bin
+    alone)."""
+    lo, hi = _hz_to_mel(fmin), _hz_to_mel(fmax)
+    step = (hi - lo) / (bands - 1)
+    edges = torch.tensor([_mel_to_hz(lo + step * i) for i in range(-1, bands + 1)], dtype=torch.float64)
+    freqs = torch.tensor(analysis_frequencies(bins), dtype=torch.float64)
+    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    weights = torch.minimum((freqs - left) / (centre - left), (right - freqs) / (right - centre)).clamp(min=0.0)
+    empty = weights.sum(1) == 0
+    weights[empty, (freqs[None] - centre[empty]).abs().argmin(1)] = 1.0
+    return weights / weights.sum(1, keepdim=True)
+
+
 def thresholds(levels: int = LEVELS) -> list[float]:
     """The hinge thresholds of block 2: ``FLOOR * 2**k`` for ``k < levels``."""
     return [FLOOR * 2.0 ** k for k in range(levels)]
@@ -94,70 +143,81 @@ def log_level(magnitude: Tensor, levels: int = LEVELS) -> Tensor:
 
 
 def filterbank_weights(bands: int, levels: int = LEVELS, window: int = WINDOW, fmin: float = 60.0,
-                       fmax: float = 7600.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Weights of the four blocks:
+                       fmax: float = 7600.0, bins: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Weights of the four blocks, for ``bands`` centre filters or, with ``bins``, ``bands`` mel triangles
+    over ``bins`` analysis frequencies (module docstring); ``A`` analysis frequencies (``bands`` or ``bins``):
 
     * ``(3, 1, 1)``: the wave, its negative, and 0 (the constant channel comes from the GroupNorm's bias);
-    * ``(4 bands + 1, 3, window)``: per band cos, -cos, sin, -sin (unit norm times :data:`GAIN`) on the first
-      channel and negated on the second; last, the constant carried on (``1 / (window GELU(1))`` per tap);
-    * ``(levels bands, 4 bands + 1, 1)``: per band and threshold ``t_k``, ``S / (2 GAIN t_k)`` on the band's
-      four channels and ``-S / GELU(1)`` on the constant (band-major: row ``b levels + k``);
+    * ``(4 A + 1, 3, window)``: per analysis frequency cos, -cos, sin, -sin (unit norm times :data:`GAIN`) on
+      the first channel and negated on the second; last, the constant carried on (``1 / (window GELU(1))``
+      per tap);
+    * ``(levels bands, 4 A + 1, 1)``: per band and threshold ``t_k``, ``w S / (2 GAIN t_k)`` on the four
+      channels of each analysis frequency, ``w`` its weight in the band (1 on the band's own centre filter,
+      or its :func:`mel_weights`), and ``-S / GELU(1)`` on the constant (band-major: row ``b levels + k``);
     * ``(bands, levels bands, 1)``: per band, the hinge slopes ``(s_k - s_{k-1}) t_k / S`` on its own rows,
       where ``s_k = 1 / (t_{k+1} - t_k)`` is the interpolation's slope above ``t_k`` (0 above the last).
     """
+    if bins is None:
+        freqs, band_of = band_centres(bands, fmin, fmax), torch.eye(bands, dtype=torch.float64)
+    else:
+        freqs, band_of = analysis_frequencies(bins), mel_weights(bands, bins, fmin, fmax)
+    analysis = len(freqs)
     t = (torch.arange(window, dtype=torch.float64) - (window - 1) / 2) / SAMPLE_RATE
     hann = torch.hann_window(window, periodic=False, dtype=torch.float64)
-    rows = []
-    for f in band_centres(bands, fmin, fmax):
-        cos = torch.cos(2 * math.pi * f * t) * hann
-        sin = torch.sin(2 * math.pi * f * t) * hann
-        cos, sin = cos / cos.norm(), sin / sin.norm()
-        rows += [cos, -cos, sin, -sin]
-    analysis = GAIN * torch.stack(rows)
-    filters = torch.zeros(4 * bands + 1, 3, window, dtype=torch.float64)
-    filters[:-1, 0], filters[:-1, 1] = analysis, -analysis
+    phase = 2 * math.pi * torch.tensor(freqs, dtype=torch.float64)[:, None] * t
+    cos, sin = torch.cos(phase) * hann, torch.sin(phase) * hann
+    cos, sin = cos / cos.norm(dim=1, keepdim=True), sin / sin.norm(dim=1, keepdim=True)
+    filters = torch.zeros(4 * analysis + 1, 3, window, dtype=torch.float64)
+    filters[:-1, 0] = GAIN * torch.stack([cos, -cos, sin, -sin], 1).reshape(4 * analysis, window)
+    filters[:-1, 1] = -filters[:-1, 0]
     filters[-1, 2] = 1.0 / (window * _ONE)
 
     levels_at = torch.tensor(thresholds(levels), dtype=torch.float64)
     slopes = torch.zeros(levels, dtype=torch.float64)
     slopes[:-1] = 1.0 / (levels_at[1:] - levels_at[:-1])
     hinges = (slopes - torch.cat([slopes.new_zeros(1), slopes[:-1]])) * levels_at / SHARPNESS
-    compare = torch.zeros(levels * bands, 4 * bands + 1, dtype=torch.float64)
-    compress = torch.zeros(bands, levels * bands, dtype=torch.float64)
-    for b in range(bands):
-        rows_b = slice(b * levels, (b + 1) * levels)
-        compare[rows_b, 4 * b: 4 * b + 4] = (SHARPNESS / (2 * GAIN * levels_at))[:, None]
-        compress[b, rows_b] = hinges
+    compare = torch.zeros(levels * bands, 4 * analysis + 1, dtype=torch.float64)
+    per_channel = band_of.repeat_interleave(4, dim=1)  # (bands, 4 A): a band's weight on each channel
+    compare[:, :-1] = (per_channel[:, None] * (SHARPNESS / (2 * GAIN * levels_at))[:, None]).reshape(
+        levels * bands, 4 * analysis)
     compare[:, -1] = -SHARPNESS / _ONE
+    compress = torch.block_diag(*[hinges[None]] * bands)
     wave = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)[:, None, None]
     return tuple(w.float() for w in (wave, filters, compare[..., None], compress[..., None]))
 
 
-def check_filterbank_layout(config) -> tuple[int, int]:
-    """The ``(bands, levels)`` of a transformers HuBERT / wav2vec 2.0 / WavLM ``config`` with the filterbank
-    layout (blocks of 3, ``4 B + 1``, ``L B`` and ``B`` channels; 1, ``WINDOW``, 1 and 1 taps; GroupNorm in
+def check_filterbank_layout(config, mel: bool = False) -> tuple[int, int, int]:
+    """The ``(bands, levels, analysis frequencies)`` of a transformers HuBERT / wav2vec 2.0 / WavLM ``config``
+    with a filterbank layout (:func:`filterbank_layout`: blocks of 3, ``4 A + 1``, ``L B`` and ``B`` channels,
+    ``A = B`` for centre filters, any ``A`` for ``mel`` triangles; 1, ``WINDOW``, 1 and 1 taps; GroupNorm in
     block 0; no conv bias). Raises ValueError naming what differs (a recipe's preflight calls it)."""
-    bands = config.conv_dim[-1]
-    levels = config.conv_dim[2] // bands if len(config.conv_dim) == 4 else 0
-    layout = (tuple(config.conv_dim), tuple(config.conv_kernel), tuple(config.conv_stride))
-    expected = ((3, 4 * bands + 1, levels * bands, bands), (1, WINDOW, 1, 1), (1, HOP, 1, 1))
-    if levels < 2 or layout != expected or config.feat_extract_norm != "group" or config.conv_bias:
-        raise ValueError(f"a filterbank front end needs conv_dim (3, 4B+1, LB, B) with L >= 2, conv_kernel "
+    dims = tuple(config.conv_dim)
+    bands = dims[-1]
+    levels = dims[2] // bands if len(dims) == 4 else 0
+    analysis = (dims[1] - 1) // 4 if len(dims) == 4 and mel else bands
+    layout = (dims, tuple(config.conv_kernel), tuple(config.conv_stride))
+    expected = filterbank_layout(bands, analysis if mel else None, levels)
+    if (levels < 2 or bands < 2 or analysis < 1 or layout != tuple(expected.values())
+            or config.feat_extract_norm != "group" or config.conv_bias):
+        shape = "(3, 4A+1, LB, B) with A >= 1" if mel else "(3, 4B+1, LB, B)"
+        raise ValueError(f"a {'mel ' if mel else ''}filterbank front end needs conv_dim {shape}, L >= 2, B >= 2 "
+                         f"(L levels, B bands{', A analysis frequencies' if mel else ''}), conv_kernel "
                          f"(1, {WINDOW}, 1, 1), conv_stride (1, {HOP}, 1, 1), feat_extract_norm 'group' and no "
-                         f"conv bias (e.g. the mini_hubert_fb architecture); got conv_dim {layout[0]}, conv_kernel "
-                         f"{layout[1]}, conv_stride {layout[2]}, feat_extract_norm {config.feat_extract_norm!r}, "
-                         f"conv_bias {config.conv_bias}")
-    return bands, levels
+                         f"conv bias (e.g. the mini_hubert_fb architecture{', conv_dim (3, 797, 960, 64)' if mel else ''}"
+                         f"); got conv_dim {dims}, conv_kernel {layout[1]}, conv_stride {layout[2]}, "
+                         f"feat_extract_norm {config.feat_extract_norm!r}, conv_bias {config.conv_bias}")
+    return bands, levels, analysis
 
 
-def init_filterbank_frontend(model: nn.Module) -> None:
-    """Set the feature encoder of a transformers HuBERT / wav2vec 2.0 / WavLM ``model`` with the filterbank
-    layout (:func:`check_filterbank_layout`) to :func:`filterbank_weights`, and block 0's GroupNorm to the
-    identity on the wave channels and the constant 1 on the third."""
-    bands, levels = check_filterbank_layout(model.config)
+def init_filterbank_frontend(model: nn.Module, mel: bool = False) -> None:
+    """Set the feature encoder of a transformers HuBERT / wav2vec 2.0 / WavLM ``model`` with a filterbank
+    layout (:func:`check_filterbank_layout`; ``mel``: mel triangles over a DFT grid rather than centre
+    filters) to :func:`filterbank_weights`, and block 0's GroupNorm to the identity on the wave channels and
+    the constant 1 on the third."""
+    bands, levels, analysis = check_filterbank_layout(model.config, mel)
     blocks = model.feature_extractor.conv_layers
     with torch.no_grad():
-        for block, weight in zip(blocks, filterbank_weights(bands, levels)):
+        for block, weight in zip(blocks, filterbank_weights(bands, levels, bins=analysis if mel else None)):
             block.conv.weight.copy_(weight)
         blocks[0].layer_norm.weight.copy_(torch.tensor([1.0, 1.0, 0.0]))
         blocks[0].layer_norm.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))

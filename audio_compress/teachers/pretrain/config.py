@@ -46,15 +46,19 @@ class PretrainConfig(YamlConfig):
 
     architecture: str = "mini_hubert"  #: a name of :data:`audio_compress.teachers.configs.ARCHITECTURES`
     architecture_overrides: dict = field(default_factory=dict)
-    #: the CNN front end's start: ``learned`` (the architecture's random init, learnt like the rest) or
-    #: ``filterbank`` (a log-compressed mel-spaced magnitude spectrum, :mod:`audio_compress.teachers.filterbank`;
-    #: needs the filterbank layout, e.g. ``mini_hubert_fb``)
-    frontend: Literal["learned", "filterbank"] = "learned"
+    #: the CNN front end's start: ``learned`` (the architecture's random init, learnt like the rest),
+    #: ``filterbank`` (a log-compressed spectrum of mel-spaced centre filters,
+    #: :mod:`audio_compress.teachers.filterbank`; needs the filterbank layout, e.g. ``mini_hubert_fb``) or
+    #: ``mel_filterbank`` (each band the mean of a DFT grid's magnitudes under its mel triangle; needs
+    #: ``conv_dim`` (3, 4A+1, LB, B), e.g. (3, 797, 960, 64) for 64 bands over 199 bins)
+    frontend: Literal["learned", "filterbank", "mel_filterbank"] = "learned"
     #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
     #: the start of the feature projection and positional convolution: ``random`` (the architecture's init) or
     #: ``deltas`` (each front-end channel beside its delta, :mod:`audio_compress.teachers.context`)
     positional_init: Literal["random", "deltas"] = "random"
+    #: with ``deltas``: 1 puts each channel beside its delta, 2 beside its delta and delta-delta
+    delta_order: int = 1
     proj_dim: int = 64  #: width of the final projection and the label embeddings
     temperature: float = 0.1  #: of the cosine-similarity logits
     #: weight of the unmasked frames' cross-entropy beside the masked frames' (HuBERT's ``1 - alpha``, fairseq's
@@ -74,10 +78,10 @@ class PretrainConfig(YamlConfig):
             hf_config = get_config(self.architecture, **self.architecture_overrides)
         except KeyError as err:
             raise ValueError(err.args[0]) from err
-        if self.frontend == "filterbank":
-            check_filterbank_layout(hf_config)
+        if self.frontend != "learned":
+            check_filterbank_layout(hf_config, mel=self.frontend == "mel_filterbank")
         if self.positional_init == "deltas":
-            check_delta_layout(hf_config)
+            check_delta_layout(hf_config, self.delta_order)
         if self.targets.iterations < 1:
             raise ValueError(f"targets.iterations must be at least 1, got {self.targets.iterations}")
         if self.targets.iterations > 1 and not 0 <= self.targets.layer <= hf_config.num_hidden_layers:
