@@ -8,8 +8,9 @@ its frame count (every convolution of the feature encoder is unpadded, so any te
 receptive field and drops frames), but the encoder's positional convolution is padded to the same length
 and sees ``num_conv_pos_embeddings`` frames. :func:`init_delta_context` sets the feature projection and
 that convolution so that the Transformer's input starts as each front-end channel beside its delta (and,
-at ``order`` 2, its delta-delta, the regression applied twice: Kaldi's second-order features, on which
-the probes gain another 5 points of IC); pretraining then trains both like any other weight.
+at ``order`` 2, its delta-delta, the regression applied twice: Kaldi's second-order features, with which
+the probes of the mel front end gain another 5 points of IC); pretraining then trains both like any other
+weight.
 
 Layout, per group ``g`` of the grouped convolution (``C = hidden / groups`` channels, ``F' = F / groups`` of
 the ``F`` front-end channels): projection rows ``g C + i`` copy front-end channel ``g F' + i``; convolution

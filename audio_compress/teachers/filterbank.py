@@ -28,7 +28,7 @@ block 0's GroupNorm, stands in for them.
   ``L - 1`` above the last threshold. That is the log compression of a log-mel spectrum, which the band
   levels need: they span four decades, and a Transformer trained for minutes does not learn to compress.
 
-Two ways to make the bands (``mel`` of :func:`filterbank_weights`):
+Two ways to make the bands (``bins`` of :func:`filterbank_weights`, ``mel`` of :func:`init_filterbank_frontend`):
 
 * centre filters (``mini_hubert_fb``, :data:`FILTERBANK_LAYOUT`): one analysis frequency per band, at its
   centre (``A = B``), and ``m`` is that filter's magnitude. A 25 ms window's filter is about 80 Hz wide, so
