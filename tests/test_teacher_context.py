@@ -114,6 +114,8 @@ def test_layout_check_names_what_does_not_fit(overrides, order, message):
 def test_pretraining_config_and_task_take_the_deltas_start():
     with pytest.raises(ValueError, match="below 2 times"):
         PretrainConfig(architecture="mini_hubert_fb", frontend="filterbank", positional_init="deltas")
+    with pytest.raises(ValueError, match="delta_order 2 needs positional_init: deltas"):
+        PretrainConfig(architecture="mini_hubert_fb", frontend="filterbank", delta_order=2)
     with pytest.raises(ValueError, match="below 3 times"):
         PretrainConfig(architecture="mini_hubert_fb", architecture_overrides=WIDE, frontend="filterbank",
                        positional_init="deltas", delta_order=2)

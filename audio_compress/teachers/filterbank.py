@@ -195,17 +195,19 @@ def check_filterbank_layout(config, mel: bool = False) -> tuple[int, int, int]:
     bands = dims[-1]
     levels = dims[2] // bands if len(dims) == 4 else 0
     analysis = (dims[1] - 1) // 4 if len(dims) == 4 and mel else bands
-    layout = (dims, tuple(config.conv_kernel), tuple(config.conv_stride))
     expected = filterbank_layout(bands, analysis if mel else None, levels)
-    if (levels < 2 or bands < 2 or analysis < 1 or layout != tuple(expected.values())
+    found = {"conv_dim": dims, "conv_kernel": tuple(config.conv_kernel), "conv_stride": tuple(config.conv_stride)}
+    if (levels < 2 or bands < 2 or analysis < 1 or found != expected
             or config.feat_extract_norm != "group" or config.conv_bias):
-        shape = "(3, 4A+1, LB, B) with A >= 1" if mel else "(3, 4B+1, LB, B)"
-        raise ValueError(f"a {'mel ' if mel else ''}filterbank front end needs conv_dim {shape}, L >= 2, B >= 2 "
-                         f"(L levels, B bands{', A analysis frequencies' if mel else ''}), conv_kernel "
-                         f"(1, {WINDOW}, 1, 1), conv_stride (1, {HOP}, 1, 1), feat_extract_norm 'group' and no "
-                         f"conv bias (e.g. the mini_hubert_fb architecture{', conv_dim (3, 797, 960, 64)' if mel else ''}"
-                         f"); got conv_dim {dims}, conv_kernel {layout[1]}, conv_stride {layout[2]}, "
-                         f"feat_extract_norm {config.feat_extract_norm!r}, conv_bias {config.conv_bias}")
+        kind, shape, example = (("mel filterbank", "(3, 4A+1, LB, B) with A >= 1, L >= 2, B >= 2 (A analysis "
+                                 "frequencies, L levels, B bands)", ", conv_dim (3, 797, 960, 64)") if mel else
+                                ("filterbank", "(3, 4B+1, LB, B) with L >= 2, B >= 2 (L levels, B bands)", ""))
+        raise ValueError(f"a {kind} front end needs conv_dim {shape}, conv_kernel (1, {WINDOW}, 1, 1), "
+                         f"conv_stride (1, {HOP}, 1, 1), "
+                         f"feat_extract_norm 'group' and no conv bias (e.g. the mini_hubert_fb architecture{example}); "
+                         f"got conv_dim {dims}, conv_kernel {found['conv_kernel']}, conv_stride "
+                         f"{found['conv_stride']}, feat_extract_norm {config.feat_extract_norm!r}, "
+                         f"conv_bias {config.conv_bias}")
     return bands, levels, analysis
 
 

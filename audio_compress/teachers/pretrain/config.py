@@ -49,8 +49,9 @@ class PretrainConfig(YamlConfig):
     #: the CNN front end's start: ``learned`` (the architecture's random init, learnt like the rest),
     #: ``filterbank`` (a log-compressed spectrum of mel-spaced centre filters,
     #: :mod:`audio_compress.teachers.filterbank`; needs the filterbank layout, e.g. ``mini_hubert_fb``) or
-    #: ``mel_filterbank`` (each band the mean of a DFT grid's magnitudes under its mel triangle; needs
-    #: ``conv_dim`` (3, 4A+1, LB, B), e.g. (3, 797, 960, 64) for 64 bands over 199 bins)
+    #: ``mel_filterbank`` (each band the mean of a DFT grid's magnitudes under its mel triangle; ``conv_dim``
+    #: (3, 4A+1, LB, B) sets the grid's A bins, e.g. (3, 797, 960, 64) for 64 bands over the 199 bins of a
+    #: 400-point DFT; mini_hubert_fb's own (3, 257, 960, 64) gives a coarse grid of 64 bins 125 Hz apart)
     frontend: Literal["learned", "filterbank", "mel_filterbank"] = "learned"
     #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
@@ -82,6 +83,9 @@ class PretrainConfig(YamlConfig):
             check_filterbank_layout(hf_config, mel=self.frontend == "mel_filterbank")
         if self.positional_init == "deltas":
             check_delta_layout(hf_config, self.delta_order)
+        elif self.delta_order != 1:
+            raise ValueError(f"delta_order {self.delta_order} needs positional_init: deltas (it is "
+                             f"{self.positional_init!r}, which starts no deltas)")
         if self.targets.iterations < 1:
             raise ValueError(f"targets.iterations must be at least 1, got {self.targets.iterations}")
         if self.targets.iterations > 1 and not 0 <= self.targets.layer <= hf_config.num_hidden_layers:
