@@ -11,9 +11,11 @@ STAMP := $(VENV)/.installed
 sysdeps:
 	@bash tools/install_sysdeps.sh
 
+# --no-cache-dir: the CUDA build of torch and its libraries take several GB in the venv; a second copy in pip's
+# cache does not fit every CI disk (a run failed with 'No space left on device' while installing).
 $(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(VPY) -m pip install --quiet --no-cache-dir -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
 setup: sysdeps $(STAMP)
