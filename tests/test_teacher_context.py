@@ -21,6 +21,7 @@ from audio_compress.teachers.pretrain.task import TeacherPretrainTask
 
 WIDE = dict(hidden_size=128, intermediate_size=512, num_attention_heads=4)
 BANDS_40 = dict(conv_dim=(3, 797, 600, 40))  # 40 mel bands over 199 DFT bins: each beside its 2 deltas fits 128
+BANDS_32 = dict(conv_dim=(3, 401, 480, 32))  # 32 mel bands over 100 bins: paired with their deltas, fits 128
 
 
 def _model(**overrides):
@@ -86,6 +87,30 @@ def test_at_order_2_the_delta_deltas_follow_the_deltas():
         assert float(summed[0, :, 32 * g + 30: 32 * (g + 1)].abs().max()) < 0.05
 
 
+def test_paired_deltas_lay_out_each_signal_beside_its_negative():
+    model = _model(**BANDS_32)
+    init_delta_context(model, torch.Generator().manual_seed(0), paired=True)
+    features = torch.randn(1, 40, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        hidden = model.feature_projection.projection(features)
+        summed = hidden + model.encoder.pos_conv_embed(hidden)
+    deltas = torchaudio.functional.compute_deltas(features.transpose(1, 2)).transpose(1, 2)
+    for g in range(4):  # 4 groups of 32 channels: 8 bands, their negatives, their deltas, the deltas' negatives
+        bands, delta = features[0, :, 8 * g: 8 * (g + 1)], deltas[0, 2:-2, 8 * g: 8 * (g + 1)]
+        assert torch.allclose(summed[0, :, 32 * g: 32 * g + 8], bands, atol=0.05)
+        assert torch.allclose(summed[0, :, 32 * g + 8: 32 * g + 16], -bands, atol=0.05)
+        assert torch.allclose(summed[0, 2:-2, 32 * g + 16: 32 * g + 24] - DELTA_OFFSET, delta, atol=0.1)
+        assert torch.allclose(summed[0, 2:-2, 32 * g + 24: 32 * (g + 1)] - DELTA_OFFSET, -delta, atol=0.1)
+    # what the pairs are for: the frame's mean no longer depends on the bands (the offsets' 1.5 on average), so
+    # a louder frame keeps its greater scale after the mean is removed
+    assert torch.allclose(summed[0, 2:-2].mean(-1), torch.full((36,), DELTA_OFFSET / 2), atol=0.02)
+    louder = torch.cat([features, features + 2.0], 1)
+    with torch.no_grad():
+        hidden = model.feature_projection.projection(louder)
+        normed = model.encoder.layer_norm(hidden + model.encoder.pos_conv_embed(hidden))
+    assert float(normed[0, 10, :8].mean()) < float(normed[0, 50, :8].mean()) - 0.5
+
+
 def test_a_constant_spectrum_has_zero_delta():
     model = _model()
     init_delta_context(model, torch.Generator().manual_seed(0))
@@ -111,6 +136,14 @@ def test_layout_check_names_what_does_not_fit(overrides, order, message):
     assert check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_40), 2) == (40, 4)
 
 
+def test_paired_layout_check_needs_twice_the_width():
+    with pytest.raises(ValueError, match=r"'paired_deltas' at delta_order 1 .* below 4 times the 64 .* 32 bands"):
+        check_delta_layout(get_config("mini_hubert_fb", **WIDE), paired=True)
+    with pytest.raises(ValueError, match="below 6 times the 32 front-end channels"):
+        check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_32), 2, paired=True)
+    assert check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_32), paired=True) == (32, 4)
+
+
 def test_pretraining_config_and_task_take_the_deltas_start():
     with pytest.raises(ValueError, match="below 2 times"):
         PretrainConfig(architecture="mini_hubert_fb", frontend="filterbank", positional_init="deltas")
@@ -133,3 +166,12 @@ def test_pretraining_config_and_task_take_the_deltas_start():
                                                 positional_init="deltas", delta_order=2), codebook)
     bias = second.model.encoder.pos_conv_embed.conv.bias.detach()
     assert bias[:10].abs().max() == 0.0 and (bias[10:30] == DELTA_OFFSET).all() and bias[30:32].abs().max() == 0.0
+    paired = TeacherPretrainTask(PretrainConfig(architecture="mini_hubert_fb", frontend="mel_filterbank",
+                                                architecture_overrides={**WIDE, **BANDS_32},
+                                                positional_init="paired_deltas"), codebook)
+    projection = paired.model.feature_projection.projection.weight.detach()
+    assert torch.equal(projection[:16, :8], torch.cat([torch.eye(8), -torch.eye(8)]))
+    assert (paired.model.encoder.pos_conv_embed.conv.bias.detach().view(4, 32)[:, 16:] == DELTA_OFFSET).all()
+    with pytest.raises(ValueError, match="'paired_deltas' at delta_order 1"):
+        PretrainConfig(architecture="mini_hubert_fb", architecture_overrides=WIDE, frontend="filterbank",
+                       positional_init="paired_deltas")

@@ -55,10 +55,13 @@ class PretrainConfig(YamlConfig):
     frontend: Literal["learned", "filterbank", "mel_filterbank"] = "learned"
     #: keep the CNN front end as it starts (no gradient, no update)
     freeze_frontend: bool = False
-    #: the start of the feature projection and positional convolution: ``random`` (the architecture's init) or
-    #: ``deltas`` (each front-end channel beside its delta, :mod:`audio_compress.teachers.context`)
-    positional_init: Literal["random", "deltas"] = "random"
-    #: with ``deltas``: 1 puts each channel beside its delta, 2 beside its delta and delta-delta
+    #: the start of the feature projection and positional convolution: ``random`` (the architecture's init),
+    #: ``deltas`` (each front-end channel beside its delta, :mod:`audio_compress.teachers.context`) or
+    #: ``paired_deltas`` (the same, each signal beside its negative too, so that a post-LN encoder's per-frame
+    #: normalisation keeps the frame's level; twice the width)
+    positional_init: Literal["random", "deltas", "paired_deltas"] = "random"
+    #: with ``deltas`` or ``paired_deltas``: 1 puts each channel beside its delta, 2 beside its delta and
+    #: delta-delta
     delta_order: int = 1
     proj_dim: int = 64  #: width of the final projection and the label embeddings
     temperature: float = 0.1  #: of the cosine-similarity logits
@@ -81,10 +84,10 @@ class PretrainConfig(YamlConfig):
             raise ValueError(err.args[0]) from err
         if self.frontend != "learned":
             check_filterbank_layout(hf_config, mel=self.frontend == "mel_filterbank")
-        if self.positional_init == "deltas":
-            check_delta_layout(hf_config, self.delta_order)
+        if self.positional_init != "random":
+            check_delta_layout(hf_config, self.delta_order, paired=self.positional_init == "paired_deltas")
         elif self.delta_order != 1:
-            raise ValueError(f"delta_order {self.delta_order} needs positional_init: deltas (it is "
+            raise ValueError(f"delta_order {self.delta_order} needs positional_init: deltas or paired_deltas (it is "
                              f"{self.positional_init!r}, which starts no deltas)")
         if self.targets.iterations < 1:
             raise ValueError(f"targets.iterations must be at least 1, got {self.targets.iterations}")
