@@ -27,7 +27,8 @@ post-LN encoder normalises every hidden state over the frame, and removing a fra
 overall level, which keyword and intent probes of the mini benchmark lean on (measured on the teacher's own
 input: KS 93.1 -> 75.7, IC 86.5 -> 63.2 once LayerNormed). A pair ``(x, -x)`` adds nothing to the frame's
 mean, so the level survives as the frame's scale relative to the constant offsets (README, "Mini speech
-benchmark"). It needs twice the width: 32 bands at width 128 and order 1.
+benchmark"). It needs twice the unpaired layout's width: four times the bands at order 1 (32 bands at
+width 128).
 """
 
 from __future__ import annotations

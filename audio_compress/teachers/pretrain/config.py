@@ -58,7 +58,7 @@ class PretrainConfig(YamlConfig):
     #: the start of the feature projection and positional convolution: ``random`` (the architecture's init),
     #: ``deltas`` (each front-end channel beside its delta, :mod:`audio_compress.teachers.context`) or
     #: ``paired_deltas`` (the same, each signal beside its negative too, so that a post-LN encoder's per-frame
-    #: normalisation keeps the frame's level; twice the width)
+    #: normalisation keeps the frame's level; twice the width of ``deltas``)
     positional_init: Literal["random", "deltas", "paired_deltas"] = "random"
     #: with ``deltas`` or ``paired_deltas``: 1 puts each channel beside its delta, 2 beside its delta and
     #: delta-delta
