@@ -109,6 +109,18 @@ def test_paired_deltas_lay_out_each_signal_beside_its_negative():
         hidden = model.feature_projection.projection(louder)
         normed = model.encoder.layer_norm(hidden + model.encoder.pos_conv_embed(hidden))
     assert float(normed[0, 10, :8].mean()) < float(normed[0, 50, :8].mean()) - 0.5
+    # at order 2, per group of 32: 5 bands, their negatives, deltas, negated deltas, delta-deltas, negated
+    # delta-deltas (30 rows), then 2 free
+    second = _model(conv_dim=(3, 401, 300, 20))
+    init_delta_context(second, torch.Generator().manual_seed(0), order=2, paired=True)
+    bias = second.encoder.pos_conv_embed.conv.bias.detach().view(4, 32)
+    assert bias[:, :10].abs().max() == 0.0 and (bias[:, 10:30] == DELTA_OFFSET).all() and bias[:, 30:].abs().max() == 0
+    projection = second.feature_projection.projection.weight.detach()
+    assert torch.equal(projection[32:42, 5:10], torch.cat([torch.eye(5), -torch.eye(5)]))
+    taps = second.encoder.pos_conv_embed.conv.weight.detach()  # effective weight of the weight-normed conv
+    centre = 8
+    assert torch.allclose(taps[52, 0, centre - 4: centre + 5], delta_filters(2)[1], atol=1e-6)
+    assert torch.allclose(taps[57, 0, centre - 4: centre + 5], -delta_filters(2)[1], atol=1e-6)
 
 
 def test_a_constant_spectrum_has_zero_delta():
@@ -137,11 +149,13 @@ def test_layout_check_names_what_does_not_fit(overrides, order, message):
 
 
 def test_paired_layout_check_needs_twice_the_width():
-    with pytest.raises(ValueError, match=r"'paired_deltas' at delta_order 1 .* below 4 times the 64 .* 32 bands"):
+    with pytest.raises(ValueError, match=r"'paired_deltas' at delta_order 1 .* below 4 times the 64 .* 20 at order 2"):
         check_delta_layout(get_config("mini_hubert_fb", **WIDE), paired=True)
     with pytest.raises(ValueError, match="below 6 times the 32 front-end channels"):
         check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_32), 2, paired=True)
     assert check_delta_layout(get_config("mini_hubert_fb", **WIDE, **BANDS_32), paired=True) == (32, 4)
+    # 20 bands: 5 per group of 32, six signals each (bands, deltas, delta-deltas and their negatives) fill 30
+    assert check_delta_layout(get_config("mini_hubert_fb", **WIDE, conv_dim=(3, 401, 300, 20)), 2, paired=True) == (20, 4)
 
 
 def test_pretraining_config_and_task_take_the_deltas_start():

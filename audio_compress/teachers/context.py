@@ -83,7 +83,7 @@ def check_delta_layout(config, order: int = 1, paired: bool = False) -> tuple[in
     if kernel // 2 < reach or (kernel - 1) // 2 < reach:
         problems.append(f"num_conv_pos_embeddings {kernel} spans fewer than {2 * reach + 1} frames")
     if problems:
-        name, example = (("paired_deltas", "32 bands at order 1") if paired
+        name, example = (("paired_deltas", "32 bands at order 1, 20 at order 2") if paired
                          else ("deltas", "64 bands at order 1, 40 at order 2"))
         raise ValueError(f"positional_init {name!r} at delta_order {order} needs a positional convolution that "
                          "can hold them for every front-end channel: " + "; ".join(problems)
