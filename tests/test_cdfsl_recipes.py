@@ -24,6 +24,10 @@ MEASURED = {
     "sl": (62.5, 81.6), "ssl_simclr": (59.7, 79.3), "ssl_byol": (44.3, 71.3), "msl_simclr": (71.9, 89.2),
     "msl_byol": (53.7, 80.9), "twostage_simclr": (70.8, 85.1), "twostage_msl_simclr": (69.5, 84.8),
 }
+#: points below MEASURED that still pass: on an AMD EPYC machine the same code and pins give sl 55.5 / 80.1 (7.0
+#: below on 1-shot) and others up to 13.8 above, as these short trainings follow the CPU's floating-point kernels;
+#: 10 episodes have a 95 % interval of about 4.5 points
+SHOT_MARGIN = 10
 
 
 def _run(recipe: str, *args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -118,7 +122,7 @@ def test_mini_recipe_every_scheme_end_to_end(tmp_path):
         one, five = row["shots"]["1"], row["shots"]["5"]
         assert one["episodes"] == five["episodes"] == 10
         low1, low5 = MEASURED[row["scheme"]]
-        assert one["mean"] > low1 - 6 and five["mean"] > low5 - 6, row
+        assert one["mean"] > low1 - SHOT_MARGIN and five["mean"] > low5 - SHOT_MARGIN, row
         assert f"| {row['scheme']} | folder | lp | {one['mean']:.2f} ± {one['ci95']:.2f} |" in table
     baselines = json.loads((exp / "schemes" / "results.json").read_text())["baselines"]
     assert [(r["scheme"], r["update"]) for r in baselines] == [

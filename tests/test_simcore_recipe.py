@@ -20,12 +20,16 @@ OPEN_SET_TARGET = 284
 # measured on 2 CPU cores with Omniglot in the open set (7,067 images, 284 of the target digits
 # 3 / 5 / 8, i.e. 0.040): linear top-1 (%) on the 3-class target test set (chance 33 %) and the
 # share of target-class images in the coreset
+# (on an AMD EPYC machine the same code and pins give 86.7, 92.6 and 94.1: these few-epoch trainings follow
+# the CPU's floating-point kernels, so the test allows TOP1_MARGIN below the figures, far above chance)
 MEASURED = {"top1": {"target_only": 94.8, "simcore": 94.1, "random": 94.1},
             "target_class_fraction": {"simcore": 0.269, "random": 0.040}}
 # measured on 2 CPU cores without Omniglot (open set: 1,227 digits, 284 of them targets, i.e. 0.231): the
 # coreset takes 1,036 of them, so no coreset can beat a 284 / 1036 = 0.274 target share; SimCore reaches
 # 0.269 (279 of the 284 target images), uniform sampling 0.227 (235, the 0.844 expected of 1036 / 1227)
 MEASURED_DIGITS_ONLY = {"target_recall": {"simcore": 0.982}}
+#: points of top-1 below MEASURED that still pass (the spread between the two CPUs above is 8.1)
+TOP1_MARGIN = 12
 
 
 def _run(recipe: str, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -75,7 +79,7 @@ def test_mini_recipe_end_to_end(tmp_path):
     rows = table["rows"]
     assert list(rows) == ["target_only", "simcore", "random"]
     for run, top1 in MEASURED["top1"].items():
-        assert rows[run]["top1"] > top1 - 8, (run, rows[run])
+        assert rows[run]["top1"] > top1 - TOP1_MARGIN, (run, rows[run])
     # SimCore pulls the target digits out of the open set; uniform sampling gets the base rate
     base = table["open_set_target_class_fraction"]
     assert base == pytest.approx(OPEN_SET_TARGET / mini["open_set"])
