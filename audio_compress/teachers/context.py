@@ -87,7 +87,8 @@ def check_delta_layout(config, order: int = 1, paired: bool = False) -> tuple[in
                          else ("deltas", "64 bands at order 1, 40 at order 2"))
         raise ValueError(f"positional_init {name!r} at delta_order {order} needs a positional convolution that "
                          "can hold them for every front-end channel: " + "; ".join(problems)
-                         + f" (e.g. mini_hubert_fb at hidden_size 128: {example})")
+                         + f" (e.g. mini_hubert_fb at hidden_size 128: {example}; the front-end channels are "
+                         "conv_dim's last entry, the bands)")
     return channels, groups
 
 

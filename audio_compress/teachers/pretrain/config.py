@@ -75,6 +75,16 @@ class PretrainConfig(YamlConfig):
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
+    @property
+    def mel_frontend(self) -> bool:
+        """The front end's bands are mel triangles over a DFT grid (``frontend: mel_filterbank``)."""
+        return self.frontend == "mel_filterbank"
+
+    @property
+    def paired_deltas(self) -> bool:
+        """The deltas start lays every signal beside its negative (``positional_init: paired_deltas``)."""
+        return self.positional_init == "paired_deltas"
+
     def __post_init__(self) -> None:
         # the architecture, its overrides and a filterbank's layout, checked when the config loads: a recipe's
         # preflight and the Python API refuse them before any k-means or training
@@ -83,9 +93,9 @@ class PretrainConfig(YamlConfig):
         except KeyError as err:
             raise ValueError(err.args[0]) from err
         if self.frontend != "learned":
-            check_filterbank_layout(hf_config, mel=self.frontend == "mel_filterbank")
+            check_filterbank_layout(hf_config, mel=self.mel_frontend)
         if self.positional_init != "random":
-            check_delta_layout(hf_config, self.delta_order, paired=self.positional_init == "paired_deltas")
+            check_delta_layout(hf_config, self.delta_order, paired=self.paired_deltas)
         elif self.delta_order != 1:
             raise ValueError(f"delta_order {self.delta_order} needs positional_init: deltas or paired_deltas (it is "
                              f"{self.positional_init!r}, which starts no deltas)")

@@ -41,10 +41,10 @@ class TeacherPretrainTask(L.LightningModule):
         hf_config = get_config(config.architecture, **config.architecture_overrides)
         self.model = model_class_for(hf_config)(hf_config)
         if config.frontend != "learned":
-            init_filterbank_frontend(self.model, mel=config.frontend == "mel_filterbank")
+            init_filterbank_frontend(self.model, mel=config.mel_frontend)
         if config.positional_init != "random":
             init_delta_context(self.model, torch.Generator().manual_seed(config.trainer.seed), config.delta_order,
-                               paired=config.positional_init == "paired_deltas")
+                               paired=config.paired_deltas)
         if config.freeze_frontend:
             # transformers' own freeze (HubertModel has no public one): besides requires_grad it clears the
             # encoder's flag that marks the wave as requiring grad in training, without which autograd still
