@@ -204,6 +204,49 @@ def test_second_iteration_clusters_the_first_teachers_layer(tmp_path, monkeypatc
         assert (targets[row, num_frames(n):] == -100).all()
 
 
+def _count_mfcc_calls(monkeypatch) -> list[int]:
+    import audio_compress.teachers.pretrain.task as task_module
+
+    calls = []
+    real = task_module.mfcc_frames
+    monkeypatch.setattr(task_module, "mfcc_frames", lambda wav, cmvn=False: calls.append(wav.numel()) or real(wav, cmvn))
+    return calls
+
+
+def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypatch):
+    """Targets of a whole utterance are computed at its first batch and reused (equal to a fresh computation,
+    whatever the batch's padding); with ``data.crop_samples`` every batch computes them again."""
+    data = make_wave_data_dir(tmp_path / "data", num_utts=2, seed=0)
+    codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(7, 39, generator=torch.Generator().manual_seed(0)))
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(3)) * 0.1
+    lengths = torch.tensor([8000, 5000])
+    padding = torch.arange(8000)[None] >= lengths[:, None]
+    batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+    expected = [codebook.assign(mfcc_frames(wavs[row, :n])) for row, n in enumerate(lengths.tolist())]
+
+    calls = _count_mfcc_calls(monkeypatch)
+    task = TeacherPretrainTask(_config(data), codebook)
+    first = task.frame_targets(batch, num_frames(8000))
+    assert calls == [8000, 5000]
+    # "b" again, alone and so unpadded, then beside "a": no new computation, the same ids
+    alone = WaveBatch(wavs[1:, :5000], torch.zeros(1, 5000, dtype=torch.bool), lengths[1:], ["b"])
+    assert torch.equal(task.frame_targets(alone, num_frames(5000))[0], expected[1])
+    assert torch.equal(task.frame_targets(batch, num_frames(8000)), first)
+    assert calls == [8000, 5000]
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(first[row, :num_frames(n)], expected[row]) and (first[row, num_frames(n):] == -100).all()
+    # the same id at another length (another crop or file) is another entry
+    task.frame_targets(WaveBatch(wavs[:1, :6000], torch.zeros(1, 6000, dtype=torch.bool), torch.tensor([6000]), ["a"]),
+                       num_frames(6000))
+    assert calls == [8000, 5000, 6000]
+
+    calls.clear()
+    cropped = TeacherPretrainTask(PretrainConfig.load(None, [*_overrides(data), "data.crop_samples=8000"]), codebook)
+    for _ in range(2):
+        assert torch.equal(cropped.frame_targets(batch, num_frames(8000)), first)
+    assert calls == [8000, 5000, 8000, 5000]
+
+
 @pytest.mark.parametrize("override,message", [("targets.iterations=0", "at least 1"),
                                               ("targets.layer=5", r"hidden state of mini_hubert \(0 to 4\)")])
 def test_iteration_settings_are_checked_when_the_config_loads(tmp_path, override, message):

@@ -1,7 +1,8 @@
 """Lightning module of HuBERT-style masked prediction on a transformers ``HubertModel``.
 
-Targets are computed per batch from the waveforms (MFCC frames, or the previous iteration's hidden states,
--> nearest k-means centroid, a few milliseconds per utterance), so nothing but the codebook is stored.
+Targets are computed from the waveforms (MFCC frames, or the previous iteration's hidden states, -> nearest
+k-means centroid, a few milliseconds per utterance), so nothing but the codebook is stored on disk. Whole
+utterances get the same targets every epoch, so they are kept in memory after their first batch.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class TeacherPretrainTask(L.LightningModule):
         # validation (reseeded at each validation, so that val_loss is comparable across steps)
         self._mask_generator = torch.Generator().manual_seed(config.trainer.seed)
         self._val_generator = torch.Generator()
+        # (utt_id, samples) -> cluster ids, kept in the smallest integer type that holds them (HuBERT's 500
+        # clusters on 960 h: 0.3 GB); a cropped utterance differs per crop, so crops are not kept
+        self._targets_kept: dict[tuple[str, int], Tensor] | None = {} if config.data.crop_samples is None else None
+        self._kept_dtype = torch.int16 if codebook.num_clusters <= torch.iinfo(torch.int16).max else torch.long
 
     @property
     def codebook(self) -> ClusterTargets:
@@ -66,13 +71,21 @@ class TeacherPretrainTask(L.LightningModule):
     def frame_targets(self, batch: WaveBatch, frames: int) -> Tensor:
         """``(B, T)`` cluster ids of every valid frame, :data:`IGNORE` at padded ones."""
         targets = torch.full((len(batch), frames), IGNORE, dtype=torch.long, device=batch.wavs.device)
-        codebook = self.codebook
-        for row, length in enumerate(batch.lengths.tolist()):
-            wav = batch.wavs[row, :length]
-            feats = (layer_frames(self.previous, wav, self.config.targets.layer) if self.previous is not None
-                     else mfcc_frames(wav.cpu(), self.config.targets.cmvn))
-            targets[row, : feats.shape[0]] = codebook.assign(feats.to(self.codebook_mean.device)).to(targets.device)
+        for row, (utt_id, length) in enumerate(zip(batch.utt_ids, batch.lengths.tolist(), strict=True)):
+            key = (utt_id, length)
+            ids = self._targets_kept.get(key) if self._targets_kept is not None else None
+            if ids is None:
+                ids = self.utterance_targets(batch.wavs[row, :length])
+                if self._targets_kept is not None:
+                    self._targets_kept[key] = ids.to("cpu", self._kept_dtype)
+            targets[row, : ids.shape[0]] = ids.to(targets.device)
         return targets
+
+    def utterance_targets(self, wav: Tensor) -> Tensor:
+        """``(T,)`` cluster ids of one unpadded waveform's frames."""
+        feats = (layer_frames(self.previous, wav, self.config.targets.layer) if self.previous is not None
+                 else mfcc_frames(wav.cpu(), self.config.targets.cmvn))
+        return self.codebook.assign(feats.to(self.codebook_mean.device))
 
     def compute_loss(self, batch: WaveBatch, generator: torch.Generator) -> dict[str, Tensor]:
         frames = num_frames(batch.wavs.shape[1])
