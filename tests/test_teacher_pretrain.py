@@ -239,6 +239,10 @@ def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypa
     task.frame_targets(WaveBatch(wavs[:1, :6000], torch.zeros(1, 6000, dtype=torch.bool), torch.tensor([6000]), ["a"]),
                        num_frames(6000))
     assert calls == [8000, 5000, 6000]
+    # validation keeps its own: a dev dir may reuse a training utterance id
+    task.eval()
+    task.frame_targets(alone, num_frames(5000))
+    assert calls == [8000, 5000, 6000, 5000]
 
     calls.clear()
     cropped = TeacherPretrainTask(PretrainConfig.load(None, [*_overrides(data), "data.crop_samples=8000"]), codebook)

@@ -59,9 +59,11 @@ class TeacherPretrainTask(L.LightningModule):
         # validation (reseeded at each validation, so that val_loss is comparable across steps)
         self._mask_generator = torch.Generator().manual_seed(config.trainer.seed)
         self._val_generator = torch.Generator()
-        # (utt_id, samples) -> cluster ids, kept in the smallest integer type that holds them (HuBERT's 500
-        # clusters on 960 h: 0.3 GB); a cropped utterance differs per crop, so crops are not kept
-        self._targets_kept: dict[tuple[str, int], Tensor] | None = {} if config.data.crop_samples is None else None
+        # (training, utt_id, samples) -> cluster ids, kept in the smallest integer type that holds them (HuBERT's
+        # 500 clusters on 960 h: 0.3 GB); training and dev ids may repeat across the two dirs, hence the flag; a
+        # cropped utterance differs per crop, so crops are not kept
+        self._targets_kept: dict[tuple[bool, str, int], Tensor] | None = (
+            {} if config.data.crop_samples is None else None)
         self._kept_dtype = torch.int16 if codebook.num_clusters <= torch.iinfo(torch.int16).max else torch.long
 
     @property
@@ -72,7 +74,7 @@ class TeacherPretrainTask(L.LightningModule):
         """``(B, T)`` cluster ids of every valid frame, :data:`IGNORE` at padded ones."""
         targets = torch.full((len(batch), frames), IGNORE, dtype=torch.long, device=batch.wavs.device)
         for row, (utt_id, length) in enumerate(zip(batch.utt_ids, batch.lengths.tolist(), strict=True)):
-            key = (utt_id, length)
+            key = (self.training, utt_id, length)
             ids = self._targets_kept.get(key) if self._targets_kept is not None else None
             if ids is None:
                 ids = self.utterance_targets(batch.wavs[row, :length])
