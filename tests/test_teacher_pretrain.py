@@ -204,15 +204,6 @@ def test_second_iteration_clusters_the_first_teachers_layer(tmp_path, monkeypatc
         assert (targets[row, num_frames(n):] == -100).all()
 
 
-def _count_mfcc_calls(monkeypatch) -> list[int]:
-    import audio_compress.teachers.pretrain.task as task_module
-
-    calls = []
-    real = task_module.mfcc_frames
-    monkeypatch.setattr(task_module, "mfcc_frames", lambda wav, cmvn=False: calls.append(wav.numel()) or real(wav, cmvn))
-    return calls
-
-
 def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypatch):
     """Targets of a whole utterance are computed at its first batch and reused (equal to a fresh computation,
     whatever the batch's padding); with ``data.crop_samples`` every batch computes them again."""
@@ -224,7 +215,10 @@ def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypa
     batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
     expected = [codebook.assign(mfcc_frames(wavs[row, :n])) for row, n in enumerate(lengths.tolist())]
 
-    calls = _count_mfcc_calls(monkeypatch)
+    import audio_compress.teachers.pretrain.task as task_module
+
+    calls = []  # the samples of every MFCC computation
+    monkeypatch.setattr(task_module, "mfcc_frames", lambda wav, cmvn=False: calls.append(wav.numel()) or mfcc_frames(wav, cmvn))
     task = TeacherPretrainTask(_config(data), codebook)
     first = task.frame_targets(batch, num_frames(8000))
     assert calls == [8000, 5000]
