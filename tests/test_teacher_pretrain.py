@@ -250,3 +250,15 @@ def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypa
 def test_iteration_settings_are_checked_when_the_config_loads(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         PretrainConfig.load(None, [*_overrides(tmp_path), "targets.iterations=2", override])
+
+
+def test_a_misspelt_architecture_override_is_refused_with_the_field_it_meant(tmp_path):
+    """transformers keeps an unknown config key as a bare attribute, so a typo would silently train with the
+    default; the config refuses it as it loads and names the field it resembles."""
+    from audio_compress.teachers.configs import get_config
+
+    with pytest.raises(KeyError, match=r"mini_hubert_fb: no config field 'hiden_dropout' \(did you mean 'hidden_dropout'\?\)"):
+        get_config("mini_hubert_fb", hiden_dropout=0.0)
+    with pytest.raises(ValueError, match=r"no config field 'hiden_dropout'.*HubertConfig"):
+        PretrainConfig.load(None, [*_overrides(tmp_path), "architecture_overrides.hiden_dropout=0.0"])
+    assert get_config("mini_hubert_fb", hidden_dropout=0.0).hidden_dropout == 0.0

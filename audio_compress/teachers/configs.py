@@ -31,6 +31,7 @@ keeps the model in eval mode; masking is only done with an explicit ``frame_mask
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 from transformers import (
@@ -143,9 +144,20 @@ def get_config(name: str, **overrides) -> PretrainedConfig:
     """transformers config of the named architecture; ``overrides`` replace config fields.
 
     Example: ``get_config("tiny_hubert", feat_extract_norm="layer", conv_bias=True)``.
+
+    Raises:
+        KeyError: an unknown architecture, or an override that is no field of its config (transformers would
+            keep a misspelt field as an unused attribute, so the setting would silently do nothing).
     """
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown teacher architecture {name!r}; choose one of {architecture_names()}")
+    fields = ARCHITECTURES[name]().to_dict()
+    unknown = [key for key in overrides if key not in fields]
+    if unknown:
+        hints = [f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, fields, n=1))
+                 else repr(key) for key in unknown]
+        raise KeyError(f"{name}: no config field {', '.join(hints)}; the overrides must be fields of its "
+                       f"{type(ARCHITECTURES[name]()).__name__}")
     return ARCHITECTURES[name](**overrides)
 
 
