@@ -262,3 +262,49 @@ def test_a_misspelt_architecture_override_is_refused_with_the_field_it_meant(tmp
     with pytest.raises(ValueError, match=r"no config field 'hiden_dropout'.*HubertConfig"):
         PretrainConfig.load(None, [*_overrides(tmp_path), "architecture_overrides.hiden_dropout=0.0"])
     assert get_config("mini_hubert_fb", hidden_dropout=0.0).hidden_dropout == 0.0
+
+
+def test_a_frozen_front_end_is_computed_once_per_batch_and_its_loss_is_unchanged(tmp_path):
+    """With a frozen front end and no crops, a batch seen again reuses the front end's output (the
+    convolutions run once per batch and padded length), and the loss is bit for bit the one without keeping;
+    a learnt front end, or crops, run it every time."""
+    data = make_wave_data_dir(tmp_path / "data", num_utts=2, seed=0)
+    codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(7, 39, generator=torch.Generator().manual_seed(0)))
+    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(3)) * 0.1
+    lengths = torch.tensor([8000, 5000])
+    padding = torch.arange(8000)[None] >= lengths[:, None]
+    batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+    frozen = ["architecture=mini_hubert_fb", "frontend=filterbank", "freeze_frontend=true",
+              "architecture_overrides.hidden_dropout=0.0", "architecture_overrides.attention_dropout=0.0",
+              "architecture_overrides.feat_proj_dropout=0.0", "architecture_overrides.activation_dropout=0.0"]
+
+    def task_and_calls(*extra: str) -> tuple[TeacherPretrainTask, list[int]]:
+        torch.manual_seed(0)
+        task = TeacherPretrainTask(PretrainConfig.load(None, [*_overrides(data), *frozen, *extra]), codebook)
+        calls: list[int] = []  # the batch size of every run of the front end's first convolution
+        task.model.feature_extractor.conv_layers[0].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+        return task, calls
+
+    def loss(task: TeacherPretrainTask, b: WaveBatch, seed: int = 0) -> torch.Tensor:
+        return task.compute_loss(b, torch.Generator().manual_seed(seed))["loss"]
+
+    task, calls = task_and_calls()
+    first = loss(task, batch)
+    assert calls == [2]
+    assert torch.equal(loss(task, batch), first) and calls == [2]
+    # another padded length or other utterances: another entry; validation keeps its own
+    longer = WaveBatch(torch.nn.functional.pad(batch.wavs, (0, 800)), torch.nn.functional.pad(padding, (0, 800), value=True),
+                       lengths, ["a", "b"])
+    alone = WaveBatch(wavs[1:, :5000], torch.zeros(1, 5000, dtype=torch.bool), lengths[1:], ["b"])
+    loss(task, longer), loss(task, alone), loss(task, alone)
+    assert calls == [2, 2, 1]
+    task.eval()
+    loss(task, batch)
+    assert calls == [2, 2, 1, 2]
+    # the same masks, the same weights: what the kept output gives equals what the front end computes
+    plain, plain_calls = task_and_calls("data.crop_samples=8000")
+    assert torch.equal(loss(plain, batch), first) and torch.equal(loss(plain, batch), first)
+    assert plain_calls == [2, 2]
+    learnt, learnt_calls = task_and_calls("freeze_frontend=false")
+    loss(learnt, batch), loss(learnt, batch)
+    assert learnt_calls == [2, 2]

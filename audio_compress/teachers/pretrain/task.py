@@ -2,10 +2,13 @@
 
 Targets are computed from the waveforms (MFCC frames, or the previous iteration's hidden states, -> nearest
 k-means centroid, a few milliseconds per utterance), so nothing but the codebook is stored on disk. Whole
-utterances get the same targets every epoch, so they are kept in memory after their first batch.
+utterances get the same targets every epoch, so they are kept in memory after their first batch; so is a
+frozen front end's output per batch (:mod:`audio_compress.teachers.pretrain.kept_frontend`).
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -20,12 +23,15 @@ from audio_compress.teachers.context import init_delta_context
 from audio_compress.teachers.filterbank import init_filterbank_frontend
 from audio_compress.teachers.pretrain.config import PretrainConfig
 from audio_compress.teachers.pretrain.head import PredictionHead, hubert_loss
+from audio_compress.teachers.pretrain.kept_frontend import KeptFrontend
 from audio_compress.teachers.pretrain.targets import ClusterTargets, layer_frames, mfcc_frames
 from audio_compress.teachers.teacher import FrozenTeacher
 from compact_ssl.training import check_finite_loss
 
 #: ``targets`` value of padded frames
 IGNORE = -100
+#: most bytes of a frozen front end's output kept (the mini benchmark's teacher keeps about 30 MB)
+KEPT_FRONTEND_BYTES = 2 << 30
 
 
 class TeacherPretrainTask(L.LightningModule):
@@ -51,6 +57,9 @@ class TeacherPretrainTask(L.LightningModule):
             # encoder's flag that marks the wave as requiring grad in training, without which autograd still
             # records the frozen front end and its backward runs for a gradient nobody reads
             self.model.feature_extractor._freeze_parameters()
+        # fixed batches (no crops) through a frozen front end give the same output every epoch
+        self._frontend = (KeptFrontend(self.model.feature_extractor, KEPT_FRONTEND_BYTES)
+                          if config.freeze_frontend and config.data.crop_samples is None else None)
         self.previous = previous
         self.head = PredictionHead(hf_config.hidden_size, config.proj_dim, codebook.num_clusters, config.temperature)
         for name, value in codebook.to_dict().items():
@@ -96,8 +105,11 @@ class TeacherPretrainTask(L.LightningModule):
                                 padding_mask=pad, min_masks=self.config.mask.min_masks, min_space=0,
                                 generator=generator).to(pad.device)
         attention_mask = (~batch.padding_mask).long() if bool(batch.padding_mask.any()) else None
-        out = self.model(input_values=batch.wavs.masked_fill(batch.padding_mask, 0.0), attention_mask=attention_mask,
-                         mask_time_indices=mask, return_dict=True)
+        kept = (self._frontend.batch((self.training, tuple(batch.utt_ids), batch.wavs.shape[1]))
+                if self._frontend is not None else nullcontext())
+        with kept:
+            out = self.model(input_values=batch.wavs.masked_fill(batch.padding_mask, 0.0),
+                             attention_mask=attention_mask, mask_time_indices=mask, return_dict=True)
         loss, stats = hubert_loss(self.head(out.last_hidden_state), self.frame_targets(batch, frames), mask, ~pad,
                                   self.config.unmasked_weight)
         return {"loss": loss, **stats, "masked_fraction": (mask & ~pad).sum() / (~pad).sum()}
