@@ -32,7 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from audio_compress.superb.commands import UpstreamSpec
-from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, cached_features, fit_probe, load_features
+from audio_compress.superb.probe import (PROBE_TASKS, ProbeConfig, cached_features, feature_cache, fit_probe,
+                                         load_features)
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
 #: benchmark task -> (metric name, higher is better)
@@ -136,17 +137,27 @@ def _probe_job(job: tuple) -> tuple[str, str, int, dict]:
     return row, task, seed, result
 
 
+def _features_job(job: tuple) -> None:
+    """The features of one upstream on one split (a worker process), cached on disk."""
+    spec, data_dir, cache_dir = job
+    torch.set_num_threads(1)
+    cached_features(spec, data_dir, cache_dir)
+
+
 def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | Path], seeds: Sequence[int],
                out_dir: str | Path, config: ProbeConfig | None = None, nj: int = 1) -> dict[str, dict[str, list[float]]]:
-    """Features of every row (cached in ``out_dir/features``), then every (row, task, seed) probe in ``nj``
-    processes, each result in ``out_dir/probes/<row>/<task>/seed<N>.json``. A result whose key (features,
-    probe config, seed) matches is reused, so a rerun or a resumed run repeats nothing finished.
-    Returns ``values[row][task]``, one test metric per seed."""
+    """Features of every row and split not cached yet (in ``out_dir/features``), then every (row, task, seed)
+    probe, both in ``nj`` processes; each probe's result in ``out_dir/probes/<row>/<task>/seed<N>.json``. A
+    result whose key (features, probe config, seed) matches is reused, so a rerun or a resumed run repeats
+    nothing finished. Returns ``values[row][task]``, one test metric per seed."""
     config = config or ProbeConfig()
     out, dirs = Path(out_dir), {k: str(v) for k, v in data_dirs.items()}
+    missing = [(spec, d, out / "features") for spec in rows.values() for d in dirs.values()
+               if not feature_cache(spec, d, out / "features").is_file()]
+    _run_jobs(_features_job, missing, nj, "features")
     jobs, values = [], {row: {task: [None] * len(seeds) for task in TASKS} for row in rows}
     for row, spec in rows.items():
-        files = {split: str(cached_features(spec, d, out / "features")) for split, d in dirs.items()}
+        files = {split: str(feature_cache(spec, d, out / "features")) for split, d in dirs.items()}
         feats_key = "|".join(Path(f).name for f in files.values())
         for task in TASKS:
             for i, seed in enumerate(seeds):
@@ -159,13 +170,22 @@ def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | P
                     jobs.append((row, task, seed, dirs, files, config, str(result_file), key))
     # the longest jobs (phone recognition, fbank) first, so that the pool ends together
     jobs.sort(key=lambda j: (j[1] != "pr", j[0] != BASELINE))
+    for row, task, seed, result in _run_jobs(_probe_job, jobs, nj, "probes"):
+        values[row][task][list(seeds).index(seed)] = result["test"]
+    return values
+
+
+def _run_jobs(fn, jobs: Sequence[tuple], nj: int, desc: str) -> list:
+    """``fn`` over ``jobs`` in ``nj`` forked processes (in this one when there is nothing to share), with a
+    progress bar; the results in the order they finish."""
     parallel = nj > 1 and len(jobs) > 1
     with (multiprocessing.get_context("fork").Pool(nj) if parallel else nullcontext()) as pool, \
-            tqdm(total=len(jobs), desc="probes", unit="run") as bar:
-        for row, task, seed, result in (pool.imap_unordered(_probe_job, jobs) if parallel else map(_probe_job, jobs)):
-            values[row][task][list(seeds).index(seed)] = result["test"]
+            tqdm(total=len(jobs), desc=desc, unit="run", disable=not jobs) as bar:
+        results = []
+        for result in (pool.imap_unordered(fn, jobs) if parallel else map(fn, jobs)):
+            results.append(result)
             bar.update()
-    return values
+    return results
 
 
 def render_markdown(result: Mapping, title: str = "Mini speech benchmark") -> str:

@@ -10,12 +10,13 @@
 #   0: data        the synthesized corpus and its Kaldi data dirs (the first method's recipe, stages 0-1)
 #   1: students    the randomly initialised teacher (same architecture) as a transformers folder; then side by
 #                  side, one thread each: the probes of the reference rows fbank and teacher_random (they need
-#                  the data only; exp/logs/reference_probes.log) and the three mini recipes, stages 2-5
+#                  the data only; exp/logs/reference_probes.log), the three mini recipes, stages 2-5
 #                  (pretrained teacher, student), each with conf/<method>.yaml here (the student starts from
-#                  the teacher's front end)
-#   2: benchmark   features of the other rows (exp/features), their probes (exp/probes/<row>/<task>/seed<N>.json;
-#                  the reference rows' are found), then exp/results.{md,json,png} (chance, mean ± std over
-#                  seeds, retention, checks)
+#                  the teacher's front end), and, once the first recipe has the teacher, the teacher's probes
+#                  (exp/logs/teacher_probes.log)
+#   2: benchmark   features of the students (exp/features), their probes (exp/probes/<row>/<task>/seed<N>.json;
+#                  the reference rows' and the teacher's are found), then exp/results.{md,json,png} (chance,
+#                  mean ± std over seeds, retention, checks)
 set -euo pipefail
 _here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -58,6 +59,8 @@ teacher_dir="${expdir}/${first}_${students[${first}]}/teacher"
 
 references=(fbank "teacher_random:ssl_teacher_local=${expdir}/teacher_random")
 refs_log="${expdir}/logs/reference_probes.log"
+teacher_row="teacher:ssl_teacher_local=${teacher_dir}"
+teacher_log="${expdir}/logs/teacher_probes.log"
 
 # method_recipe M FROM TO: the mini recipe of method M, stages FROM..TO, in this benchmark's folders
 method_recipe() {
@@ -80,7 +83,7 @@ data_stage() {
 }
 
 students_stage() {
-  local m arch refs
+  local m arch refs tprobes
   arch="$(python -m audio_compress.bin.pretrain_teacher --config "${_teacher_conf}" --cache_root "${expdir}/teachers" --check)"
   python -m audio_compress.bin.prepare_teacher --teacher "${arch}" --seed 0 --out "${expdir}/teacher_random" \
     --check_data "${_w}/data/dev_mini"
@@ -89,29 +92,44 @@ students_stage() {
   # processes of two threads on two cores slow each other down)
   OMP_NUM_THREADS=1 "${probes[@]}" --upstream "${references[@]}" --nj 1 --probes_only > "${refs_log}" 2>&1 &
   refs=$!
+  # the teacher's probes start once the first recipe is done with its teacher: when its distillation stage
+  # starts (its log newer than this stage's start; a log of an earlier run does not count)
+  local started="${expdir}/logs/.students_stage_start" distill_log="${teacher_dir%/teacher}/logs/stage4.log"
+  touch "${started}"
+  (
+    until [ "${distill_log}" -nt "${started}" ]; do sleep 5; done
+    OMP_NUM_THREADS=1 exec "${probes[@]}" --upstream "${teacher_row}" --nj 1 --probes_only
+  ) > "${teacher_log}" 2>&1 &
+  tprobes=$!
   # shellcheck disable=SC2064
-  trap "kill ${refs} 2>/dev/null || true" EXIT  # the stage's subshell ends: so do the probes (pid expanded now)
+  trap "kill ${refs} ${tprobes} 2>/dev/null || true" EXIT  # the stage's subshell ends: so do the probes
   for m in ${methods}; do
     # the first recipe pretrains the teacher, the later ones find it in the cache
     OMP_NUM_THREADS=1 method_recipe "${m}" 2 5
   done
-  if ! wait "${refs}"; then
-    echo "ERROR: the probes of ${references[*]%%:*} failed; their log, ${refs_log}, ends with:" >&2
-    tail -n 20 "${refs_log}" >&2
+  wait_probes "${refs}" "${refs_log}" "${references[*]%%:*}"
+  wait_probes "${tprobes}" "${teacher_log}" teacher
+  trap - EXIT
+  echo "probes of ${references[*]%%:*}: ${refs_log}; of the teacher: ${teacher_log}"
+}
+
+# wait_probes PID LOG ROWS: wait for background probes, failing with the end of their log
+wait_probes() {
+  if ! wait "$1"; then
+    echo "ERROR: the probes of $3 failed; their log, $2, ends with:" >&2
+    tail -n 20 "$2" >&2
     return 1
   fi
-  trap - EXIT
-  echo "probes of ${references[*]%%:*}: ${refs_log}"
 }
 
 benchmark_stage() {
-  local m ups=("${references[@]}" "teacher:ssl_teacher_local=${teacher_dir}")
+  local m ups=("${references[@]}" "${teacher_row}")
   for m in ${methods}; do ups+=("${m}:${m}_local=${expdir}/${m}_${students[${m}]}/student.pt"); done
   # shellcheck disable=SC2086
   "${probes[@]}" --upstream "${ups[@]}" --students ${methods} --nj "${probe_nj}"
 }
 
 run_stage 0 "corpus and data -> ${_w}/{corpus,data}" data_stage
-run_stage 1 "random teacher, pretrained teacher and students (${methods}); fbank and random-teacher probes beside them" students_stage
+run_stage 1 "random teacher, pretrained teacher and students (${methods}); the probes of fbank, the random teacher and the teacher beside them" students_stage
 run_stage 2 "mini SUPERB probes, seeds ${seeds} -> ${expdir}/results.{md,json,png}" benchmark_stage
 finish_recipe
