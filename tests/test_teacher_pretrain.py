@@ -264,6 +264,21 @@ def test_a_misspelt_architecture_override_is_refused_with_the_field_it_meant(tmp
     assert get_config("mini_hubert_fb", hidden_dropout=0.0).hidden_dropout == 0.0
 
 
+@pytest.mark.parametrize("override", ["hidden_dropout=2", "attention_dropout=-0.1", "layerdrop=1.5",
+                                      "mask_time_prob=yes"])
+def test_a_probability_outside_0_to_1_is_refused_when_the_config_loads(tmp_path, override):
+    """transformers takes any dropout; torch refuses it only when the model is built, after k-means. The config
+    refuses it as it loads (a recipe's preflight), naming the field."""
+    from audio_compress.teachers.configs import get_config
+
+    key = override.split("=")[0]
+    with pytest.raises(ValueError, match=rf"mini_hubert_fb: {key}=.*a probability, it must be a number from 0 to 1"):
+        PretrainConfig.load(None, [*_overrides(tmp_path), "architecture=mini_hubert_fb",
+                                   f"architecture_overrides.{override}"])
+    # the ends of the range are probabilities too
+    assert get_config("mini_hubert_fb", hidden_dropout=0, layerdrop=1.0).layerdrop == 1.0
+
+
 def test_a_frozen_front_end_is_computed_once_per_batch_and_its_loss_is_unchanged(tmp_path):
     """With a frozen front end and no crops, a batch seen again reuses the front end's output (the
     convolutions run once per batch and padded length), and the loss is bit for bit the one without keeping;

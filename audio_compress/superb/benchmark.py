@@ -32,8 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from audio_compress.superb.commands import UpstreamSpec
-from audio_compress.superb.probe import (PROBE_TASKS, ProbeConfig, cached_features, feature_cache, fit_probe,
-                                         load_features)
+from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, cached_features, feature_cache, fit_probe, load_features
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
 #: benchmark task -> (metric name, higher is better)

@@ -148,6 +148,8 @@ def get_config(name: str, **overrides) -> PretrainedConfig:
     Raises:
         KeyError: an unknown architecture, or an override that is no field of its config (transformers would
             keep a misspelt field as an unused attribute, so the setting would silently do nothing).
+        ValueError: a probability (a dropout, ``layerdrop``, a masking ``*_prob``) outside [0, 1], which
+            transformers accepts and only the model's build (or its first training step) refuses.
     """
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown teacher architecture {name!r}; choose one of {architecture_names()}")
@@ -158,7 +160,17 @@ def get_config(name: str, **overrides) -> PretrainedConfig:
                  else repr(key) for key in unknown]
         raise KeyError(f"{name}: no config field {', '.join(hints)}; the overrides must be fields of its "
                        f"{type(ARCHITECTURES[name]()).__name__}")
+    bad = {key: value for key, value in overrides.items() if _is_probability(key)
+           and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)}
+    if bad:
+        raise ValueError(f"{name}: {', '.join(f'{k}={v!r}' for k, v in bad.items())}: a probability, "
+                         "it must be a number from 0 to 1")
     return ARCHITECTURES[name](**overrides)
+
+
+def _is_probability(field: str) -> bool:
+    """A config field that holds a probability: the dropouts, ``layerdrop`` and the masking ``*_prob``."""
+    return "dropout" in field or field == "layerdrop" or field.endswith("_prob")
 
 
 def model_class_for(config: PretrainedConfig) -> type[PreTrainedModel]:
