@@ -204,15 +204,21 @@ def test_second_iteration_clusters_the_first_teachers_layer(tmp_path, monkeypatc
         assert (targets[row, num_frames(n):] == -100).all()
 
 
-def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypatch):
-    """Targets of a whole utterance are computed at its first batch and reused (equal to a fresh computation,
-    whatever the batch's padding); with ``data.crop_samples`` every batch computes them again."""
+def _two_utterances(tmp_path: Path) -> tuple[Path, ClusterTargets, torch.Tensor, torch.Tensor, torch.Tensor, WaveBatch]:
+    """A 2-utterance data dir, a 7-cluster codebook, and a padded batch of two waves ("a": 8000 samples, "b":
+    5000): ``(data, codebook, wavs, lengths, padding, batch)``."""
     data = make_wave_data_dir(tmp_path / "data", num_utts=2, seed=0)
     codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(7, 39, generator=torch.Generator().manual_seed(0)))
     wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(3)) * 0.1
     lengths = torch.tensor([8000, 5000])
     padding = torch.arange(8000)[None] >= lengths[:, None]
-    batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+    return data, codebook, wavs, lengths, padding, WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+
+
+def test_whole_utterances_keep_their_targets_and_crops_do_not(tmp_path, monkeypatch):
+    """Targets of a whole utterance are computed at its first batch and reused (equal to a fresh computation,
+    whatever the batch's padding); with ``data.crop_samples`` every batch computes them again."""
+    data, codebook, wavs, lengths, padding, batch = _two_utterances(tmp_path)
     expected = [codebook.assign(mfcc_frames(wavs[row, :n])) for row, n in enumerate(lengths.tolist())]
 
     import audio_compress.teachers.pretrain.task as task_module
@@ -283,12 +289,7 @@ def test_a_frozen_front_end_is_computed_once_per_batch_and_its_loss_is_unchanged
     """With a frozen front end and no crops, a batch seen again reuses the front end's output (the
     convolutions run once per batch and padded length), and the loss is bit for bit the one without keeping;
     a learnt front end, or crops, run it every time."""
-    data = make_wave_data_dir(tmp_path / "data", num_utts=2, seed=0)
-    codebook = ClusterTargets(torch.zeros(39), torch.ones(39), torch.randn(7, 39, generator=torch.Generator().manual_seed(0)))
-    wavs = torch.randn(2, 8000, generator=torch.Generator().manual_seed(3)) * 0.1
-    lengths = torch.tensor([8000, 5000])
-    padding = torch.arange(8000)[None] >= lengths[:, None]
-    batch = WaveBatch(wavs.masked_fill(padding, 0.0), padding, lengths, ["a", "b"])
+    data, codebook, wavs, lengths, padding, batch = _two_utterances(tmp_path)
     frozen = ["architecture=mini_hubert_fb", "frontend=filterbank", "freeze_frontend=true",
               "architecture_overrides.hidden_dropout=0.0", "architecture_overrides.attention_dropout=0.0",
               "architecture_overrides.feat_proj_dropout=0.0", "architecture_overrides.activation_dropout=0.0"]
