@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from audio_compress.superb.commands import UpstreamSpec
-from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, cached_features, feature_cache, fit_probe, load_features
+from audio_compress.superb.probe import PROBE_TASKS, ProbeConfig, feature_cache, fit_probe, load_features, write_features
 from compact_ssl.io import atomic_path, atomic_write_text, read_json, write_json
 
 #: benchmark task -> (metric name, higher is better)
@@ -137,10 +137,10 @@ def _probe_job(job: tuple) -> tuple[str, str, int, dict]:
 
 
 def _features_job(job: tuple) -> None:
-    """The features of one upstream on one split (a worker process), cached on disk."""
-    spec, data_dir, cache_dir = job
+    """The features of one upstream on one split (a worker process), written to their cache file."""
+    spec, data_dir, cache = job
     torch.set_num_threads(1)
-    cached_features(spec, data_dir, cache_dir)
+    write_features(spec, data_dir, cache)
 
 
 def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | Path], seeds: Sequence[int],
@@ -151,12 +151,15 @@ def run_probes(rows: Mapping[str, UpstreamSpec], data_dirs: Mapping[str, str | P
     nothing finished. Returns ``values[row][task]``, one test metric per seed."""
     config = config or ProbeConfig()
     out, dirs = Path(out_dir), {k: str(v) for k, v in data_dirs.items()}
-    missing = [(spec, d, out / "features") for spec in rows.values() for d in dirs.values()
-               if not feature_cache(spec, d, out / "features").is_file()]
+    # each cache file named once (its name hashes the checkpoint's bytes and the audio files' stats)
+    caches = {row: {split: feature_cache(spec, d, out / "features") for split, d in dirs.items()}
+              for row, spec in rows.items()}
+    missing = [(rows[row], dirs[split], cache) for row, files in caches.items() for split, cache in files.items()
+               if not cache.is_file()]
     _run_jobs(_features_job, missing, nj, "features")
     jobs, values = [], {row: {task: [None] * len(seeds) for task in TASKS} for row in rows}
-    for row, spec in rows.items():
-        files = {split: str(feature_cache(spec, d, out / "features")) for split, d in dirs.items()}
+    for row in rows:
+        files = {split: str(cache) for split, cache in caches[row].items()}
         feats_key = "|".join(Path(f).name for f in files.values())
         for task in TASKS:
             for i, seed in enumerate(seeds):

@@ -121,13 +121,20 @@ def load_features(path: str | Path) -> Features:
     return Features(saved["utt_ids"], saved["states"])
 
 
-@torch.no_grad()
 def cached_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str | Path) -> Path:
     """The cache file of ``upstream``'s hidden states on every utterance of ``data_dir``, computed first when
     no cache of this upstream and data exists (written atomically)."""
     cache = feature_cache(upstream, data_dir, cache_dir)
-    if cache.is_file():
-        return cache
+    if not cache.is_file():
+        write_features(upstream, data_dir, cache)
+    return cache
+
+
+@torch.no_grad()
+def write_features(upstream: UpstreamSpec, data_dir: str | Path, cache: str | Path) -> None:
+    """Run ``upstream`` on every utterance of ``data_dir`` and write its hidden states to ``cache``
+    atomically (:func:`feature_cache` names it)."""
+    cache = Path(cache)
     model = build_upstream(upstream)
     wavs = read_kaldi_map(Path(data_dir) / "wav.scp")
     utt_ids, states = sorted(wavs), []
@@ -138,7 +145,6 @@ def cached_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         torch.save({"utt_ids": utt_ids, "states": states}, tmp)
-    return cache
 
 
 def extract_features(upstream: UpstreamSpec, data_dir: str | Path, cache_dir: str | Path) -> Features:

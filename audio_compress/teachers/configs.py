@@ -160,8 +160,7 @@ def get_config(name: str, **overrides) -> PretrainedConfig:
                  else repr(key) for key in unknown]
         raise KeyError(f"{name}: no config field {', '.join(hints)}; the overrides must be fields of its "
                        f"{type(ARCHITECTURES[name]()).__name__}")
-    bad = {key: value for key, value in overrides.items() if _is_probability(key)
-           and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)}
+    bad = {key: value for key, value in overrides.items() if _is_probability(key) and not _in_unit_range(value)}
     if bad:
         raise ValueError(f"{name}: {', '.join(f'{k}={v!r}' for k, v in bad.items())}: a probability, "
                          "it must be a number from 0 to 1")
@@ -171,6 +170,11 @@ def get_config(name: str, **overrides) -> PretrainedConfig:
 def _is_probability(field: str) -> bool:
     """A config field that holds a probability: the dropouts, ``layerdrop`` and the masking ``*_prob``."""
     return "dropout" in field or field == "layerdrop" or field.endswith("_prob")
+
+
+def _in_unit_range(value: object) -> bool:
+    """A number (not a bool) from 0 to 1."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def model_class_for(config: PretrainedConfig) -> type[PreTrainedModel]:

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 class KeptFrontend:
     """Wraps ``extractor.forward`` (the module itself is untouched: same parameters, same state-dict keys).
 
-    Inside :meth:`batch` with a key, the first call computes and keeps the output, later calls with that key
-    return it; outside, or with key ``None``, the front end runs as usual. At most ``max_bytes`` are kept
-    (later batches are then computed every time).
+    Inside :meth:`batch`, the first call computes and keeps the output, later calls with that key return it;
+    outside (the exported model, a probe), the front end runs as usual. At most ``max_bytes`` are kept, on the
+    model's device (later batches are then computed every time).
     """
 
     def __init__(self, extractor: nn.Module, max_bytes: int):
@@ -33,8 +33,8 @@ class KeptFrontend:
         extractor.forward = self._forward
 
     @contextmanager
-    def batch(self, key: Hashable | None) -> Iterator[None]:
-        """The front end's calls in this block are for the batch ``key`` (``None``: not to be kept)."""
+    def batch(self, key: Hashable) -> Iterator[None]:
+        """The front end's calls in this block are for the batch ``key``."""
         self._key = key
         try:
             yield
@@ -51,6 +51,3 @@ class KeptFrontend:
                 self._kept[self._key] = out
                 self.kept_bytes += out.nbytes
         return out
-
-    def __len__(self) -> int:
-        return len(self._kept)

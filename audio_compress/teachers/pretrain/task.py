@@ -30,7 +30,7 @@ from compact_ssl.training import check_finite_loss
 
 #: ``targets`` value of padded frames
 IGNORE = -100
-#: most bytes of a frozen front end's output kept (the mini benchmark's teacher keeps about 30 MB)
+#: most bytes of a frozen front end's output kept, on the model's device (the mini benchmark's teacher: about 30 MB)
 KEPT_FRONTEND_BYTES = 2 << 30
 
 
