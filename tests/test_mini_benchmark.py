@@ -26,6 +26,7 @@ from audio_compress.superb.probe import (
     greedy_ctc,
     layer_stats,
 )
+from audio_compress.teachers import load_teacher
 from audio_compress.teachers.filterbank import FILTERBANK_LAYOUT
 
 ROWS = ("fbank", "teacher_random", "teacher", "star", "armhubert", "distilhubert")
@@ -272,6 +273,14 @@ def test_benchmark_recipe_end_to_end_writes_the_contract(tmp_path):
     assert (teacher_conf["conv_dim"], teacher_conf["conv_kernel"]) == (list(FILTERBANK_LAYOUT["conv_dim"]),
                                                                 list(FILTERBANK_LAYOUT["conv_kernel"]))
     assert (teacher_conf["hidden_size"], teacher_conf["intermediate_size"]) == (128, 512)  # the wide teacher
+    # the random teacher is the teacher before its first step: same architecture and frozen front end
+    random_conf = json.loads((tmp_path / "exp" / "teacher_random" / "config.json").read_text())
+    assert random_conf == teacher_conf
+    teacher = load_teacher(tmp_path / "exp" / "star_tiny_star" / "teacher").model.state_dict()
+    random = load_teacher(tmp_path / "exp" / "teacher_random").model.state_dict()
+    assert all(torch.equal(random[k], teacher[k]) for k in teacher if k.startswith("feature_extractor."))
+    assert not torch.equal(random["encoder.layers.0.attention.k_proj.weight"],
+                           teacher["encoder.layers.0.attention.k_proj.weight"])
     assert (tmp_path / "exp" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert "| fbank |" in (tmp_path / "exp" / "results.md").read_text()
 
@@ -291,6 +300,32 @@ def test_benchmark_recipe_refuses_missing_confs_before_any_stage(tmp_path):
                            "--teacher_conf", "nope/x.yaml"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "--teacher_conf nope/x.yaml is missing" in proc.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_benchmark_preflight_names_missing_inputs_and_a_bad_teacher_override(tmp_path):
+    """Before any stage works: a run that starts after stage 0 (or 1) without its products is told which stage
+    makes them, and a teacher override out of range is refused before the corpus is made."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(root / "egs/mini_speech/benchmark/run.sh"), "--workdir", str(tmp_path),
+                               *args], capture_output=True, text=True, timeout=120)
+
+    proc = run("--stage", "2")
+    assert proc.returncode == 1 and "Preflight check FAILED" in proc.stderr
+    assert (f"the train data dir ({tmp_path}/data/train/wav.scp) is missing. Stage 0 makes it, and this run starts "
+            "at stage 2: rerun with --stage 0.") in proc.stderr
+    for split in ("train", "dev_mini", "test_mini"):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        (tmp_path / "data" / split / "wav.scp").write_text("")
+    proc = run("--stage", "2")
+    assert proc.returncode == 1
+    assert f"the random teacher ({tmp_path}/exp/teacher_random/config.json) is missing. Stage 1 makes it" in proc.stderr
+    proc = run("--teacher_args", "architecture_overrides.hidden_dropout=2")
+    assert proc.returncode == 1 and "hidden_dropout=2: a probability, it must be a number from 0 to 1" in proc.stderr
+    assert "Preflight check FAILED" in proc.stderr and not (tmp_path / "corpus").exists()
 
 
 @pytest.mark.slow

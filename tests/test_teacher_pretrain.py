@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-from conftest import make_wave_data_dir
+from conftest import ROOT, make_wave_data_dir
 from torchaudio.compliance.kaldi import mfcc
 
+from audio_compress.bin import pretrain_teacher as pretrain_cli
 from audio_compress.data.dataset import WaveBatch
 from audio_compress.frames import num_frames
 from audio_compress.teachers import load_teacher
@@ -26,6 +28,7 @@ from audio_compress.teachers.pretrain import (
     masked_prediction_loss,
     mfcc_frames,
     pretrain_teacher,
+    write_initial_teacher,
 )
 
 
@@ -159,6 +162,36 @@ def test_pretrain_exports_a_loadable_teacher_and_reuses_the_cache(tmp_path, monk
     assert cache_key(_config(data, steps=4)) != cache_key(config)
     make_wave_data_dir(tmp_path / "other", num_utts=6, seed=1)
     assert cache_key(_config(tmp_path / "other")) != cache_key(config)
+
+
+def test_the_initial_teacher_is_the_model_pretraining_starts_from(tmp_path, capsys):
+    """``--initial`` writes the benchmark's random teacher: the first iteration's model before its first step
+    (the runner's seeding, the k-means set-up in between), with the architecture overrides, the filterbank and
+    the deltas start of the config; a second seed changes the Transformer only."""
+    data = make_wave_data_dir(tmp_path / "data", num_utts=6, seed=0)
+    wide = ROOT / "egs/mini_speech/conf/pretrain_teacher_wide.yaml"
+    overrides = [o for o in _overrides(data) if not o.startswith("data.max_batch")]
+    L.seed_everything(0)
+    start = TeacherPretraining().setup(PretrainConfig.load(wide, overrides), tmp_path / "run").module.model.state_dict()
+    rng = torch.get_rng_state()
+    assert pretrain_cli.main(["--config", str(wide), "--cache_root", str(tmp_path / "teachers"), "--initial",
+                              "--out", str(tmp_path / "initial"), *(f"--set={o}" for o in overrides)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "initial")
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's generator is left as it was
+    assert not (tmp_path / "teachers").exists()  # nothing trained, nothing cached
+    initial = load_teacher(tmp_path / "initial")
+    assert initial.hidden_size == 128 and initial.model.config.intermediate_size == 512
+    written = initial.model.state_dict()
+    assert written.keys() == start.keys() and all(torch.equal(written[k], start[k]) for k in start)
+    # another seed: the same frozen filterbank and deltas start, another random Transformer
+    write_initial_teacher(PretrainConfig.load(wide, [*overrides, "trainer.seed=1"]), tmp_path / "seed1")
+    other = load_teacher(tmp_path / "seed1").model.state_dict()
+    same = {k for k in start if torch.equal(other[k], start[k])}
+    assert {k for k in start if k.startswith("feature_extractor.")} <= same
+    assert "encoder.layers.0.attention.k_proj.weight" not in same
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain_cli.main(["--config", str(wide), "--cache_root", str(tmp_path), "--initial"])
+    assert exit_info.value.code == 2 and "give --out DIR" in capsys.readouterr().err
 
 
 def test_pretraining_resumes_with_its_mask_generators(tmp_path):

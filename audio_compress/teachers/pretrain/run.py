@@ -24,9 +24,9 @@ from audio_compress.data.kaldi import read_kaldi_map
 from audio_compress.tasks.datamodule import DistillDataModule
 from audio_compress.teachers.pretrain.config import PretrainConfig, TargetConfig
 from audio_compress.teachers.pretrain.targets import ClusterTargets, corpus_features, fit_cluster_targets
-from audio_compress.teachers.pretrain.task import TeacherPretrainTask
+from audio_compress.teachers.pretrain.task import TeacherPretrainTask, initial_model
 from audio_compress.teachers.teacher import FrozenTeacher, load_teacher, save_teacher
-from compact_ssl.io import atomic_write_with
+from compact_ssl.io import atomic_write_with, staged_folder
 from compact_ssl.training import Experiment, Setup
 
 TEACHER = "teacher"
@@ -126,3 +126,14 @@ def pretrain_teacher(config: PretrainConfig, cache_root: str | Path) -> Path:
         if not (teacher / "config.json").is_file():
             raise FileNotFoundError(f"{rundir}: finished but has no {TEACHER}/config.json; delete {rundir} and rerun")
     return teacher
+
+
+def write_initial_teacher(config: PretrainConfig, out: str | Path) -> None:
+    """``initial_model(config)`` drawn after seeding with ``trainer.seed`` (global generator state restored
+    afterwards), written atomically as a teacher folder ``out``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.trainer.seed)
+        model = initial_model(config)
+    with staged_folder(out) as staging:
+        save_teacher(model, staging)
+

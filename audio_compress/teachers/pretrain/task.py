@@ -13,6 +13,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 from torch import Tensor
+from transformers import PreTrainedModel
 
 from audio_compress.data.dataset import WaveBatch
 from audio_compress.frames import frame_padding_mask, num_frames
@@ -34,6 +35,23 @@ IGNORE = -100
 KEPT_FRONTEND_BYTES = 2 << 30
 
 
+def initial_model(config: PretrainConfig) -> PreTrainedModel:
+    """The encoder that pretraining starts from: ``config.architecture`` (with its overrides) at random weights
+    drawn from torch's global generator, its front end set to the filterbank and its Transformer's input to the
+    deltas start when the config asks for them. The runner seeds that generator with ``trainer.seed`` right
+    before it builds the task, so after ``torch.manual_seed(trainer.seed)`` this is the first iteration's
+    starting point weight for weight (a later iteration loads the previous teacher first, which draws from the
+    generator): the mini benchmark's random teacher."""
+    hf_config = get_config(config.architecture, **config.architecture_overrides)
+    model = model_class_for(hf_config)(hf_config)
+    if config.frontend != "learned":
+        init_filterbank_frontend(model, mel=config.mel_frontend)
+    if config.positional_init != "random":
+        init_delta_context(model, torch.Generator().manual_seed(config.trainer.seed), config.delta_order,
+                           paired=config.paired_deltas)
+    return model
+
+
 class TeacherPretrainTask(L.LightningModule):
     """Encoder (``model``), prediction head and the k-means codebook (buffers, so checkpoints hold it).
 
@@ -45,13 +63,8 @@ class TeacherPretrainTask(L.LightningModule):
         super().__init__()
         self.config = config
         self.save_hyperparameters({"config": config.to_dict()})
-        hf_config = get_config(config.architecture, **config.architecture_overrides)
-        self.model = model_class_for(hf_config)(hf_config)
-        if config.frontend != "learned":
-            init_filterbank_frontend(self.model, mel=config.mel_frontend)
-        if config.positional_init != "random":
-            init_delta_context(self.model, torch.Generator().manual_seed(config.trainer.seed), config.delta_order,
-                               paired=config.paired_deltas)
+        self.model = initial_model(config)
+        hf_config = self.model.config
         if config.freeze_frontend:
             # transformers' own freeze (HubertModel has no public one): besides requires_grad it clears the
             # encoder's flag that marks the wave as requiring grad in training, without which autograd still

@@ -8,9 +8,10 @@
 #
 # Stages:
 #   0: data        the synthesized corpus and its Kaldi data dirs (the first method's recipe, stages 0-1)
-#   1: students    the randomly initialised teacher (same architecture) as a transformers folder; then side by
-#                  side, one thread each: the probes of the reference rows fbank and teacher_random (they need
-#                  the data only; exp/logs/reference_probes.log), the three mini recipes, stages 2-5
+#   1: students    the random teacher (the pretraining's starting point: same architecture, front end, deltas
+#                  start and seed, untrained) as a transformers folder; then side by side, one thread each: the
+#                  probes of the reference rows fbank and teacher_random (they need the data only;
+#                  exp/logs/reference_probes.log), the three mini recipes, stages 2-5
 #                  (pretrained teacher, student), each with conf/<method>.yaml here (the student starts from
 #                  the teacher's front end), and, once the first recipe has the teacher, the teacher's probes
 #                  (exp/logs/teacher_probes.log)
@@ -78,14 +79,37 @@ read -ra _probe_args <<< "${probe_args}"
 probes=(python -m audio_compress.bin.mini_benchmark --data "${_w}/data" --seeds "${_seeds[@]}" --out "${expdir}"
         ${_probe_args[@]+"${_probe_args[@]}"})
 
+# init_args: the teacher pretraining entry point's arguments that fix the model (the recipes add the data)
+init_args=(--config "${_teacher_conf}" --cache_root "${expdir}/teachers")
+for _kv in ${teacher_args}; do init_args+=(--set "${_kv}"); done
+
+# preflight: before any stage works, the teacher config and the inputs that the stages this run skips made
+preflight() {
+  local split m
+  if ! want_stage 0 && { want_stage 1 || want_stage 2; }; then
+    for split in train dev_mini test_mini; do
+      require_input "${_w}/data/${split}/wav.scp" 0 "the ${split} data dir"
+    done
+  fi
+  if want_stage 1; then
+    python -m audio_compress.bin.pretrain_teacher "${init_args[@]}" --check > /dev/null
+  elif want_stage 2; then
+    require_input "${expdir}/teacher_random/config.json" 1 "the random teacher"
+    require_input "${teacher_dir}/config.json" 1 "the pretrained teacher"
+    for m in ${methods}; do require_input "${expdir}/${m}_${students[${m}]}/student.pt" 1 "the ${m} student"; done
+  fi
+}
+
 data_stage() {
   method_recipe "${first}" 0 1
 }
 
 students_stage() {
-  local m arch refs tprobes
-  arch="$(python -m audio_compress.bin.pretrain_teacher --config "${_teacher_conf}" --cache_root "${expdir}/teachers" --check)"
-  python -m audio_compress.bin.prepare_teacher --teacher "${arch}" --seed 0 --out "${expdir}/teacher_random" \
+  local m refs tprobes
+  # the random teacher is where the teacher's pretraining starts: its architecture (overrides included), its
+  # filterbank and deltas start, its seed; so teacher - teacher_random is what pretraining taught
+  python -m audio_compress.bin.pretrain_teacher "${init_args[@]}" --initial --out "${expdir}/teacher_random"
+  python -m audio_compress.bin.prepare_teacher --teacher "${expdir}/teacher_random" --out "${expdir}/teacher_random" \
     --check_data "${_w}/data/dev_mini"
   # the reference rows need the data only: their probes train on one core while the teacher and the students
   # train on the other (one thread each: the small models gain little from a second thread, and two
@@ -128,6 +152,8 @@ benchmark_stage() {
   # shellcheck disable=SC2086
   "${probes[@]}" --upstream "${ups[@]}" --students ${methods} --nj "${probe_nj}"
 }
+
+check_stages preflight
 
 run_stage 0 "corpus and data -> ${_w}/{corpus,data}" data_stage
 run_stage 1 "random teacher, pretrained teacher and students (${methods}); the probes of fbank, the random teacher and the teacher beside them" students_stage
