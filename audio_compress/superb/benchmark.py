@@ -13,8 +13,9 @@ deviation over the downstream seeds (0 for one seed). Retention of a student is 
 ``(student - fbank) / (teacher - fbank)`` on the seed means, error rates negated (1: the student kept
 all of the teacher's gain over fbank, 0: none of it); ``null`` (with a note in ``notes``) when the
 teacher equals fbank on a task, where the ratio is undefined. ``transfer`` is the same ratio with the
-randomly initialised teacher in place of fbank: the share of what pretraining gave the teacher that
-distillation passed on to the student, which stays meaningful when the mini teacher is below fbank.
+random teacher in place of fbank, the teacher before pretraining (same architecture and front end, random
+Transformer): the share of what pretraining gave the teacher that distillation passed on to the student,
+which stays meaningful when the mini teacher is below fbank.
 """
 
 from __future__ import annotations
