@@ -170,7 +170,7 @@ def test_the_initial_teacher_is_the_model_pretraining_starts_from(tmp_path, caps
     the deltas start of the config; a second seed changes the Transformer only."""
     data = make_wave_data_dir(tmp_path / "data", num_utts=6, seed=0)
     wide = ROOT / "egs/mini_speech/conf/pretrain_teacher_wide.yaml"
-    overrides = [o for o in _overrides(data) if not o.startswith("data.max_batch")]
+    overrides = _overrides(data)
     L.seed_everything(0)
     start = TeacherPretraining().setup(PretrainConfig.load(wide, overrides), tmp_path / "run").module.model.state_dict()
     rng = torch.get_rng_state()

@@ -136,4 +136,3 @@ def write_initial_teacher(config: PretrainConfig, out: str | Path) -> None:
         model = initial_model(config)
     with staged_folder(out) as staging:
         save_teacher(model, staging)
-
