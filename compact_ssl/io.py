@@ -98,8 +98,12 @@ def replace_folder(src: str | Path, dst: str | Path) -> Path:
 def staged_folder(folder: str | Path) -> Iterator[Path]:
     """Yield a new, empty temporary sibling of ``folder`` to write into; when the block succeeds
     it replaces ``folder`` (:func:`replace_folder`), when it raises it is deleted and ``folder``
-    is left as it was."""
+    is left as it was. Raises :class:`NotADirectoryError` before anything is written when ``folder``
+    is an existing file: a previous folder is replaced, a user's file is not."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder: give a folder path for the output "
+                                 "(or move the file away)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp", dir=folder.parent))
     try:

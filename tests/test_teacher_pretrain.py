@@ -192,6 +192,12 @@ def test_the_initial_teacher_is_the_model_pretraining_starts_from(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:
         pretrain_cli.main(["--config", str(wide), "--cache_root", str(tmp_path), "--initial"])
     assert exit_info.value.code == 2 and "give --out DIR" in capsys.readouterr().err
+    # an --out that is a file is refused and kept (a staged folder replaces only a folder)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert pretrain_cli.main(["--config", str(wide), "--cache_root", str(tmp_path), "--initial",
+                              "--out", str(tmp_path / "notes.txt")]) == 1
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_pretraining_resumes_with_its_mask_generators(tmp_path):

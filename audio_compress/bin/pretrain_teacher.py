@@ -49,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             print(args.out)
             return 0
         teacher = pretrain_teacher(config, args.cache_root)
-    except (ConfigError, ConfigDriftError, FileNotFoundError, KeyError, LockHeldError, ValueError) as err:
+        if args.out:
+            with staged_folder(args.out) as staging:
+                shutil.copytree(teacher, staging, dirs_exist_ok=True)
+    except (ConfigError, ConfigDriftError, FileNotFoundError, KeyError, LockHeldError, NotADirectoryError,
+            ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
-    if args.out:
-        with staged_folder(args.out) as staging:
-            shutil.copytree(teacher, staging, dirs_exist_ok=True)
     print(teacher)
     return 0
 
